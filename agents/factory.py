@@ -1,0 +1,86 @@
+"""The Faust application of a metricsflow worker.
+
+``create_app(settings)`` builds everything explicitly from one Settings object;
+``agents.app`` builds one from MF_* variables for ``faust -A agents.app worker``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from agents.topology import register_agents
+from metricsflow.config import Settings
+from tables.partition_store import PartitionStore
+from tables.storage import WorkerStorage
+from web.server import WebServer
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _raw_table(app: faust.App, name: str, partitions: int) -> faust.Table:
+    # bytes key/value types make Faust use the "raw" serializer, also when it applies changelogs in recovery.
+    return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+
+
+def create_app(settings: Settings) -> faust.App:
+    datadir = Path(settings.data_dir) / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        # Our own aiohttp server serves the API; Faust's is off but the URL is still
+        # shared with the group so every worker knows who owns which partition.
+        web_enabled=False,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        table_standby_replicas=settings.standby_replicas,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=60.0,
+    )
+    points = app.topic(settings.topic("points"), partitions=settings.partitions, **RAW)
+    series = app.topic(settings.topic("series"), partitions=settings.partitions, **RAW)
+    # Table changelogs are the "segment topics": compacted, one partition per source partition.
+    wal = _raw_table(app, "wal", settings.partitions)
+    chunks = _raw_table(app, "chunks", settings.partitions)
+    series_table = _raw_table(app, "series", settings.partitions)
+    points_topic = settings.topic("points")
+
+    def active_partitions() -> set[int]:
+        if not app.assignor:
+            return set()
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == points_topic}
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    storage = WorkerStorage(settings, PartitionStore(wal), PartitionStore(chunks), PartitionStore(series_table),
+                            active_partitions, flush)
+    register_agents(app, storage, points, series, cut_check_interval_s=max(1.0, settings.head_cut_interval_s / 4))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_app: faust.App, revoked: set, **_: object) -> None:  # type: ignore[type-arg]
+        storage.drop({tp.partition for tp in revoked if tp.topic == points_topic})
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(_app: faust.App, **_: object) -> None:
+        # Restored tables may hold WAL entries and series this worker has not seen in memory.
+        storage.drop_all()
+
+    def ready() -> bool:
+        recovery = app.tables.recovery
+        return bool(recovery.completed.is_set() and not recovery.in_recovery and active_partitions())
+
+    web = WebServer(storage, ready, settings.web_host, settings.web_port)
+    # mode starts and stops dependencies with the app, so the API lives as long as the worker.
+    app.add_dependency(web)
+    app.metricsflow_storage = storage  # type: ignore[attr-defined]
+    return app

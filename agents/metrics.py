@@ -1,0 +1,20 @@
+"""The worker's own meta-metrics, served on its /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+POINTS_CONSUMED = Counter("mf_worker_points_consumed", "Points read from mf.points and stored")
+BATCHES_CONSUMED = Counter("mf_worker_batches_consumed", "mf.points messages processed")
+SERIES_CONSUMED = Counter("mf_worker_series_consumed", "mf.series messages processed")
+ERRORS = Counter("mf_worker_errors", "Messages or operations that failed, by reason", ["reason"])
+LAG = Gauge("mf_worker_consumer_lag", "Messages behind the end of mf.points, per partition", ["partition"])
+FRESHNESS = Histogram("mf_worker_ingest_delay_seconds", "Collector send → worker stored",
+                      buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+CUT_SECONDS = Histogram("mf_worker_cut_seconds", "Time to cut one partition's head into chunks",
+                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30))
+BLOCKS_WRITTEN = Counter("mf_worker_blocks_written", "Chunk blocks written by cuts")
+HEAD_POINTS = Gauge("mf_worker_head_points", "Points in the in-memory heads")
+SERIES = Gauge("mf_worker_series", "Series indexed on this worker's partitions")
+QUERY_SECONDS = Histogram("mf_worker_query_seconds", "HTTP query latency by endpoint", ["endpoint"],
+                          buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))

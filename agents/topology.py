@@ -1,0 +1,60 @@
+"""The stream topology: which agent consumes which topic and what it does per message.
+
+One mf.points message is one columnar batch of thousands of points, so Faust's
+per-event cost is paid per batch, never per point (invariant 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from agents import metrics
+from metricsflow.errors import InvalidInput
+from tables.storage import WorkerStorage
+
+log = logging.getLogger(__name__)
+
+
+def register_agents(app: faust.App, storage: WorkerStorage, points: faust.TopicT, series: faust.TopicT,
+                    cut_check_interval_s: float) -> None:
+    @app.agent(series, name="series-indexer")
+    async def index_series(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            if msg.key is None or len(msg.key) != 8:
+                metrics.ERRORS.labels("bad_series_key").inc()
+                continue
+            storage.ingest_series(msg.partition, msg.key, event.value)
+            metrics.SERIES_CONSUMED.inc()
+
+    @app.agent(points, name="points-store")
+    async def store_points(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                stats = storage.ingest_points(msg.partition, msg.offset, event.value)
+            except InvalidInput as exc:
+                # Counted and skipped: a foreign producer's garbage must not stop the partition.
+                metrics.ERRORS.labels(exc.reason).inc()
+                log.warning("skipping mf.points %d@%d: %s", msg.partition, msg.offset, exc)
+                continue
+            metrics.POINTS_CONSUMED.inc(stats.points)
+            metrics.BATCHES_CONSUMED.inc()
+            if stats.produced_at_ms:
+                metrics.FRESHNESS.observe(max(0.0, time.time() - stats.produced_at_ms / 1000))
+            highwater = app.consumer.highwater(msg.tp) if app.consumer else None
+            if highwater is not None:
+                metrics.LAG.labels(str(msg.partition)).set(max(0, highwater - msg.offset - 1))
+            await storage.maybe_cut(msg.partition)
+
+    @app.timer(interval=cut_check_interval_s, name="head-cutter")
+    async def cut_idle_heads() -> None:
+        # Partitions that stopped receiving data still get their heads cut.
+        for p in storage.loaded_partitions():
+            await storage.maybe_cut(p)
+        st = storage.stats()
+        metrics.HEAD_POINTS.set(st["head_points"])
+        metrics.SERIES.set(st["series"])

@@ -1,0 +1,5 @@
+import sys
+
+from metricsflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""``metricsflow collector``: HTTP + gRPC ingest in one process, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from metricsflow.collector.grpc_server import build_server
+from metricsflow.collector.http_app import build_app
+from metricsflow.collector.kafka_writer import KafkaWriter
+from metricsflow.collector.pipeline import IngestPipeline
+from metricsflow.collector.routes import http_routes
+from metricsflow.config import Settings
+from metricsflow.topics import ensure_topics
+
+log = logging.getLogger("metricsflow.collector")
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    writer = KafkaWriter(settings.kafka_bootstrap, settings.kafka_ack_timeout_s, settings.retry_after_s)
+    writer.start()
+    # Topics are created by whoever starts first; a collector without Kafka still starts (and answers 503).
+    topics = asyncio.create_task(_ensure_topics_forever(settings))
+    pipeline = IngestPipeline(settings, writer)
+    app = build_app(pipeline, lambda: writer.ready, settings.max_body_bytes, http_routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.collector_host, settings.collector_http_port, backlog=1024)
+    await site.start()
+    grpc_server = build_server(pipeline, settings.collector_host, settings.collector_grpc_port,
+                               settings.max_body_bytes)
+    await grpc_server.start()
+    log.info("collector listening: http://%s:%d grpc %s:%d", settings.collector_host, settings.collector_http_port,
+             settings.collector_host, settings.collector_grpc_port)
+    print(f"collector ready http=http://{settings.collector_host}:{settings.collector_http_port} "
+          f"grpc={settings.collector_host}:{settings.collector_grpc_port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        topics.cancel()
+        await grpc_server.stop(grace=2)
+        await runner.cleanup()
+        await writer.close()
+
+
+async def _ensure_topics_forever(settings: Settings) -> None:
+    while True:
+        try:
+            await ensure_topics(settings, timeout_s=10)
+            return
+        except Exception as exc:  # Kafka may be down; keep trying without failing the collector
+            log.warning("cannot ensure topics yet: %s", exc)
+            await asyncio.sleep(2)
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())

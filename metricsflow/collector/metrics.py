@@ -1,0 +1,15 @@
+"""The collector's own meta-metrics, served on its /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+POINTS_ACCEPTED = Counter("mf_collector_points_accepted", "Points acknowledged by Kafka", ["protocol"])
+POINTS_REJECTED = Counter("mf_collector_points_rejected", "Points refused, by reason", ["protocol", "reason"])
+REQUESTS = Counter("mf_collector_requests", "Write requests by protocol and outcome", ["protocol", "code"])
+SERIES_ANNOUNCED = Counter("mf_collector_series_announced", "New series written to the series topic")
+KAFKA_UNAVAILABLE = Counter("mf_collector_kafka_unavailable",
+                            "Requests answered 503/UNAVAILABLE because Kafka did not acknowledge in time")
+ACK_SECONDS = Histogram("mf_collector_ack_seconds", "Time from request received to Kafka ack", ["protocol"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")

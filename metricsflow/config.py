@@ -1,0 +1,89 @@
+"""Configuration: one frozen, typed object built once from flags and MF_* variables.
+
+Precedence: command-line flag > MF_* environment variable > default. Deep code is
+handed the object (or the part it needs); nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DAY_S = 86_400
+
+
+def _default_data_dir() -> str:
+    return str(Path(os.environ.get("MF_HOME", Path.home() / ".metricsflow")) / "data")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of every component; each field maps to ``MF_<FIELD>``."""
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "mf."
+    partitions: int = 8
+    replication_factor: int = 1
+    points_retention_ms: int = 7 * DAY_S * 1000  # recovery horizon of mf.points
+    # Collector
+    collector_host: str = "127.0.0.1"
+    collector_http_port: int = 8080
+    collector_grpc_port: int = 50051
+    kafka_ack_timeout_s: float = 2.0  # answer 503 past this (invariant 6)
+    retry_after_s: int = 2
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_labels: int = 30
+    max_label_name_bytes: int = 256
+    max_label_value_bytes: int = 4096
+    max_future_ms: int = 10 * 60 * 1000
+    max_past_ms: int = 15 * DAY_S * 1000  # the raw retention: older points could never be read
+    max_points_per_message: int = 40_000  # keeps an mf.points message under Kafka's 1 MB default
+    tenants: tuple[str, ...] = ()  # empty: any syntactically valid tenant is accepted
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Worker
+    worker_id: str = "worker-1"
+    app_id: str = "metricsflow"
+    data_dir: str = field(default_factory=_default_data_dir)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    standby_replicas: int = 1
+    head_cut_interval_s: float = 60.0
+    head_max_points: int = 2_000_000
+    block_ms: int = 2 * 3600 * 1000
+    log_level: str = "info"
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("points")`` → ``mf.points``."""
+        return f"{self.topic_prefix}{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(value: str, target: Any) -> Any:
+    if target in (int, "int"):
+        return int(value)
+    if target in (float, "float"):
+        return float(value)
+    if target in ("tuple[str, ...]",):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``MF_*`` variables, then apply non-None ``overrides`` (flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f"MF_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _convert(raw, f.type)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return Settings(**values)

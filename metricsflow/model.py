@@ -1,0 +1,79 @@
+"""The data model every ingest path produces and every store consumes.
+
+A sample is (series, timestamp ms, float64 value). A series is a tenant plus a
+label set that includes ``__name__``. Ingest parsers turn their wire format into
+``SeriesSamples`` (per-series numpy columns, never per-point objects); the
+collector validates, hashes and ships them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+METRIC_NAME_LABEL = "__name__"
+DEFAULT_TENANT = "default"
+
+# Prometheus' staleness marker: a NaN with this exact bit pattern.
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN = np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0]
+
+
+class MetricKind(enum.IntEnum):
+    """What a series measures; decides which rollups and functions make sense."""
+
+    UNSPECIFIED = 0
+    GAUGE = 1
+    COUNTER = 2
+    DISTRIBUTION = 3
+
+
+@dataclass(slots=True)
+class SeriesSamples:
+    """Samples of one series as columns.
+
+    ``timestamps_ms`` is int64 ms since the epoch, ``values`` float64; both have
+    the same length. ``labels`` includes ``__name__``.
+    """
+
+    labels: dict[str, str]
+    timestamps_ms: np.ndarray
+    values: np.ndarray
+    kind: MetricKind = MetricKind.UNSPECIFIED
+
+    def __post_init__(self) -> None:
+        self.timestamps_ms = np.asarray(self.timestamps_ms, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        if self.timestamps_ms.shape != self.values.shape or self.values.ndim != 1:
+            raise ValueError("timestamps and values must be 1-d columns of equal length")
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Why (part of) a request was refused; ``reason`` is also a counter label."""
+
+    reason: str
+    detail: str
+    points: int = 1
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What an ingest parser found: the series it could read and what it refused."""
+
+    series: list[SeriesSamples] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected_points(self) -> int:
+        return sum(r.points for r in self.rejections)
+
+
+def is_stale_marker(values: np.ndarray) -> np.ndarray:
+    """Mask of the values that are Prometheus staleness markers (bit-exact)."""
+    return np.asarray(values, dtype=np.float64).view(np.uint64) == np.uint64(STALE_NAN_BITS)

@@ -1,0 +1,33 @@
+"""Small vectorised helpers over (timestamps, values) columns of one series."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def merge(old_ts: np.ndarray, old_vals: np.ndarray, new_ts: np.ndarray,
+          new_vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of two sorted series; where both have a timestamp, the new value wins.
+
+    This is what makes replays idempotent: merging the same samples again
+    yields the same columns.
+    """
+    if old_ts.size == 0:
+        return new_ts, new_vals
+    if new_ts.size == 0:
+        return old_ts, old_vals
+    if old_ts[-1] < new_ts[0]:
+        return np.concatenate([old_ts, new_ts]), np.concatenate([old_vals, new_vals])
+    ts = np.concatenate([old_ts, new_ts])
+    vals = np.concatenate([old_vals, new_vals])
+    order = np.argsort(ts, kind="stable")  # stable: for equal ts the new sample stays last
+    ts, vals = ts[order], vals[order]
+    last = np.ones(ts.size, dtype=bool)
+    last[:-1] = ts[1:] != ts[:-1]
+    return ts[last], vals[last]
+
+
+def clip(ts: np.ndarray, vals: np.ndarray, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """The samples with start_ms <= t <= end_ms."""
+    a, b = np.searchsorted(ts, start_ms, "left"), np.searchsorted(ts, end_ms, "right")
+    return ts[a:b], vals[a:b]

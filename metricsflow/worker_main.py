@@ -1,0 +1,22 @@
+"""``metricsflow worker``: one Faust worker process, in the foreground until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from metricsflow.config import Settings
+from metricsflow.topics import ensure_topics
+
+
+def run(settings: Settings) -> None:
+    import faust
+
+    from agents.factory import create_app
+
+    # Create the topics up front so the points/series partition counts are ours, not Faust's guess.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # Faust runs on this loop afterwards
+    loop.run_until_complete(ensure_topics(settings))
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,52 @@
+"""Every RocksDB key layout of the worker, in one place (see docs/format/keys.md).
+
+Keys are packed big-endian so RocksDB's byte order is (series, time) order and a
+series' chunks are one contiguous range scan. Times are stored offset-binary
+(ms + 2**63) so that negative timestamps would still sort before positive ones.
+"""
+
+from __future__ import annotations
+
+import struct
+
+KEY_FORMAT_VERSION = 1
+# Faust keeps its own bookkeeping key in every partition DB; scans skip it.
+FAUST_RESERVED_PREFIX = b"__faust"
+
+_SID = struct.Struct(">Q")
+_SID_TIME = struct.Struct(">QQ")
+_WAL = struct.Struct(">IQ")
+_TIME_BIAS = 1 << 63
+
+
+def series_key(sid: int) -> bytes:
+    """series table: sid → SeriesInfo."""
+    return _SID.pack(sid)
+
+
+def parse_series_key(key: bytes) -> int:
+    return _SID.unpack(key)[0]
+
+
+def chunk_key(sid: int, block_start_ms: int) -> bytes:
+    """chunks table: (sid, block start) → one encoded block of raw samples."""
+    return _SID_TIME.pack(sid, block_start_ms + _TIME_BIAS)
+
+
+def parse_chunk_key(key: bytes) -> tuple[int, int]:
+    sid, t = _SID_TIME.unpack(key)
+    return sid, t - _TIME_BIAS
+
+
+def chunk_range(sid: int, first_block_ms: int, last_block_ms: int) -> tuple[bytes, bytes]:
+    """[lo, hi) keys covering blocks first..last of one series."""
+    return chunk_key(sid, first_block_ms), chunk_key(sid, last_block_ms) + b"\x00"
+
+
+def wal_key(partition: int, offset: int) -> bytes:
+    """wal table: (source partition, mf.points offset) → the PointBatch as received."""
+    return _WAL.pack(partition, offset)
+
+
+def parse_wal_key(key: bytes) -> tuple[int, int]:
+    return _WAL.unpack(key)

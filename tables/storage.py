@@ -1,0 +1,249 @@
+"""The worker's time-series store over its Faust tables.
+
+Per assigned partition: a WAL table (each mf.points message as received, so an
+acknowledged point is in a changelog before its offset is committed), an
+in-memory head rebuilt from that WAL, a chunks table (compressed blocks of raw
+samples per series and block), and a series table feeding the label index.
+
+Cut protocol (``cut``), per partition:
+  1. take the head's sorted, deduplicated view;
+  2. for every (series, block) it touches, merge with the stored block and
+     write the merged block (RocksDB + changelog);
+  3. delete the WAL entries the head was built from (tombstones);
+  4. start an empty head.
+A crash anywhere in 1–3 replays the WAL into a head whose merge rewrites the
+same blocks, so the protocol is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metricsflow import codecs
+from metricsflow.config import Settings
+from metricsflow.errors import InvalidInput
+from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.pointbatch import decode_batch
+from metricsflow.promql.source import SeriesData
+from metricsflow.samples import clip, merge
+from tables import keys
+from tables.head import Head
+from tables.index import MatcherLike, SeriesIndex
+from tables.partition_store import PartitionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PartitionState:
+    partition: int
+    index: SeriesIndex = field(default_factory=SeriesIndex)
+    head: Head = field(default_factory=Head)
+    cutting: Head | None = None  # the head being cut: still readable until its blocks are written
+    last_cut: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    points: int
+    produced_at_ms: int
+
+
+class WorkerStorage:
+    def __init__(self, settings: Settings, wal: PartitionStore, chunks: PartitionStore,
+                 series: PartitionStore, active_partitions: Callable[[], set[int]],
+                 flush: Callable[[], Awaitable[None]]) -> None:
+        self._settings = settings
+        self._wal = wal
+        self._chunks = chunks
+        self._series = series
+        self._active = active_partitions
+        self._flush = flush
+        self._parts: dict[int, PartitionState] = {}
+        self.block_ms = settings.block_ms
+
+    # -- partition life cycle -------------------------------------------------
+    def drop(self, partitions: set[int]) -> None:
+        """Forget in-memory state of partitions that moved (rebuilt on next use)."""
+        for p in partitions:
+            self._parts.pop(p, None)
+
+    def drop_all(self) -> None:
+        self._parts.clear()
+
+    def state(self, partition: int) -> PartitionState:
+        st = self._parts.get(partition)
+        if st is None:
+            st = self._load(partition)
+            self._parts[partition] = st
+        return st
+
+    def _load(self, partition: int) -> PartitionState:
+        started = time.monotonic()
+        st = PartitionState(partition)
+        for key, value in self._series.scan(partition):
+            self._index_series(st.index, keys.parse_series_key(key), value)
+        for key, value in self._wal.scan(partition):
+            try:
+                batch = decode_batch(value)
+            except InvalidInput:
+                continue
+            st.head.append(batch.point_series_ids(), batch.timestamps_ms, batch.values, key)
+        log.info("partition %d loaded: %d series, %d head points from %d WAL entries in %.2fs", partition,
+                 len(st.index), st.head.points, len(st.head.wal_keys), time.monotonic() - started)
+        return st
+
+    # -- writes (called from the agents, inside stream iteration) -------------
+    def ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
+        batch = decode_batch(value)  # raises InvalidInput before anything is written
+        st = self.state(partition)
+        key = keys.wal_key(partition, offset)
+        self._wal.put(partition, key, value)
+        st.head.append(batch.point_series_ids(), batch.timestamps_ms, batch.values, key)
+        return IngestStats(len(batch), batch.produced_at_ms)
+
+    def ingest_series(self, partition: int, key: bytes, value: bytes | None) -> None:
+        st = self.state(partition)
+        sid = keys.parse_series_key(key)
+        if value is None:
+            return  # deletes of series are retention's business, not the announcer's
+        if self._index_series(st.index, sid, value):
+            self._series.put(partition, key, value)
+
+    @staticmethod
+    def _index_series(index: SeriesIndex, sid: int, value: bytes) -> bool:
+        if sid in index.labels:
+            return False
+        info = pb.SeriesInfo()
+        try:
+            info.ParseFromString(value)
+        except Exception:  # a foreign producer's garbage must not stop the agent
+            log.warning("ignoring unparsable SeriesInfo for series %016x", sid)
+            return False
+        index.add(sid, info.tenant, {lb.name: lb.value for lb in info.labels})
+        return True
+
+    def loaded_partitions(self) -> list[int]:
+        return list(self._parts)
+
+    async def maybe_cut(self, partition: int) -> bool:
+        st = self.state(partition)
+        due = time.monotonic() - st.last_cut >= self._settings.head_cut_interval_s
+        if (due and st.head.points) or st.head.points >= self._settings.head_max_points:
+            await self.cut(partition)
+            return True
+        return False
+
+    async def cut(self, partition: int) -> int:
+        """Move the head into chunks (protocol in the module docstring); returns blocks written."""
+        st = self.state(partition)
+        async with st.lock:
+            old, st.head = st.head, Head()
+            st.cutting = old  # appends go to the new head; reads still see the old one
+            try:
+                written = self._write_blocks(partition, old)  # steps 1-2
+                await self._flush()  # blocks must be in the changelog before the WAL loses them
+                for key in old.wal_keys:  # step 3
+                    self._wal.delete(partition, key)
+            except BaseException:
+                # Put the points back so nothing is lost from memory; the WAL still has them.
+                for sids, ts, vals in [old.view()]:
+                    st.head.append(sids, ts, vals, None)
+                st.head.wal_keys[:0] = old.wal_keys
+                raise
+            finally:
+                st.cutting = None  # step 4
+                st.last_cut = time.monotonic()
+            return written
+
+    def _write_blocks(self, partition: int, head: Head) -> int:
+        sids, ts, vals = head.view()
+        if not ts.size:
+            return 0
+        blocks = (ts // self.block_ms) * self.block_ms
+        change = np.flatnonzero((sids[1:] != sids[:-1]) | (blocks[1:] != blocks[:-1])) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [ts.size]])
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            sid, block = int(sids[a]), int(blocks[a])
+            key = keys.chunk_key(sid, block)
+            new_ts, new_vals = ts[a:b], vals[a:b]
+            old = self._chunks.get(partition, key)
+            if old is not None:
+                old_ts, old_vals = codecs.decode(old)
+                new_ts, new_vals = merge(old_ts, old_vals, new_ts, new_vals)
+            self._chunks.put(partition, key, codecs.encode(new_ts, new_vals))
+        return len(starts)
+
+    # -- reads ----------------------------------------------------------------
+    def readable_partitions(self) -> list[int]:
+        return sorted(self._active())
+
+    def read(self, partition: int, sid: int, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples of one series in [start_ms, end_ms] from chunks and head, each once."""
+        first = (start_ms // self.block_ms) * self.block_ms
+        last = (end_ms // self.block_ms) * self.block_ms
+        lo, hi = keys.chunk_range(sid, first, last)
+        parts_ts, parts_vals = [], []
+        for _key, value in self._chunks.scan(partition, lo, hi):
+            c_ts, c_vals = codecs.decode(value)
+            c_ts, c_vals = clip(c_ts, c_vals, start_ms, end_ms)
+            parts_ts.append(c_ts)
+            parts_vals.append(c_vals)
+        ts = np.concatenate(parts_ts) if parts_ts else np.empty(0, np.int64)
+        vals = np.concatenate(parts_vals) if parts_vals else np.empty(0, np.float64)
+        st = self.state(partition)
+        if st.cutting is not None:
+            c_ts, c_vals = st.cutting.series(sid, start_ms, end_ms)
+            ts, vals = merge(ts, vals, c_ts, c_vals)
+        h_ts, h_vals = st.head.series(sid, start_ms, end_ms)
+        return merge(ts, vals, h_ts, h_vals)
+
+    def select_ids(self, tenant: str, matchers: Sequence[MatcherLike]) -> list[tuple[int, int]]:
+        """(partition, sid) of every matching series on this worker."""
+        out = []
+        for p in self.readable_partitions():
+            out.extend((p, sid) for sid in self.state(p).index.select(tenant, matchers))
+        return out
+
+    def labels_of(self, partition: int, sid: int) -> dict[str, str]:
+        return self.state(partition).index.labels[sid]
+
+    def select(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
+               keep_empty: bool = False) -> list[SeriesData]:
+        out = []
+        for p, sid in self.select_ids(tenant, matchers):
+            ts, vals = self.read(p, sid, start_ms, end_ms)
+            if ts.size or keep_empty:
+                out.append(SeriesData(dict(self.labels_of(p, sid)), ts, vals))
+        return out
+
+    def label_names(self, tenant: str, matchers: Sequence[MatcherLike] | None) -> set[str]:
+        names: set[str] = set()
+        for p in self.readable_partitions():
+            index = self.state(p).index
+            sids = index.select(tenant, matchers) if matchers else None
+            names |= index.label_names(tenant, sids)
+        return names
+
+    def label_values(self, tenant: str, name: str, matchers: Sequence[MatcherLike] | None) -> set[str]:
+        values: set[str] = set()
+        for p in self.readable_partitions():
+            index = self.state(p).index
+            sids = index.select(tenant, matchers) if matchers else None
+            values |= index.label_values(tenant, name, sids)
+        return values
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "partitions": len(self._parts),
+            "series": sum(len(st.index) for st in self._parts.values()),
+            "head_points": sum(st.head.points for st in self._parts.values()),
+        }

@@ -1,0 +1,48 @@
+"""Runs the worker's aiohttp views inside the Faust worker, as a mode Service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from mode import Service
+
+from tables.storage import WorkerStorage
+from web.views import READY_KEY, STORAGE_KEY, add_routes
+
+log = logging.getLogger(__name__)
+
+
+def build_web_app(storage: WorkerStorage, ready: Callable[[], bool]) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app[STORAGE_KEY] = storage
+    app[READY_KEY] = ready
+    add_routes(app)
+    return app
+
+
+class WebServer(Service):
+    """Starts with the worker (before table recovery ends, so /healthz answers during it)."""
+
+    def __init__(self, storage: WorkerStorage, ready: Callable[[], bool], host: str, port: int,
+                 **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._app = build_web_app(storage, ready)
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def web_app(self) -> web.Application:
+        return self._app
+
+    async def on_start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port, backlog=512).start()
+        log.info("worker web on http://%s:%d", self._host, self._port)
+        print(f"worker web ready http://{self._host}:{self._port}", flush=True)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,160 @@
+"""aiohttp views of a worker: the raw /v1/query, series metadata, health and /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import metricsflow
+from agents import metrics
+from metricsflow.errors import InvalidInput
+from metricsflow.model import DEFAULT_TENANT
+from metricsflow.promql.source import Matcher
+from tables.storage import WorkerStorage
+from web.formatting import matrix_series
+from web.params import now_ms, parse_selector, parse_time_ms
+
+STORAGE_KEY = web.AppKey("storage", WorkerStorage)
+READY_KEY = web.AppKey("ready", object)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DEFAULT_RANGE_MS = 3600 * 1000
+
+
+def ok(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps({"status": "success", "data": data}), content_type="application/json")
+
+
+def api_error(status: int, error_type: str, message: str) -> web.Response:
+    body = {"status": "error", "errorType": error_type, "error": message}
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def tenant_of(request: web.Request) -> str:
+    return request.headers.get("X-Scope-OrgID", "").strip() or DEFAULT_TENANT
+
+
+async def params(request: web.Request) -> dict[str, list[str]]:
+    """GET query and POST form parameters together, every value kept (match[] repeats)."""
+    out: dict[str, list[str]] = {}
+    for key, value in request.query.items():
+        out.setdefault(key, []).append(value)
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        for key, value in (await request.post()).items():
+            out.setdefault(key, []).append(str(value))
+    return out
+
+
+def first(p: dict[str, list[str]], name: str) -> str | None:
+    values = p.get(name)
+    return values[0] if values else None
+
+
+def timed(endpoint: str, handler: Handler) -> Handler:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except InvalidInput as exc:
+            return api_error(400, "bad_data", exc.detail)
+        finally:
+            metrics.QUERY_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+    return wrapper
+
+
+def _time_range(p: dict[str, list[str]]) -> tuple[int, int]:
+    end = parse_time_ms(first(p, "end"), now_ms(), "end")
+    start = parse_time_ms(first(p, "start"), end - DEFAULT_RANGE_MS, "start")
+    if end < start:
+        raise InvalidInput("bad_data", 'invalid parameter "end": end timestamp must not be before start time')
+    return start, end
+
+
+def _match_sets(p: dict[str, list[str]], required: bool) -> list[list[Matcher]]:
+    selectors = p.get("match[]", [])
+    if required and not selectors:
+        raise InvalidInput("bad_data", "no match[] parameter provided")
+    return [parse_selector(s) for s in selectors]
+
+
+async def raw_query(request: web.Request) -> web.StreamResponse:
+    """GET /v1/query?query=<selector>&start=&end= : the raw samples of matching series (matrix)."""
+    p = await params(request)
+    query = first(p, "query")
+    if not query:
+        raise InvalidInput("bad_data", 'missing parameter "query"')
+    start, end = _time_range(p)
+    storage = request.app[STORAGE_KEY]
+    result = [matrix_series(s.labels, s.timestamps_ms, s.values)
+              for s in storage.select(tenant_of(request), parse_selector(query), start, end)]
+    result.sort(key=lambda r: sorted(r["metric"].items()))  # type: ignore[union-attr]
+    return ok({"resultType": "matrix", "result": result})
+
+
+async def series(request: web.Request) -> web.StreamResponse:
+    p = await params(request)
+    storage = request.app[STORAGE_KEY]
+    seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    for matchers in _match_sets(p, required=True):
+        for part, sid in storage.select_ids(tenant_of(request), matchers):
+            labels = storage.labels_of(part, sid)
+            seen.setdefault(tuple(sorted(labels.items())), labels)
+    return ok([seen[k] for k in sorted(seen)])
+
+
+async def labels(request: web.Request) -> web.StreamResponse:
+    p = await params(request)
+    storage = request.app[STORAGE_KEY]
+    sets = _match_sets(p, required=False) or [None]
+    names: set[str] = set()
+    for matchers in sets:
+        names |= storage.label_names(tenant_of(request), matchers)
+    return ok(sorted(names))
+
+
+async def label_values(request: web.Request) -> web.StreamResponse:
+    p = await params(request)
+    name = request.match_info["name"]
+    storage = request.app[STORAGE_KEY]
+    sets = _match_sets(p, required=False) or [None]
+    values: set[str] = set()
+    for matchers in sets:
+        values |= storage.label_values(tenant_of(request), name, matchers)
+    return ok(sorted(values))
+
+
+async def buildinfo(_request: web.Request) -> web.StreamResponse:
+    return ok({"version": metricsflow.__version__, "revision": "", "branch": "", "buildUser": "",
+               "buildDate": "", "goVersion": "python"})
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    storage = request.app[STORAGE_KEY]
+    return web.Response(body=orjson.dumps({"status": "ok", **storage.stats()}), content_type="application/json")
+
+
+async def readiness(request: web.Request) -> web.StreamResponse:
+    """200 once table recovery finished and partitions are assigned: queries see everything stored."""
+    ready = request.app[READY_KEY]()  # type: ignore[operator]
+    body = orjson.dumps({"ready": ready, **request.app[STORAGE_KEY].stats()})
+    return web.Response(body=body, status=200 if ready else 503, content_type="application/json")
+
+
+async def prometheus_metrics(_request: web.Request) -> web.StreamResponse:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    for method in ("GET", "POST"):
+        r.add_route(method, "/v1/query", timed("v1_query", raw_query))
+        r.add_route(method, "/api/v1/series", timed("series", series))
+        r.add_route(method, "/api/v1/labels", timed("labels", labels))
+    r.add_get("/api/v1/label/{name}/values", timed("label_values", label_values))
+    r.add_get("/api/v1/status/buildinfo", buildinfo)
+    r.add_get("/healthz", health)
+    r.add_get("/readyz", readiness)
+    r.add_get("/metrics", prometheus_metrics)
