@@ -10,6 +10,7 @@ from pathlib import Path
 
 import faust
 
+from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
 from tables.partition_store import PartitionStore
@@ -29,13 +30,13 @@ def create_app(settings: Settings) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")),
         store="rocksdb://",
         datadir=str(datadir),
         # Our own aiohttp server serves the API; Faust's is off but the URL is still
         # shared with the group so every worker knows who owns which partition.
         web_enabled=False,
-        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=settings.worker_url,
         table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> faust.App:
     storage = WorkerStorage(settings, PartitionStore(wal), PartitionStore(chunks), PartitionStore(series_table),
                             active_partitions, flush)
     register_agents(app, storage, points, series, cut_check_interval_s=max(1.0, settings.head_cut_interval_s / 4))
+    register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: faust.App, revoked: set, **_: object) -> None:  # type: ignore[type-arg]

@@ -18,3 +18,6 @@ HEAD_POINTS = Gauge("mf_worker_head_points", "Points in the in-memory heads")
 SERIES = Gauge("mf_worker_series", "Series indexed on this worker's partitions")
 QUERY_SECONDS = Histogram("mf_worker_query_seconds", "HTTP query latency by endpoint", ["endpoint"],
                           buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+INGEST_ACCEPTED = Counter("mf_worker_ingest_accepted", "Points from mf.ingest written to mf.points")
+INGEST_REJECTED = Counter("mf_worker_ingest_rejected", "Points or messages from mf.ingest refused, by reason",
+                          ["reason"])

@@ -51,6 +51,7 @@ class Settings:
     data_dir: str = field(default_factory=_default_data_dir)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    advertised_url: str = ""  # how other workers reach this one; default http://web_host:web_port
     standby_replicas: int = 1
     head_cut_interval_s: float = 60.0
     head_max_points: int = 2_000_000
@@ -60,6 +61,10 @@ class Settings:
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("points")`` → ``mf.points``."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def worker_url(self) -> str:
+        return self.advertised_url or f"http://{self.web_host}:{self.web_port}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -38,14 +38,14 @@ def tenant_of(request: web.Request) -> str:
     return request.headers.get(TENANT_HEADER, "").strip() or DEFAULT_TENANT
 
 
-async def ingest(request: web.Request, protocol: str, parse: Parser,
-                 success_status: int = 202) -> web.Response:
+async def ingest(request: web.Request, protocol: str, parse: Parser, success_status: int = 202,
+                 partial_status: int | None = None, otlp_response: bool = False) -> web.Response:
     """Shared body of every write endpoint: parse → pipeline → response with partial success."""
     pipeline = request.app[PIPELINE_KEY]
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        metrics.POINTS_REJECTED.labels(protocol, "body_too_large").inc(0)
+        metrics.REQUESTS_REJECTED.labels(protocol, "body_too_large").inc()
         metrics.REQUESTS.labels(protocol, "413").inc()
         return error_response(413, "body_too_large", exc.text or "request body too large")
     try:
@@ -55,22 +55,43 @@ async def ingest(request: web.Request, protocol: str, parse: Parser,
         parsed = parse(body, request)
         outcome = await pipeline.accept(tenant_of(request), parsed, protocol)
     except InvalidInput as exc:
-        metrics.REQUESTS.labels(protocol, "400").inc()
-        metrics.POINTS_REJECTED.labels(protocol, exc.reason).inc(0)
-        return error_response(400, exc.reason, str(exc))
+        status = 413 if exc.reason == "body_too_large" else 400
+        metrics.REQUESTS.labels(protocol, str(status)).inc()
+        metrics.REQUESTS_REJECTED.labels(protocol, exc.reason).inc()
+        return error_response(status, exc.reason, str(exc))
     except BackendUnavailable as exc:
         metrics.KAFKA_UNAVAILABLE.inc()
         metrics.REQUESTS.labels(protocol, "503").inc()
         return error_response(503, "kafka_unavailable", str(exc), {"Retry-After": str(int(exc.retry_after_s))})
-    return outcome_response(outcome, protocol, success_status)
+    if otlp_response:
+        return otlp_outcome_response(outcome, protocol)
+    return outcome_response(outcome, protocol, success_status, partial_status)
 
 
-def outcome_response(outcome: WriteOutcome, protocol: str, success_status: int) -> web.Response:
-    status = 400 if outcome.rejected and not outcome.accepted else success_status
+def outcome_response(outcome: WriteOutcome, protocol: str, success_status: int,
+                     partial_status: int | None = None) -> web.Response:
+    if outcome.rejected and not outcome.accepted:
+        status = 400
+    elif outcome.rejected and partial_status is not None:
+        status = partial_status
+    else:
+        status = success_status
     metrics.REQUESTS.labels(protocol, str(status)).inc()
     if status == 204:
         return web.Response(status=204)
     return json_response(outcome.to_json(), status)
+
+
+def otlp_outcome_response(outcome: WriteOutcome, protocol: str) -> web.Response:
+    """OTLP reports partial success inside a 200 ExportMetricsServiceResponse."""
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as otlp
+
+    resp = otlp.ExportMetricsServiceResponse()
+    if outcome.rejected:
+        resp.partial_success.rejected_data_points = outcome.rejected
+        resp.partial_success.error_message = "; ".join(f"{r.reason}: {r.detail}" for r in outcome.rejections)
+    metrics.REQUESTS.labels(protocol, "200").inc()
+    return web.Response(body=resp.SerializeToString(), status=200, content_type="application/x-protobuf")
 
 
 def now_ms() -> int:

@@ -13,3 +13,5 @@ KAFKA_UNAVAILABLE = Counter("mf_collector_kafka_unavailable",
 ACK_SECONDS = Histogram("mf_collector_ack_seconds", "Time from request received to Kafka ack", ["protocol"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
 KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")
+REQUESTS_REJECTED = Counter("mf_collector_requests_rejected", "Whole requests refused (unreadable body), by reason",
+                            ["protocol", "reason"])

@@ -1,0 +1,155 @@
+"""Unit tests of the pure core: series ids, point batches, wire encoding, validation, head, index, params."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metricsflow.collector.validation import Limits, check_labels, sort_and_dedup, validate
+from metricsflow.errors import InvalidInput
+from metricsflow.model import SeriesSamples
+from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.pointbatch import decode_batch, encode_batches
+from metricsflow.promql.source import Matcher
+from metricsflow.samples import merge
+from metricsflow.series_id import canonical_bytes, partition_for, series_id
+from metricsflow.wire import encode_labels, encode_series, encode_write_request
+from tables.head import Head
+from tables.index import SeriesIndex
+from web.params import parse_duration_ms, parse_selector, parse_time_ms
+
+LIMITS = Limits(max_labels=30, max_label_name_bytes=256, max_label_value_bytes=4096,
+                max_past_ms=86_400_000, max_future_ms=600_000)
+
+
+def test_series_id_ignores_label_order_and_empty_values_but_not_tenant() -> None:
+    a = series_id("t", {"__name__": "cpu", "host": "a", "dc": "x"})
+    assert a == series_id("t", {"dc": "x", "host": "a", "__name__": "cpu", "empty": ""})
+    assert a != series_id("u", {"__name__": "cpu", "host": "a", "dc": "x"})
+    assert canonical_bytes("t", {"__name__": "m"}) == b"\x01t\x08__name__\x01m"
+    assert 0 <= partition_for(a, 7) < 7
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=300), min_size=1, max_size=6),
+       st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=300), min_size=1, max_size=6))
+def test_series_id_distinguishes_label_sets(a: dict[str, str], b: dict[str, str]) -> None:
+    a = {k: v for k, v in a.items() if v}
+    b = {k: v for k, v in b.items() if v}
+    assert (canonical_bytes("t", a) == canonical_bytes("t", b)) == (a == b)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(1, 50)), min_size=1, max_size=20),
+       st.integers(1, 100))
+def test_point_batches_round_trip_and_respect_the_size_limit(runs_spec: list[tuple[int, int]], limit: int) -> None:
+    rng = np.random.default_rng(0)
+    runs = [(sid, np.arange(n, dtype=np.int64) * 1000, rng.normal(size=n)) for sid, n in runs_spec]
+    messages = encode_batches(runs, limit, 123)
+    sids, ts, vals = [], [], []
+    for m in messages:
+        b = decode_batch(m)
+        assert len(b) <= limit and b.produced_at_ms == 123
+        sids.append(b.point_series_ids())
+        ts.append(b.timestamps_ms)
+        vals.append(b.values)
+    want_sids = np.repeat([s for s, _ in runs_spec], [n for _, n in runs_spec]).astype(np.uint64)
+    np.testing.assert_array_equal(np.concatenate(sids), want_sids)
+    np.testing.assert_array_equal(np.concatenate(ts), np.concatenate([r[1] for r in runs]))
+    np.testing.assert_array_equal(np.concatenate(vals), np.concatenate([r[2] for r in runs]))
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff", pb.PointBatch(format_version=9).SerializeToString(),
+                                  pb.PointBatch(format_version=1, series_ids=b"\x01" * 8, run_lengths=b"\x02\0\0\0",
+                                                timestamps_ms=b"\0" * 8, values=b"\0" * 8).SerializeToString()])
+def test_malformed_point_batches_are_refused(data: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        decode_batch(data)
+
+
+def test_hand_written_wire_encoding_equals_generated_protobuf() -> None:
+    labels = {"__name__": "cpu", "host": "ä" * 200}
+    ts = np.array([1, 2, 3], dtype=np.int64)
+    vals = np.array([1.5, math.nan, -0.0])
+    body = encode_write_request([encode_series(encode_labels(labels), ts, vals)])
+    msg = pb.WriteRequest(series=[pb.Series(labels=[pb.Label(name=k, value=v) for k, v in sorted(labels.items())],
+                                            timestamps_ms_le=ts.tobytes(), values_le=vals.tobytes())])
+    assert body == msg.SerializeToString()
+
+
+@pytest.mark.parametrize(("labels", "reason"), [
+    ({"host": "a"}, "missing_metric_name"),
+    ({"__name__": "a-b"}, "invalid_metric_name"),
+    ({"__name__": "m", "1x": "v"}, "invalid_label_name"),
+    ({"__name__": "m", "__reserved": "v"}, "invalid_label_name"),
+    ({"__name__": "m", **{f"l{i}": "v" for i in range(30)}}, "too_many_labels"),
+    ({"__name__": "m", "v": "é" * 2049}, "label_value_too_long"),
+    ({"__name__": "m", "n" * 257: "v"}, "label_name_too_long"),
+])
+def test_label_checks_name_the_reason(labels: dict[str, str], reason: str) -> None:
+    bad = check_labels(labels, LIMITS)
+    assert bad is not None and bad.reason == reason and len(bad.detail) < 400
+
+
+def test_validate_keeps_the_good_points_of_a_series() -> None:
+    now = 10 * 86_400_000
+    s = SeriesSamples({"__name__": "m"}, [now - 2 * 86_400_000, now, now + 3_600_000], [1.0, 2.0, 3.0])
+    ok, rej = validate([s], LIMITS, now)
+    assert [o.values.tolist() for o in ok] == [[2.0]]
+    assert sorted((r.reason, r.points) for r in rej) == [("too_far_in_future", 1), ("too_old", 1)]
+
+
+def test_sort_and_dedup_keeps_the_last_value_sent() -> None:
+    ts, vals = sort_and_dedup(np.array([3, 1, 3, 2]), np.array([30.0, 10.0, 31.0, 20.0]))
+    assert ts.tolist() == [1, 2, 3] and vals.tolist() == [10.0, 20.0, 31.0]
+
+
+def test_merge_is_idempotent_and_new_values_win() -> None:
+    a_ts, a_v = np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])
+    b_ts, b_v = np.array([3, 4]), np.array([30.0, 4.0])
+    ts, v = merge(a_ts, a_v, b_ts, b_v)
+    assert ts.tolist() == [1, 2, 3, 4] and v.tolist() == [1.0, 2.0, 30.0, 4.0]
+    ts2, v2 = merge(ts, v, b_ts, b_v)
+    assert ts2.tolist() == ts.tolist() and v2.tolist() == v.tolist()
+
+
+def test_head_dedups_replayed_batches_and_answers_per_series() -> None:
+    head = Head()
+    sids = np.array([5, 5, 9], dtype=np.uint64)
+    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.0, 3.0]), b"k1")
+    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.5, 3.0]), b"k2")  # replay, one value changed
+    ts, vals = head.series(5, 0, 100)
+    assert ts.tolist() == [10, 20] and vals.tolist() == [1.0, 2.5]
+    assert head.series_count() == 2 and head.wal_keys == [b"k1", b"k2"]
+    assert head.series(7, 0, 100)[0].size == 0
+
+
+def test_index_selects_within_a_tenant() -> None:
+    idx = SeriesIndex()
+    idx.add(1, "a", {"__name__": "m", "env": "prod"})
+    idx.add(2, "a", {"__name__": "m", "env": "dev"})
+    idx.add(3, "a", {"__name__": "m"})
+    idx.add(4, "b", {"__name__": "m", "env": "prod"})
+    sel = lambda *ms: idx.select("a", [Matcher(*m) for m in ms])  # noqa: E731
+    assert sel(("__name__", "=", "m")) == [1, 2, 3]
+    assert sel(("env", "=", "prod")) == [1]
+    assert sel(("__name__", "=", "m"), ("env", "!=", "prod")) == [2, 3]
+    assert sel(("__name__", "=", "m"), ("env", "=~", "pr.*|dev")) == [1, 2]
+    assert sel(("__name__", "=", "m"), ("env", "!~", "pr.*")) == [2, 3]
+    assert sel(("__name__", "=", "m"), ("env", "=", "")) == [3]
+    assert idx.label_values("a", "env") == {"prod", "dev"}
+    assert idx.label_values("b", "env") == {"prod"}
+
+
+def test_query_parameters_parse_like_prometheus() -> None:
+    assert parse_time_ms("1700000000.5", 0, "t") == 1_700_000_000_500
+    assert parse_time_ms("2023-11-14T22:13:20Z", 0, "t") == 1_700_000_000_000
+    assert parse_duration_ms("1m30s", "step") == 90_000 and parse_duration_ms("15", "step") == 15_000
+    with pytest.raises(InvalidInput):
+        parse_time_ms("yesterday", 0, "t")
+    with pytest.raises(InvalidInput):
+        parse_selector('{env=~".*"}')
+    assert set(parse_selector('cpu{host!="a"}')) == {Matcher("host", "!=", "a"), Matcher("__name__", "=", "cpu")}
