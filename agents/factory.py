@@ -45,6 +45,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=8 * 1024 * 1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
+        # kill -9 of a worker is noticed after the session timeout; 60 s (Faust's default) is too slow a failover.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         table_cleanup_interval=60.0,
     )
     points = app.topic(settings.topic("points"), partitions=settings.partitions, **RAW)
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> faust.App:
     wal = _raw_table(app, "wal", settings.partitions)
     chunks = _raw_table(app, "chunks", settings.partitions)
     series_table = _raw_table(app, "series", settings.partitions)
+    rollups = {tier: PartitionStore(_raw_table(app, f"rollup_{tier}", settings.partitions)) for tier in ("1m", "1h")}
     points_topic = settings.topic("points")
 
     def active_partitions() -> set[int]:
@@ -64,7 +68,7 @@ def create_app(settings: Settings) -> faust.App:
         await app.producer.flush()
 
     storage = WorkerStorage(settings, PartitionStore(wal), PartitionStore(chunks), PartitionStore(series_table),
-                            active_partitions, flush)
+                            rollups, active_partitions, flush)
     register_agents(app, storage, points, series, cut_check_interval_s=max(1.0, settings.head_cut_interval_s / 4))
     register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))
 

@@ -21,3 +21,5 @@ QUERY_SECONDS = Histogram("mf_worker_query_seconds", "HTTP query latency by endp
 INGEST_ACCEPTED = Counter("mf_worker_ingest_accepted", "Points from mf.ingest written to mf.points")
 INGEST_REJECTED = Counter("mf_worker_ingest_rejected", "Points or messages from mf.ingest refused, by reason",
                           ["reason"])
+POINTS_REFUSED = Counter("mf_worker_points_refused", "Points the worker did not store, by reason", ["reason"])
+BLOCKS_EXPIRED = Counter("mf_worker_blocks_expired", "Blocks deleted by retention, by tier", ["tier"])

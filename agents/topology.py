@@ -55,6 +55,9 @@ def register_agents(app: faust.App, storage: WorkerStorage, points: faust.TopicT
         # Partitions that stopped receiving data still get their heads cut.
         for p in storage.loaded_partitions():
             await storage.maybe_cut(p)
+            if storage.retention_due(p):
+                for tier, n in storage.expire(p, int(time.time() * 1000)).items():
+                    metrics.BLOCKS_EXPIRED.labels(tier).inc(n)
         st = storage.stats()
         metrics.HEAD_POINTS.set(st["head_points"])
         metrics.SERIES.set(st["series"])

@@ -55,7 +55,12 @@ class Settings:
     standby_replicas: int = 1
     head_cut_interval_s: float = 60.0
     head_max_points: int = 2_000_000
-    block_ms: int = 2 * 3600 * 1000
+    block_ms: int = 2 * 3600 * 1000  # raw block; a multiple of every rollup window
+    raw_retention_ms: int = 15 * DAY_S * 1000
+    rollup_1m_retention_ms: int = 90 * DAY_S * 1000
+    rollup_1h_retention_ms: int = 0  # 0 keeps forever
+    retention_check_interval_s: float = 300.0
+    out_of_order_window_ms: int = 3600 * 1000  # older than newest-minus-this is refused and counted
     log_level: str = "info"
 
     def topic(self, name: str) -> str:

@@ -25,6 +25,7 @@ class MatcherLike(Protocol):
 class SeriesIndex:
     def __init__(self) -> None:
         self.labels: dict[int, dict[str, str]] = {}
+        self.kinds: dict[int, int] = {}
         self._tenant_of: dict[int, str] = {}
         self._by_tenant: dict[str, set[int]] = defaultdict(set)
         self._postings: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
@@ -32,10 +33,11 @@ class SeriesIndex:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def add(self, sid: int, tenant: str, labels: dict[str, str]) -> None:
+    def add(self, sid: int, tenant: str, labels: dict[str, str], kind: int = 0) -> None:
         if sid in self.labels:
             return
         self.labels[sid] = labels
+        self.kinds[sid] = kind
         self._tenant_of[sid] = tenant
         self._by_tenant[tenant].add(sid)
         for name, value in labels.items():
@@ -45,6 +47,7 @@ class SeriesIndex:
         labels = self.labels.pop(sid, None)
         if labels is None:
             return
+        self.kinds.pop(sid, None)
         tenant = self._tenant_of.pop(sid)
         self._by_tenant[tenant].discard(sid)
         for name, value in labels.items():

@@ -56,7 +56,7 @@ def test_point_batches_round_trip_and_respect_the_size_limit(runs_spec: list[tup
         sids.append(b.point_series_ids())
         ts.append(b.timestamps_ms)
         vals.append(b.values)
-    want_sids = np.repeat([s for s, _ in runs_spec], [n for _, n in runs_spec]).astype(np.uint64)
+    want_sids = np.repeat(np.array([s for s, _ in runs_spec], dtype=np.uint64), [n for _, n in runs_spec])
     np.testing.assert_array_equal(np.concatenate(sids), want_sids)
     np.testing.assert_array_equal(np.concatenate(ts), np.concatenate([r[1] for r in runs]))
     np.testing.assert_array_equal(np.concatenate(vals), np.concatenate([r[2] for r in runs]))

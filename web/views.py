@@ -17,6 +17,7 @@ from metricsflow.promql.source import Matcher
 from tables.storage import WorkerStorage
 from web.formatting import matrix_series
 from web.params import now_ms, parse_selector, parse_time_ms
+from web.tiers import ROLLUP_AGGS, choose_tier, rollup_values
 
 STORAGE_KEY = web.AppKey("storage", WorkerStorage)
 READY_KEY = web.AppKey("ready", object)
@@ -81,17 +82,35 @@ def _match_sets(p: dict[str, list[str]], required: bool) -> list[list[Matcher]]:
 
 
 async def raw_query(request: web.Request) -> web.StreamResponse:
-    """GET /v1/query?query=<selector>&start=&end= : the raw samples of matching series (matrix)."""
+    """GET /v1/query?query=<selector>&start=&end=[&tier=auto|raw|1m|1h][&agg=avg|…]: samples of a selector.
+
+    The raw tier returns every stored sample; 1m/1h return one point per window
+    (at the window start) with the aggregate ``agg`` (default avg).
+    """
     p = await params(request)
     query = first(p, "query")
     if not query:
         raise InvalidInput("bad_data", 'missing parameter "query"')
     start, end = _time_range(p)
     storage = request.app[STORAGE_KEY]
-    result = [matrix_series(s.labels, s.timestamps_ms, s.values)
-              for s in storage.select(tenant_of(request), parse_selector(query), start, end)]
+    tier = choose_tier(first(p, "tier") or "auto", start, end, now_ms(), storage.retention())
+    agg = first(p, "agg") or "avg"
+    if agg not in ROLLUP_AGGS:
+        raise InvalidInput("bad_data", f'invalid parameter "agg": {agg!r}; one of {", ".join(ROLLUP_AGGS)}')
+    matchers = parse_selector(query)
+    tenant = tenant_of(request)
+    result = []
+    if tier == "raw":
+        series = storage.select(tenant, matchers, start, end)
+        result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series]
+    else:
+        for part, sid in storage.select_ids(tenant, matchers):
+            r = storage.rollup_with_head(part, sid, tier, start, end)
+            if len(r):
+                result.append(matrix_series(dict(storage.labels_of(part, sid)), r.starts, rollup_values(r, agg)))
     result.sort(key=lambda r: sorted(r["metric"].items()))  # type: ignore[union-attr]
-    return ok({"resultType": "matrix", "result": result})
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}, "tier": tier}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 async def series(request: web.Request) -> web.StreamResponse:

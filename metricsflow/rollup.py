@@ -1,0 +1,154 @@
+"""Downsampled tiers: per-window aggregates derived deterministically from raw samples.
+
+For every window (1 m or 1 h) with samples: count, sum, min, max, first, last, and
+``increase``, the counter-aware increase *between samples inside the window*
+(a drop is a reset: the new value counts from 0, so a reset never makes it
+negative). The increase across a window boundary is ``first`` of a window against
+``last`` of the one before, computed at query time (``counter_increase``), so
+every window depends only on its own samples and a replay rewrites the same bytes.
+Distribution series add a t-digest per window.
+
+A rollup block holds the windows of one raw block (2 h), so a cut that rewrites a
+raw block rewrites exactly its rollups (see tables/storage.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from metricsflow import codecs, sketch
+from metricsflow.errors import InvalidInput
+
+ROLLUP_FORMAT_VERSION = 1
+COLUMNS = ("count", "sum", "min", "max", "first", "last", "increase")
+TIERS_MS = {"1m": 60_000, "1h": 3_600_000}
+_HEADER = struct.Struct("<BBI")  # version, flags (bit0: digests), number of windows
+_LEN = struct.Struct("<I")
+
+
+@dataclass(slots=True)
+class Rollup:
+    """Aggregates of consecutive windows of one series (columns of equal length)."""
+
+    window_ms: int
+    starts: np.ndarray  # int64 window start times
+    count: np.ndarray
+    sum: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    increase: np.ndarray
+    digests: list[sketch.Digest] | None = None
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def column(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def clip(self, start_ms: int, end_ms: int) -> Rollup:
+        """Windows whose start lies in [start_ms, end_ms]."""
+        a, b = np.searchsorted(self.starts, start_ms, "left"), np.searchsorted(self.starts, end_ms, "right")
+        return Rollup(self.window_ms, self.starts[a:b], *(self.column(c)[a:b] for c in COLUMNS),
+                      digests=self.digests[a:b] if self.digests is not None else None)
+
+
+def compute(ts: np.ndarray, vals: np.ndarray, window_ms: int, distribution: bool = False) -> Rollup:
+    """Aggregate sorted samples into windows of ``window_ms``; NaN values (incl. stale markers) are skipped."""
+    keep = ~np.isnan(vals)
+    ts, vals = ts[keep], vals[keep]
+    if ts.size == 0:
+        e = np.empty(0)
+        return Rollup(window_ms, np.empty(0, np.int64), *(e,) * 7, digests=[] if distribution else None)
+    win = (ts // window_ms) * window_ms
+    starts_idx = np.flatnonzero(np.concatenate([[True], win[1:] != win[:-1]]))
+    ends_idx = np.concatenate([starts_idx[1:], [ts.size]])
+    count = (ends_idx - starts_idx).astype(np.float64)
+    delta = np.diff(vals, prepend=vals[0])
+    inc = np.where(delta >= 0, delta, vals)  # a drop is a counter reset: count from zero
+    inc[starts_idx] = 0.0  # the boundary delta belongs to counter_increase, not to the window
+    digests = None
+    if distribution:
+        digests = [sketch.build(vals[a:b]) for a, b in zip(starts_idx.tolist(), ends_idx.tolist(), strict=True)]
+    return Rollup(window_ms, win[starts_idx], count, np.add.reduceat(vals, starts_idx),
+                  np.minimum.reduceat(vals, starts_idx), np.maximum.reduceat(vals, starts_idx),
+                  vals[starts_idx], vals[ends_idx - 1], np.add.reduceat(inc, starts_idx), digests)
+
+
+def counter_increase(r: Rollup) -> np.ndarray:
+    """Per window: the increase inside it plus the step from the previous window's last sample."""
+    boundary = np.zeros(len(r))
+    if len(r) > 1:
+        step = r.first[1:] - r.last[:-1]
+        boundary[1:] = np.where(step >= 0, step, r.first[1:])
+    return r.increase + boundary
+
+
+def coarsen(r: Rollup, window_ms: int) -> Rollup:
+    """Merge consecutive windows into coarser ones (e.g. 1 m → 5 m steps, 1 h → 1 d)."""
+    if len(r) == 0 or window_ms == r.window_ms:
+        return r
+    groups = (r.starts // window_ms) * window_ms
+    idx = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    ends = np.concatenate([idx[1:], [len(r)]])
+    full = counter_increase(r)
+    full[idx] = r.increase[idx]  # the first window's boundary step lies before the new window
+    digests = None
+    if r.digests is not None:
+        digests = [sketch.merge(r.digests[a:b]) for a, b in zip(idx.tolist(), ends.tolist(), strict=True)]
+    return Rollup(window_ms, groups[idx], np.add.reduceat(r.count, idx), np.add.reduceat(r.sum, idx),
+                  np.minimum.reduceat(r.min, idx), np.maximum.reduceat(r.max, idx), r.first[idx],
+                  r.last[ends - 1], np.add.reduceat(full, idx), digests)
+
+
+def concat(parts: list[Rollup], window_ms: int) -> Rollup:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return compute(np.empty(0, np.int64), np.empty(0), window_ms)
+    digests = None
+    if all(p.digests is not None for p in parts):
+        digests = [d for p in parts for d in p.digests]  # type: ignore[union-attr]
+    return Rollup(window_ms, np.concatenate([p.starts for p in parts]),
+                  *(np.concatenate([p.column(c) for p in parts]) for c in COLUMNS), digests=digests)
+
+
+def encode(r: Rollup) -> bytes:
+    """Version, flags, n, then each column as a codec block (window starts as its timestamps)."""
+    out = [_HEADER.pack(ROLLUP_FORMAT_VERSION, 1 if r.digests is not None else 0, len(r))]
+    for c in COLUMNS:
+        block = codecs.encode(r.starts, r.column(c))
+        out += [_LEN.pack(len(block)), block]
+    if r.digests is not None:
+        for d in r.digests:
+            raw = d.to_bytes()
+            out += [_LEN.pack(len(raw)), raw]
+    return b"".join(out)
+
+
+def decode(data: bytes, window_ms: int) -> Rollup:
+    try:
+        version, flags, n = _HEADER.unpack_from(data, 0)
+        if version != ROLLUP_FORMAT_VERSION:
+            raise InvalidInput("corrupt_rollup", f"unknown rollup format version {version}")
+        pos = _HEADER.size
+        cols = []
+        starts = np.empty(0, np.int64)
+        for _ in COLUMNS:
+            (size,) = _LEN.unpack_from(data, pos)
+            starts, vals = codecs.decode(data[pos + 4:pos + 4 + size])
+            cols.append(vals)
+            pos += 4 + size
+        digests = None
+        if flags & 1:
+            digests = []
+            for _ in range(n):
+                (size,) = _LEN.unpack_from(data, pos)
+                digests.append(sketch.Digest.from_bytes(data[pos + 4:pos + 4 + size]))
+                pos += 4 + size
+    except (struct.error, ValueError) as exc:
+        raise InvalidInput("corrupt_rollup", f"cannot decode rollup block: {exc}") from None
+    return Rollup(window_ms, starts, *cols, digests=digests)

@@ -1,0 +1,41 @@
+"""Which storage tier answers a read, and how a rollup window becomes one value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metricsflow import rollup
+from metricsflow.errors import InvalidInput
+
+ROLLUP_AGGS = ("avg", "count", "sum", "min", "max", "first", "last", "increase", "p50", "p90", "p99", "p999")
+TIERS = ("raw", "1m", "1h")
+DAY_MS = 86_400_000
+
+
+def choose_tier(requested: str, start_ms: int, end_ms: int, now_ms: int, retention: dict[str, int]) -> str:
+    """Raw for short recent ranges; 1m past a day or past raw retention; 1h past 30 days or 1m retention."""
+    if requested in TIERS:
+        return requested
+    if requested != "auto":
+        raise InvalidInput("bad_data", f'invalid parameter "tier": {requested!r}; one of auto, raw, 1m, 1h')
+    if retention["1m"] and start_ms < now_ms - retention["1m"]:
+        return "1h"
+    span = end_ms - start_ms
+    if span > 30 * DAY_MS:
+        return "1h"
+    if (retention["raw"] and start_ms < now_ms - retention["raw"]) or span > DAY_MS:
+        return "1m"
+    return "raw"
+
+
+def rollup_values(r: rollup.Rollup, agg: str) -> np.ndarray:
+    if agg == "avg":
+        return r.sum / r.count
+    if agg == "increase":
+        return rollup.counter_increase(r)
+    if agg.startswith("p"):
+        if r.digests is None:
+            raise InvalidInput("bad_data", f"agg={agg} needs a distribution series (kind=distribution)")
+        q = float("0." + agg[1:])
+        return np.array([d.quantile(q) for d in r.digests])
+    return r.column(agg)
