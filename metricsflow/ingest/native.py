@@ -1,0 +1,220 @@
+"""The native ``metricsflow.v1.WriteRequest`` (proto/metricsflow.proto).
+
+Each series carries either packed ``timestamps_ms``/``values`` or the faster
+little-endian byte columns ``timestamps_ms_le``/``values_le`` (the columns win
+when both are set). Byte columns are wrapped with ``numpy.frombuffer``: no
+copy, so those arrays are **read-only** views of the request bytes; copy
+before mutating in place.
+
+The ``tenant`` field is not read here: collectors take the tenant from the
+X-Scope-OrgID header; only the mf.ingest consumer uses it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from metricsflow.errors import InvalidInput
+from metricsflow.ingest._rejections import merged
+from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
+from metricsflow.pb import metricsflow_pb2 as pb
+
+_I64_LE = np.dtype("<i8")
+_F64_LE = np.dtype("<f8")
+
+
+def parse_native(body: bytes) -> ParseResult:
+    """Decode a serialized ``metricsflow.v1.WriteRequest`` into series columns."""
+    try:
+        req = pb.WriteRequest.FromString(body)
+        strict = True
+    except DecodeError:
+        # proto3 strings fail the whole parse on invalid UTF-8; re-read with
+        # labels as bytes to refuse only the series that carry it.
+        try:
+            req = _LenientWriteRequest.FromString(body)
+        except DecodeError as exc:
+            raise InvalidInput(
+                "bad_protobuf", f"cannot parse metricsflow.v1.WriteRequest ({len(body)} bytes): {exc}"
+            ) from None
+        strict = False
+    result = ParseResult()
+    label_columns, packed = _merged_columns(body, req) if strict else (None, None)
+    at_ts = at_vs = 0
+    for series in req.series:
+        n_labels = len(series.labels)
+        if label_columns is not None:
+            labels = dict(itertools.islice(label_columns, n_labels))
+        elif strict:
+            labels = {label.name: label.value for label in series.labels}
+        else:
+            try:
+                labels = {label.name.decode(): label.value.decode() for label in series.labels}
+            except UnicodeDecodeError:
+                labels = None
+        n_ts, n_vs = len(series.timestamps_ms), len(series.values)
+        packed_slices = None
+        if packed is not None:
+            packed_slices = (packed[0][at_ts : at_ts + n_ts], packed[1][at_vs : at_vs + n_vs])
+            at_ts += n_ts
+            at_vs += n_vs
+        columns = _columns(series, result, packed_slices)
+        if columns is None:
+            continue
+        timestamps_ms, values = columns
+        if labels is None:
+            result.rejections.append(
+                Rejection("invalid_utf8", "a label name or value is not valid UTF-8", len(values))
+            )
+            continue
+        if len(labels) != n_labels:
+            result.rejections.append(
+                Rejection("duplicate_label_name", "a series repeats a label name", len(values))
+            )
+            continue
+        kind = series.kind
+        result.series.append(
+            SeriesSamples(
+                labels,
+                timestamps_ms,
+                values,
+                MetricKind(kind) if kind in _KNOWN_KINDS else MetricKind.UNSPECIFIED,
+            )
+        )
+    result.rejections = merged(result.rejections)
+    return result
+
+
+_KNOWN_KINDS = frozenset(int(k) for k in MetricKind)
+
+
+def _merged_columns(
+    body: bytes, req: Any
+) -> tuple[Iterator[tuple[str, str]] | None, tuple[np.ndarray, np.ndarray] | None]:
+    """All label pairs and all packed samples of the request, gathered by upb in C.
+
+    Same trick as remote_write: every Series merged into one message turns the
+    labels and the packed fields into request-wide repeated columns (one numpy
+    conversion instead of one per series, no Python object per label). Packed
+    repeated fields never omit elements, so those columns always line up with
+    the per-series lengths; empty label strings are omitted on the wire, so the
+    label columns are used only when their lengths match (else None).
+    """
+    try:
+        view = _MergedColumnsRequest.FromString(body).series
+    except DecodeError:  # defensive: same declarations as the strict parse, should not happen
+        return None, None
+    packed = (np.array(view.timestamps_ms, dtype=np.int64), np.array(view.values, dtype=np.float64))
+    labels = view.labels
+    total = sum(len(series.labels) for series in req.series)
+    if not len(labels.name) == len(labels.value) == total:
+        return None, packed
+    return zip(list(labels.name), list(labels.value), strict=True), packed
+
+
+def _columns(
+    series: Any, result: ParseResult, packed: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    ts_le = series.timestamps_ms_le
+    vs_le = series.values_le
+    if ts_le or vs_le:
+        if len(ts_le) % 8 or len(vs_le) % 8 or len(ts_le) != len(vs_le):
+            result.rejections.append(
+                Rejection(
+                    "bad_columns",
+                    f"timestamps_ms_le has {len(ts_le)} bytes and values_le {len(vs_le)}; "
+                    "want equal multiples of 8",
+                    max(len(ts_le), len(vs_le)) // 8 or 1,
+                )
+            )
+            return None
+        return np.frombuffer(ts_le, dtype=_I64_LE), np.frombuffer(vs_le, dtype=_F64_LE)
+    n_ts = len(series.timestamps_ms)
+    n_vs = len(series.values)
+    if n_ts != n_vs:
+        result.rejections.append(
+            Rejection("bad_columns", f"{n_ts} timestamps_ms but {n_vs} values", max(n_ts, n_vs))
+        )
+        return None
+    if n_ts == 0:
+        return None
+    if packed is not None:
+        return packed
+    return np.array(series.timestamps_ms, dtype=np.int64), np.array(series.values, dtype=np.float64)
+
+
+def _view_classes() -> tuple[Any, Any]:
+    """Alternative declarations of the native wire format (same bytes, no .proto needed).
+
+    ``WriteRequest`` with label strings as bytes (salvages series around invalid
+    UTF-8) and ``WriteRequestColumns`` (see :func:`_merged_columns`).
+    """
+    f = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="metricsflow_ingest_native_lenient.proto", package="metricsflow.ingest.lenient", syntax="proto3"
+    )
+    label = fdp.message_type.add(name="Label")
+    label.field.add(name="name", number=1, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    label.field.add(name="value", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    series = fdp.message_type.add(name="Series")
+    series.field.add(
+        name="labels", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
+        type_name=".metricsflow.ingest.lenient.Label",
+    )  # fmt: skip
+    series.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
+    series.field.add(name="values", number=3, type=f.TYPE_DOUBLE, label=f.LABEL_REPEATED)
+    series.field.add(name="timestamps_ms_le", number=4, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    series.field.add(name="values_le", number=5, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    series.field.add(name="kind", number=6, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
+    req = fdp.message_type.add(name="WriteRequest")
+    req.field.add(
+        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
+        type_name=".metricsflow.ingest.lenient.Series",
+    )  # fmt: skip
+    req.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    # Label columns view: Series merged (singular field) so its labels concatenate.
+    columns = fdp.message_type.add(name="LabelColumns")
+    columns.field.add(name="name", number=1, type=f.TYPE_STRING, label=f.LABEL_REPEATED)
+    columns.field.add(name="value", number=2, type=f.TYPE_STRING, label=f.LABEL_REPEATED)
+    merged_series = fdp.message_type.add(name="SeriesColumns")
+    merged_series.field.add(
+        name="labels", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+        type_name=".metricsflow.ingest.lenient.LabelColumns",
+    )  # fmt: skip
+    merged_series.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
+    merged_series.field.add(name="values", number=3, type=f.TYPE_DOUBLE, label=f.LABEL_REPEATED)
+    merged_req = fdp.message_type.add(name="WriteRequestColumns")
+    merged_req.field.add(
+        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+        type_name=".metricsflow.ingest.lenient.SeriesColumns",
+    )  # fmt: skip
+    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
+    pool.Add(fdp)
+    return tuple(
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
+        for name in ("WriteRequest", "WriteRequestColumns")
+    )
+
+
+_LenientWriteRequest, _MergedColumnsRequest = _view_classes()
+
+
+def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes:
+    """Encode series as a native WriteRequest (byte columns by default, else packed fields)."""
+    req = pb.WriteRequest()
+    for s in series:
+        out = req.series.add(kind=int(s.kind))
+        out.labels.extend(pb.Label(name=k, value=v) for k, v in sorted(s.labels.items()))
+        if columns:
+            out.timestamps_ms_le = s.timestamps_ms.astype(_I64_LE).tobytes()
+            out.values_le = s.values.astype(_F64_LE).tobytes()
+        else:
+            out.timestamps_ms.extend(s.timestamps_ms.tolist())
+            out.values.extend(s.values.tolist())
+    return req.SerializeToString()
