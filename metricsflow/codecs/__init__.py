@@ -1,0 +1,91 @@
+"""Chunk compression codecs: one module per encoding, one tag byte per block.
+
+Every encoded block starts with a one-byte tag naming its codec, so blocks written
+with different codecs can sit side by side and ``decode`` needs no context. The
+layouts are documented in docs/format/chunks.md (chunk format version 1); a new
+layout gets a new tag, existing tags never change meaning.
+
+Contract of every codec: ``encode`` takes int64 ms timestamps (sorted, unique) and
+float64 values of equal length; ``decode`` returns them bit-exactly (NaN payloads
+such as the Prometheus stale marker, -0.0 and +-Inf included). Corrupt or truncated
+blocks raise ``InvalidInput("corrupt_chunk", ...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from metricsflow.codecs._wire import MAX_POINTS, corrupt
+from metricsflow.codecs.decimal_codec import DecimalCodec
+from metricsflow.codecs.gorilla import GorillaCodec
+from metricsflow.codecs.pco import PcodecCodec
+from metricsflow.codecs.raw import RawCodec
+from metricsflow.errors import InvalidInput
+
+FORMAT_VERSION = 1
+_I64_MAX = (1 << 63) - 1
+
+
+class Codec(Protocol):
+    """Turns one series' columns into one self-describing block and back."""
+
+    tag: int  # first byte of every block this codec writes
+    name: str
+
+    def encode(self, timestamps_ms: np.ndarray, values: np.ndarray) -> bytes: ...
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+CODECS: dict[str, Codec] = {
+    codec.name: codec for codec in (RawCodec(), GorillaCodec(), PcodecCodec(), DecimalCodec())
+}
+_BY_TAG: dict[int, Codec] = {codec.tag: codec for codec in CODECS.values()}
+
+# Chosen by perf/bench_codecs.py, see perf/RESULTS.md "Chunk codecs".
+DEFAULT_CODEC = "decimal"
+
+
+def encode(timestamps_ms: np.ndarray, values: np.ndarray, codec: str | None = None) -> bytes:
+    """Encode one chunk with ``codec`` (default ``DEFAULT_CODEC``)."""
+    chosen = CODECS.get(codec or DEFAULT_CODEC)
+    if chosen is None:
+        raise InvalidInput("unknown_codec", f"no codec named {codec!r}; have {sorted(CODECS)}")
+    ts, vals = _validated(timestamps_ms, values)
+    return chosen.encode(ts, vals)
+
+
+def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a block written by any codec, dispatching on its tag byte."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if not data:
+        raise corrupt("empty block")
+    codec = _BY_TAG.get(data[0])
+    if codec is None:
+        raise corrupt(f"unknown codec tag {data[0]}")
+    return codec.decode(data)
+
+
+def _validated(timestamps_ms: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    raw_ts = np.asarray(timestamps_ms)
+    kind = raw_ts.dtype.kind
+    if raw_ts.size and (kind not in "iu" or (kind == "u" and raw_ts.max() > _I64_MAX)):
+        # A float or out-of-range column would be truncated or wrapped by the int64 cast.
+        raise InvalidInput("invalid_chunk", f"timestamps must be int64 milliseconds, got {raw_ts.dtype}")
+    ts = np.ascontiguousarray(raw_ts, dtype=np.int64)
+    vals = np.ascontiguousarray(values, dtype=np.float64)
+    if ts.ndim != 1 or ts.shape != vals.shape:
+        raise InvalidInput(
+            "invalid_chunk", f"columns must be 1-d and equal length, got {ts.shape} {vals.shape}"
+        )
+    if ts.size > MAX_POINTS:
+        raise InvalidInput("invalid_chunk", f"{ts.size} points exceed the block limit {MAX_POINTS}")
+    if ts.size > 1 and not np.all(ts[1:] > ts[:-1]):
+        raise InvalidInput("invalid_chunk", "timestamps must be strictly increasing")
+    return ts, vals
+
+
+__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "decode", "encode"]

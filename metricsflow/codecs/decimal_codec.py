@@ -1,0 +1,227 @@
+"""Decimal chunks (tag 3): values as integer mantissas x 10^-k, like VictoriaMetrics.
+
+Most metric values are short decimals (exposition text, rounded gauges, counters of
+whole bytes). Their float64 bits look random to XOR coding, but as integers
+``m = round(v * 10^k)`` consecutive values differ by small numbers that pcodec packs
+to near their entropy. Lossless by construction: the decoder computes ``m / 10^k``
+(or ``m * 10^-k``) and then applies *patches*, ``bits(v) - bits(reconstruction)``,
+stored for every value where the two differ. Patches are tiny for values a few ulps
+off a decimal (producers that multiply) and 9-10 bytes for the rest (NaN incl. the
+stale marker, +-Inf, -0.0, values with too many digits), whose mantissa slot repeats
+its neighbour. When too many values need big patches the block stores the float64
+column with pcodec instead.
+
+Layout (see docs/format/chunks.md)::
+
+    tag u8 = 3 | n uvarint | (n > 0:) layout u8 | [pcodec header, 2 B] |
+    timestamps (_timecol) | values: decimal (patches, mantissa column) or float
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pcodec import wrapped
+
+from metricsflow.codecs import _intcol, _pco, _timecol
+from metricsflow.codecs._wire import Reader, corrupt, uvarint, zigzag
+
+TAG = 3
+NAME = "decimal"
+
+MAX_SCALE = 18  # 10^18 is an exact float64; mantissas are capped at 2^53 anyway
+_MAX_MANTISSA = float(1 << 53)
+# Exact powers (int -> float is exact up to 10^22) and correctly rounded 10^-k (parsed
+# from text, so identical on every platform, unlike pow()).
+_POW10 = [float(10**k) for k in range(MAX_SCALE + 1)]
+_INV_POW10 = [float(f"1e-{k}") for k in range(MAX_SCALE + 1)]
+# Two reconstructions exist: m / 10^k, and m * 10^-k for producers that scale by
+# multiplying (node_exporter diskstats: ms * 0.001, 21 of 156 values off by an ulp
+# under division); the encoder tries the second only when the first needs many patches.
+_TRY_MULTIPLY_SHARE = 32
+_TRY_FLOAT_SCALE = 10  # from 10 digits on, mantissas are as wide as the floats: try both
+# Other arithmetic (node_pressure_*: us / 1000 / 1000 = 10.362058999999999) lands a
+# few ulps off the decimal; such values keep their mantissa and get a 1-byte patch.
+_NEAR_ULPS = 4
+_DIGIT_COST_BITS = float(np.log2(10.0))  # one more decimal digit widens every delta
+_FAR_COST_BITS = 80.0  # position gap + ~9-byte patch
+_FLOAT_FALLBACK_SHARE = 4  # more than n/4 far values: plain float pcodec is smaller
+
+# Layout byte: bit 0 float mode, bits 1-5 the scale k, bit 6 multiply, bit 7 pcodec header.
+_FLOAT_MODE = 0x01
+_SCALE_SHIFT = 1
+_SCALE_MASK = 0x3E
+_MULTIPLY = 0x40
+_HAS_PCO_HEADER = 0x80
+_U64 = np.uint64
+
+
+def reconstruct(mantissas: np.ndarray, digits: int, multiply: bool) -> np.ndarray:
+    """The decoder's view of a mantissa column: m / 10^k, or m * 10^-k."""
+    as_float = mantissas.astype(np.float64)
+    return as_float * _INV_POW10[digits] if multiply else as_float / _POW10[digits]
+
+
+def _patches(values: np.ndarray, mantissas: np.ndarray, digits: int, multiply: bool) -> np.ndarray:
+    """bits(value) - bits(reconstruction), wrapping: 0 where exact, small where a few ulps off."""
+    approx = reconstruct(mantissas, digits, multiply)
+    return (values.view(_U64) - approx.view(_U64)).view(np.int64)
+
+
+def _approximate(values: np.ndarray, digits: int, multiply: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mantissas at 10^digits and their patches (INT64_MAX where the mantissa exceeds 2^53)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.rint(values * _POW10[digits])
+    fits = np.abs(scaled) <= _MAX_MANTISSA  # False for NaN/Inf
+    mantissas = np.where(fits, scaled, 0.0).astype(np.int64)
+    patch = _patches(values, mantissas, digits, multiply)
+    return mantissas, np.where(fits, patch, np.iinfo(np.int64).max)
+
+
+def _classify(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    exact = patch == 0
+    return exact, ~exact & (np.abs(patch) <= _NEAR_ULPS)
+
+
+def _min_digits(values: np.ndarray) -> np.ndarray:
+    """Per value, the smallest k <= MAX_SCALE giving an exact or near decimal, else MAX_SCALE + 1."""
+    digits = np.full(values.size, MAX_SCALE + 1, dtype=np.int64)
+    pending = np.flatnonzero(np.isfinite(values))
+    for k in range(MAX_SCALE + 1):
+        if pending.size == 0:
+            break
+        _, patch = _approximate(values[pending], k)
+        exact, near = _classify(patch)
+        hit = exact | near
+        digits[pending[hit]] = k
+        pending = pending[~hit]
+    return digits
+
+
+def choose_scale(values: np.ndarray) -> int | None:
+    """The k with the smallest estimated size, or None when plain floats will do better.
+
+    Cost per candidate k, from the histogram of per-value minimal digits: k digits on
+    every point plus a far patch for each value that needs more digits than k.
+    """
+    n = values.size
+    counts = np.bincount(_min_digits(values), minlength=MAX_SCALE + 2)
+    candidates = np.flatnonzero(counts[: MAX_SCALE + 1])
+    if candidates.size == 0:
+        return None
+    needs_more = n - np.cumsum(counts)  # needs_more[k] = count(digits > k)
+    costs = candidates * (_DIGIT_COST_BITS * n) + _FAR_COST_BITS * needs_more[candidates]
+    best = int(candidates[int(np.argmin(costs))])
+    if needs_more[best] > n // _FLOAT_FALLBACK_SHARE:
+        return None
+    return best
+
+
+def _fill_far(mantissas: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Repeat the previous usable mantissa at far slots so they add no deltas."""
+    index = np.where(usable, np.arange(mantissas.size), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = mantissas[index]
+    first = int(np.argmax(usable))
+    filled[:first] = mantissas[first]
+    return filled
+
+
+def _encode_decimal(values: np.ndarray, k: int) -> tuple[bytes, bool, bool]:
+    """Decimal value section, whether it uses pcodec, and whether it reconstructs by multiplying."""
+    mantissas, patch = _approximate(values, k)
+    multiply = False
+    if np.count_nonzero(patch) > values.size // _TRY_MULTIPLY_SHARE:
+        alt_mantissas, alt_patch = _approximate(values, k, multiply=True)
+        if np.count_nonzero(alt_patch) < np.count_nonzero(patch):
+            mantissas, patch, multiply = alt_mantissas, alt_patch, True
+    exact, near = _classify(patch)
+    mantissas = _fill_far(mantissas, exact | near)
+    # Recompute patches against the filled mantissas: far slots patch from a neighbour.
+    patch = _patches(values, mantissas, k, multiply)
+    positions = np.flatnonzero(patch)
+    gaps = np.diff(positions, prepend=-1) - 1
+    column, uses_pco = _intcol.encode(mantissas)
+    parts = [uvarint(positions.size)]
+    for gap, delta in zip(gaps.tolist(), patch[positions].tolist(), strict=True):
+        parts.append(uvarint(gap))
+        parts.append(uvarint(zigzag(delta)))
+    parts.append(column)
+    return b"".join(parts), uses_pco, multiply
+
+
+def _decode_decimal(
+    reader: Reader, n: int, k: int, multiply: bool, pco_file: wrapped.FileDecompressor | None
+) -> np.ndarray:
+    n_patches = reader.uvarint()
+    if n_patches > n:
+        raise corrupt(f"{n_patches} patches in a block of {n} points")
+    positions = np.empty(n_patches, dtype=np.int64)
+    deltas = np.empty(n_patches, dtype=_U64)
+    position = -1
+    for i in range(n_patches):
+        position += reader.uvarint() + 1
+        if position >= n:
+            raise corrupt("patch position beyond the block")
+        positions[i] = position
+        deltas[i] = reader.uvarint()
+    mantissas = _intcol.decode(reader, n, pco_file)
+    bits = reconstruct(mantissas, k, multiply).view(_U64)
+    signed = (deltas >> _U64(1)) ^ (_U64(0) - (deltas & _U64(1)))  # un-zigzag in uint64
+    bits[positions] += signed
+    return bits.view(np.float64)
+
+
+class DecimalCodec:
+    tag = TAG
+    name = NAME
+
+    def encode(self, timestamps_ms: np.ndarray, values: np.ndarray) -> bytes:
+        n = timestamps_ms.size
+        if n == 0:
+            return bytes((TAG, 0))
+        ts_section, ts_pco = _timecol.encode(timestamps_ms)
+        layout, value_section, value_pco = _encode_values(values)
+        uses_pco = ts_pco or value_pco
+        if uses_pco:
+            layout |= _HAS_PCO_HEADER
+        header = _pco.HEADER if uses_pco else b""
+        return b"".join((bytes((TAG,)), uvarint(n), bytes((layout,)), header, ts_section, value_section))
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        reader = Reader(data, 1)
+        n = reader.count()
+        if n == 0:
+            reader.finish()
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        layout = reader.byte()
+        k = (layout & _SCALE_MASK) >> _SCALE_SHIFT
+        float_mode = bool(layout & _FLOAT_MODE)
+        multiply = bool(layout & _MULTIPLY)
+        if k > MAX_SCALE or (float_mode and (k or multiply)):
+            raise corrupt(f"unknown decimal layout {layout:#04x}")
+        pco_file = None
+        if layout & _HAS_PCO_HEADER:
+            pco_file = _pco.file_decompressor(reader.take(_pco.HEADER_SIZE))
+        timestamps = _timecol.decode(reader, n, pco_file)
+        if not float_mode:
+            values = _decode_decimal(reader, n, k, multiply, pco_file)
+        elif pco_file is None:
+            raise corrupt("float values without a pcodec header")
+        else:
+            values = _pco.decompress(reader, pco_file, n, "f64")
+        reader.finish()
+        return timestamps, values
+
+
+def _encode_values(values: np.ndarray) -> tuple[int, bytes, bool]:
+    """Layout bits (without the pcodec flag), value section, whether it uses pcodec."""
+    k = choose_scale(values)
+    if k is not None:
+        section, uses_pco, multiply = _encode_decimal(values, k)
+        layout = (k << _SCALE_SHIFT) | (_MULTIPLY if multiply else 0)
+        if k < _TRY_FLOAT_SCALE:
+            return layout, section, uses_pco
+    floats = min((_pco.compress(values, _pco.config(order)) for order in (0, 1)), key=len)
+    if k is not None and len(section) <= len(floats):
+        return layout, section, uses_pco
+    return _FLOAT_MODE, floats, True

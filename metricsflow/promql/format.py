@@ -1,0 +1,94 @@
+"""Number formatting exactly as Prometheus writes it.
+
+Sample values use ``jsonutil.MarshalFloat``: Go's shortest ``'f'`` format, except
+``'e'`` below 1e-6 and from 1e21 on; ``+Inf``/``-Inf``/``NaN`` spelled out. Python's
+``repr`` gives the same shortest digits, only the notation needs fixing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _positional(r: str) -> str:
+    """Turn Python's shortest repr (maybe with exponent) into plain positional digits."""
+    if "e" not in r:
+        return r[:-2] if r.endswith(".0") else r
+    mant, exp_s = r.split("e")
+    exp = int(exp_s)
+    sign = ""
+    if mant.startswith("-"):
+        sign, mant = "-", mant[1:]
+    intpart, _, frac = mant.partition(".")
+    digits = intpart + frac
+    point = len(intpart) + exp
+    if point <= 0:
+        s = "0." + "0" * (-point) + digits
+    elif point >= len(digits):
+        s = digits + "0" * (point - len(digits))
+    else:
+        s = digits[:point] + "." + digits[point:]
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return sign + s
+
+
+def format_go_f(v: float) -> str:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)`` (used for count_values labels)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return _positional(repr(v))
+
+
+def format_value(v: float) -> str:
+    """Prometheus API sample value string."""
+    if v != v:
+        return "NaN"
+    if v in (math.inf, -math.inf):
+        return "+Inf" if v > 0 else "-Inf"
+    a = abs(v)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        r = repr(v)
+        if "e" not in r:  # repr switched notation at a different threshold
+            r = f"{v:e}"
+            r = repr(float(r))
+        mant, exp = r.split("e")
+        if mant.endswith(".0"):
+            mant = mant[:-2]
+        sign = exp[0] if exp[0] in "+-" else "+"
+        digits = exp.lstrip("+-")
+        return f"{mant}e{sign}{digits.zfill(2)}"
+    return _positional(repr(v))
+
+
+def format_timestamp(t_ms: int) -> float | int:
+    """Unix seconds as Prometheus writes them: an integer when whole, else millisecond decimals."""
+    return t_ms // 1000 if t_ms % 1000 == 0 else t_ms / 1000
+
+
+def format_values(arr: np.ndarray) -> list[str]:
+    """``format_value`` for a whole array: C-level ``repr`` plus fix-ups only where needed."""
+    vals = arr.tolist()
+    out = list(map(repr, vals))
+    with np.errstate(invalid="ignore"):
+        a = np.abs(arr)
+        finite = np.isfinite(arr)
+        # Non-finite values and the ranges where repr's notation differs from Go's.
+        special = ~finite | ((a != 0) & ((a < 1e-4) | (a >= 1e16)))
+        whole = finite & ~special & (arr == np.trunc(arr))
+    for i in np.flatnonzero(special).tolist():
+        out[i] = format_value(vals[i])
+    for i in np.flatnonzero(whole).tolist():
+        out[i] = out[i][:-2]  # "12.0" -> "12"
+    return out
+
+
+def format_timestamps(ts_ms: np.ndarray) -> list[float | int]:
+    whole = ts_ms % 1000 == 0
+    secs = (ts_ms // 1000).tolist()
+    frac = (ts_ms / 1000).tolist()
+    return [s if w else f for s, w, f in zip(secs, whole.tolist(), frac, strict=True)]

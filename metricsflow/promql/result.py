@@ -1,0 +1,96 @@
+"""Query results and their Prometheus HTTP API ``data`` encoding."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from .format import format_timestamp, format_timestamps, format_value, format_values
+
+ResultType = Literal["matrix", "vector", "scalar", "string"]
+
+
+class ResultSeries(NamedTuple):
+    """One result series: unpacks as ``(labels, timestamps_ms, values)`` for alerting."""
+
+    labels: dict[str, str]
+    timestamps_ms: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(slots=True)
+class QueryResult:
+    result_type: ResultType
+    series: list[ResultSeries] = field(default_factory=list)
+    # For scalar and string results: the evaluation time and the value.
+    time_ms: int = 0
+    scalar: float = float("nan")
+    string: str = ""
+
+    def to_json_data(self) -> dict[str, Any]:
+        """The ``data`` object of Prometheus' /api/v1/query(_range) response."""
+        if self.result_type == "scalar":
+            return {
+                "resultType": "scalar",
+                "result": [format_timestamp(self.time_ms), format_value(self.scalar)],
+            }
+        if self.result_type == "string":
+            return {"resultType": "string", "result": [format_timestamp(self.time_ms), self.string]}
+        if self.result_type == "vector":
+            return {
+                "resultType": "vector",
+                "result": [
+                    {
+                        "metric": dict(s.labels),
+                        "value": [
+                            format_timestamp(int(s.timestamps_ms[0])),
+                            format_value(float(s.values[0])),
+                        ],
+                    }
+                    for s in self.series
+                ],
+            }
+        return {"resultType": "matrix", "result": _matrix_json(self.series)}
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building ~10^5 small lists triggers many useless GC passes (measured 36 ms -> 8 ms)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _matrix_json(series: list[ResultSeries]) -> list[dict[str, Any]]:
+    """Format all points in one batch: per-point Python work is the cost of a range result."""
+    if not series:
+        return []
+    with _gc_paused():
+        return _matrix_json_batch(series)
+
+
+def _matrix_json_batch(series: list[ResultSeries]) -> list[dict[str, Any]]:
+    all_ts = np.concatenate([s.timestamps_ms for s in series])
+    all_vals = np.concatenate([s.values for s in series])
+    texts = format_values(all_vals)
+    # Range results share one step grid: each distinct timestamp is formatted once.
+    grid, inverse = np.unique(all_ts, return_inverse=True)
+    grid_fmt = format_timestamps(grid)
+    ts_objs = [grid_fmt[i] for i in inverse.ravel().tolist()]
+    pairs = list(map(list, zip(ts_objs, texts, strict=True)))
+    out = []
+    pos = 0
+    for s in series:
+        n = int(s.timestamps_ms.size)
+        out.append({"metric": dict(s.labels), "values": pairs[pos : pos + n]})
+        pos += n
+    return out

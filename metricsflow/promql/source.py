@@ -1,0 +1,167 @@
+"""The storage contract the PromQL engine reads through, and an in-memory store.
+
+A ``SeriesSource`` answers one question: which series match all these matchers,
+and what are their samples in ``[start_ms, end_ms]``. The worker fetches from
+remote workers into a ``MemorySource`` first (scatter-gather), using
+``selections()`` to learn every window a query will read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .regex import compile_anchored
+
+MatchOp = Literal["=", "!=", "=~", "!~"]
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One label matcher; an absent label matches as the empty string, as in Prometheus."""
+
+    name: str
+    op: MatchOp
+    value: str  # regexes are fully anchored, as in Prometheus
+
+    def matches(self, v: str) -> bool:
+        if self.op == "=":
+            return v == self.value
+        if self.op == "!=":
+            return v != self.value
+        hit = compile_anchored(self.value).fullmatch(v) is not None
+        return hit if self.op == "=~" else not hit
+
+
+@dataclass(slots=True)
+class SeriesData:
+    """Samples of one series: ``timestamps_ms`` int64 sorted and unique, ``values`` float64."""
+
+    labels: dict[str, str]  # includes "__name__"
+    timestamps_ms: np.ndarray
+    values: np.ndarray
+
+
+class SeriesSource(Protocol):
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:
+        """All series matching ALL matchers, with their samples in [start_ms, end_ms] inclusive."""
+        ...
+
+
+@dataclass(slots=True)
+class _Stored:
+    labels: dict[str, str]
+    ts: np.ndarray
+    vals: np.ndarray
+
+
+@dataclass
+class MemorySource:
+    """Series held in memory with a label index (postings), for tests and prefetched data.
+
+    ``add`` merges samples into an existing series with the same labels; on equal
+    timestamps the newest value wins (same rule as a replayed write).
+    """
+
+    _series: list[_Stored] = field(default_factory=list)
+    _by_key: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    _postings: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def add(
+        self,
+        labels: Mapping[str, str],
+        timestamps_ms: Iterable[int] | np.ndarray,
+        values: Iterable[float] | np.ndarray,
+    ) -> None:
+        ts = np.asarray(timestamps_ms, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        if ts.shape != vals.shape or ts.ndim != 1:
+            raise ValueError("timestamps and values must be 1-d columns of equal length")
+        clean = {k: v for k, v in labels.items() if v != ""}
+        key = tuple(sorted(clean.items()))
+        idx = self._by_key.get(key)
+        if idx is None:
+            order = np.argsort(ts, kind="stable")
+            ts, vals = ts[order], vals[order]
+            ts, vals = _dedupe_last(ts, vals)
+            self._by_key[key] = len(self._series)
+            for k, v in clean.items():
+                self._postings.setdefault(k, {}).setdefault(v, []).append(len(self._series))
+            self._series.append(_Stored(clean, ts, vals))
+            return
+        old = self._series[idx]
+        all_ts = np.concatenate([old.ts, ts])
+        all_vals = np.concatenate([old.vals, vals])
+        order = np.argsort(all_ts, kind="stable")
+        old.ts, old.vals = _dedupe_last(all_ts[order], all_vals[order])
+
+    def add_series(self, series: Iterable[SeriesData]) -> None:
+        for s in series:
+            self.add(s.labels, s.timestamps_ms, s.values)
+
+    def _ids_matching(self, m: Matcher) -> set[int] | None:
+        """Ids matching ``m``; None means "everything except" is cheaper, handled by caller."""
+        values = self._postings.get(m.name, {})
+        return {i for v, ids in values.items() if m.matches(v) for i in ids}
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:
+        candidates: set[int] | None = None
+        negatives: list[Matcher] = []
+        # Matchers that do not match "" select through the postings; the rest filter afterwards.
+        for m in sorted(matchers, key=lambda m: m.op != "="):
+            if m.matches(""):
+                negatives.append(m)
+                continue
+            ids = self._ids_matching(m) or set()
+            candidates = ids if candidates is None else candidates & ids
+            if not candidates:
+                return []
+        if candidates is None:
+            candidates = set(range(len(self._series)))
+        out: list[SeriesData] = []
+        for i in sorted(candidates):
+            s = self._series[i]
+            if not all(m.matches(s.labels.get(m.name, "")) for m in negatives):
+                continue
+            ts = s.ts
+            if ts.size and ts[0] >= start_ms and ts[-1] <= end_ms:
+                out.append(SeriesData(dict(s.labels), ts, s.vals))  # whole series in the window
+                continue
+            lo = int(np.searchsorted(ts, start_ms, "left"))
+            hi = int(np.searchsorted(ts, end_ms, "right"))
+            out.append(SeriesData(dict(s.labels), ts[lo:hi], s.vals[lo:hi]))
+        return out
+
+
+def _dedupe_last(ts: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if ts.size < 2:
+        return ts, vals
+    keep = np.ones(ts.size, dtype=bool)
+    keep[:-1] = ts[1:] != ts[:-1]
+    return ts[keep], vals[keep]
+
+
+def selections(
+    query: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    lookback_ms: int = 300_000,
+    subquery_step_ms: int = 60_000,
+) -> list[tuple[list[Matcher], int, int]]:
+    """Every selector of ``query`` with the inclusive time window evaluation will read.
+
+    The windows are a superset of what ``Engine.range`` (or ``Engine.instant`` with
+    ``start_ms == end_ms``) asks its source for, so a ``MemorySource`` filled with
+    them answers the query exactly like the full store.
+    """
+    # Imported here: the planner needs the parser helpers, which import Matcher from this module.
+    from .prefetch import plan_selections
+
+    return plan_selections(query, start_ms, end_ms, step_ms, lookback_ms, subquery_step_ms)
