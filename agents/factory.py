@@ -15,6 +15,7 @@ from agents.topology import register_agents
 from metricsflow.config import Settings
 from tables.partition_store import PartitionStore
 from tables.storage import WorkerStorage
+from web.cluster import Cluster
 from web.server import WebServer
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -85,7 +86,15 @@ def create_app(settings: Settings) -> faust.App:
         recovery = app.tables.recovery
         return bool(recovery.completed.is_set() and not recovery.in_recovery and active_partitions())
 
-    web = WebServer(storage, ready, settings.web_host, settings.web_port)
+    def peers() -> set[str]:
+        # Every worker that owns table partitions, as announced in the group's assignment.
+        try:
+            return {str(url) for url in app.router.tables_metadata()}
+        except Exception:  # no assignment yet
+            return set()
+
+    cluster = Cluster(storage, settings.worker_url, peers)
+    web = WebServer(storage, ready, cluster, settings.web_host, settings.web_port)
     # mode starts and stops dependencies with the app, so the API lives as long as the worker.
     app.add_dependency(web)
     app.metricsflow_storage = storage  # type: ignore[attr-defined]

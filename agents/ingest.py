@@ -19,21 +19,11 @@ from metricsflow.collector.kafka_writer import KafkaWriter
 from metricsflow.collector.pipeline import IngestPipeline
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable, InvalidInput
-from metricsflow.ingest.native import parse_native
+from metricsflow.ingest.native import parse_native, tenant_field
 from metricsflow.model import DEFAULT_TENANT
-from metricsflow.pb import metricsflow_pb2 as pb
 
 log = logging.getLogger(__name__)
 PROTOCOL = "kafka"
-
-
-def _tenant_of(body: bytes) -> str:
-    req = pb.WriteRequest()
-    try:
-        req.ParseFromString(body)
-    except Exception:  # parse_native reports the error with its reason
-        return DEFAULT_TENANT
-    return req.tenant or DEFAULT_TENANT
 
 
 def register_ingest_agent(app: faust.App, settings: Settings, topic: faust.TopicT) -> None:
@@ -47,7 +37,10 @@ def register_ingest_agent(app: faust.App, settings: Settings, topic: faust.Topic
         async for body in stream:
             try:
                 parsed = parse_native(body)
-                tenant = _tenant_of(body)
+                tenant = tenant_field(body)
+                if tenant is None:
+                    raise InvalidInput("invalid_tenant", "the tenant field is not valid UTF-8")
+                tenant = tenant or DEFAULT_TENANT
                 pipeline.check_tenant(tenant)
             except InvalidInput as exc:
                 metrics.INGEST_REJECTED.labels(exc.reason).inc()

@@ -23,7 +23,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # Same partition count as points: a worker owns a series' points and its labels.
         NewTopic(settings.topic("series"), p, rf, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(settings.topic("ingest"), p, rf,
-                 topic_configs={"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}),
+                 topic_configs={"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000),
+                                "max.message.bytes": str(4 * 1024 * 1024)}),
     ]
 
 

@@ -32,7 +32,9 @@ def encode_labels(labels: Mapping[str, str]) -> bytes:
     """Series.labels (field 1), sorted by name, ready to prefix a Series message."""
     out = []
     for name, value in sorted(labels.items()):
-        out.append(_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, value.encode())))
+        # protobuf omits empty strings; so do we, to produce the same bytes.
+        value_field = _field(0x12, value.encode()) if value else b""
+        out.append(_field(0x0A, _field(0x0A, name.encode()) + value_field))
     return b"".join(out)
 
 

@@ -366,6 +366,14 @@ class WorkerStorage:
             values |= index.label_values(tenant, name, sids)
         return values
 
+    def metric_kinds(self, tenant: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.readable_partitions():
+            index = self.state(p).index
+            for sid in index.select(tenant, []):
+                out.setdefault(index.labels[sid].get("__name__", ""), index.kinds.get(sid, 0))
+        return out
+
     def stats(self) -> dict[str, int]:
         return {
             "partitions": len(self._parts),

@@ -68,7 +68,7 @@ class Proc:
 
     def start(self) -> Proc:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        fh = open(self.log, "ab")  # kept open for the child's lifetime
         self.popen = subprocess.Popen(self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=REPO)
         return self

@@ -9,26 +9,31 @@ from aiohttp import web
 from mode import Service
 
 from tables.storage import WorkerStorage
+from web.cluster import Cluster
+from web.query_api import QUERY_SERVICE_KEY, QueryService, add_query_routes
 from web.views import READY_KEY, STORAGE_KEY, add_routes
 
 log = logging.getLogger(__name__)
 
 
-def build_web_app(storage: WorkerStorage, ready: Callable[[], bool]) -> web.Application:
+def build_web_app(storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[STORAGE_KEY] = storage
     app[READY_KEY] = ready
+    app[QUERY_SERVICE_KEY] = QueryService(cluster)
     add_routes(app)
+    add_query_routes(app)
     return app
 
 
 class WebServer(Service):
     """Starts with the worker (before table recovery ends, so /healthz answers during it)."""
 
-    def __init__(self, storage: WorkerStorage, ready: Callable[[], bool], host: str, port: int,
+    def __init__(self, storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster, host: str, port: int,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self._app = build_web_app(storage, ready)
+        self._cluster = cluster
+        self._app = build_web_app(storage, ready, cluster)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
 
@@ -46,3 +51,4 @@ class WebServer(Service):
     async def on_stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        await self._cluster.close()

@@ -16,7 +16,7 @@ from metricsflow.model import DEFAULT_TENANT
 from metricsflow.promql.source import Matcher
 from tables.storage import WorkerStorage
 from web.formatting import matrix_series
-from web.params import now_ms, parse_selector, parse_time_ms
+from web.params import now_ms, parse_duration_ms, parse_selector, parse_time_ms
 from web.tiers import ROLLUP_AGGS, choose_tier, rollup_values
 
 STORAGE_KEY = web.AppKey("storage", WorkerStorage)
@@ -92,6 +92,11 @@ async def raw_query(request: web.Request) -> web.StreamResponse:
     if not query:
         raise InvalidInput("bad_data", 'missing parameter "query"')
     start, end = _time_range(p)
+    if first(p, "step"):
+        from web.query_api import DEFAULT_TIMEOUT_S, _answer
+
+        step = parse_duration_ms(first(p, "step") or "", "step")
+        return await _answer(request, query, start, end, step, DEFAULT_TIMEOUT_S)
     storage = request.app[STORAGE_KEY]
     tier = choose_tier(first(p, "tier") or "auto", start, end, now_ms(), storage.retention())
     agg = first(p, "agg") or "avg"
@@ -101,8 +106,11 @@ async def raw_query(request: web.Request) -> web.StreamResponse:
     tenant = tenant_of(request)
     result = []
     if tier == "raw":
-        series = storage.select(tenant, matchers, start, end)
-        result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series]
+        from web.query_api import QUERY_SERVICE_KEY
+
+        source = await request.app[QUERY_SERVICE_KEY].cluster.gather(tenant, [(matchers, start, end)])
+        series = source.select(matchers, start, end)
+        result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series if s.timestamps_ms.size]
     else:
         for part, sid in storage.select_ids(tenant, matchers):
             r = storage.rollup_with_head(part, sid, tier, start, end)
@@ -145,6 +153,16 @@ async def label_values(request: web.Request) -> web.StreamResponse:
     return ok(sorted(values))
 
 
+async def metadata(request: web.Request) -> web.StreamResponse:
+    """Metric metadata as far as we know it: the kind each series was announced with."""
+    storage = request.app[STORAGE_KEY]
+    kinds = {1: "gauge", 2: "counter", 3: "summary"}
+    out: dict[str, list[dict[str, str]]] = {}
+    for name, kind in storage.metric_kinds(tenant_of(request)).items():
+        out[name] = [{"type": kinds.get(kind, "unknown"), "help": "", "unit": ""}]
+    return ok(out)
+
+
 async def buildinfo(_request: web.Request) -> web.StreamResponse:
     return ok({"version": metricsflow.__version__, "revision": "", "branch": "", "buildUser": "",
                "buildDate": "", "goVersion": "python"})
@@ -174,6 +192,7 @@ def add_routes(app: web.Application) -> None:
         r.add_route(method, "/api/v1/labels", timed("labels", labels))
     r.add_get("/api/v1/label/{name}/values", timed("label_values", label_values))
     r.add_get("/api/v1/status/buildinfo", buildinfo)
+    r.add_get("/api/v1/metadata", metadata)
     r.add_get("/healthz", health)
     r.add_get("/readyz", readiness)
     r.add_get("/metrics", prometheus_metrics)

@@ -218,3 +218,16 @@ def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes
             out.timestamps_ms.extend(s.timestamps_ms.tolist())
             out.values.extend(s.values.tolist())
     return req.SerializeToString()
+
+
+def tenant_field(body: bytes) -> str | None:
+    """The WriteRequest ``tenant`` field (for mf.ingest producers), read leniently.
+
+    Invalid UTF-8 elsewhere in the message must not hide the tenant; an unreadable
+    or non-UTF-8 tenant gives None and the caller refuses the message.
+    """
+    try:
+        raw = _LenientWriteRequest.FromString(body).tenant
+        return raw.decode("utf-8")
+    except Exception:  # DecodeError or UnicodeDecodeError: the message has no usable tenant
+        return None

@@ -92,3 +92,11 @@ def format_timestamps(ts_ms: np.ndarray) -> list[float | int]:
     secs = (ts_ms // 1000).tolist()
     frac = (ts_ms / 1000).tolist()
     return [s if w else f for s, w, f in zip(secs, whole.tolist(), frac, strict=True)]
+
+
+def timestamp_text(t_ms: int) -> str:
+    """``jsonutil.MarshalTimestamp``: seconds, then ``.`` and exactly three digits if needed."""
+    sign = "-" if t_ms < 0 else ""
+    t = -t_ms if t_ms < 0 else t_ms
+    sec, frac = divmod(t, 1000)
+    return f"{sign}{sec}.{frac:03d}" if frac else f"{sign}{sec}"

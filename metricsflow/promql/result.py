@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from .format import format_timestamp, format_timestamps, format_value, format_values
+from .format import format_timestamp, format_timestamps, format_value, format_values, timestamp_text
 
 ResultType = Literal["matrix", "vector", "scalar", "string"]
 
@@ -56,6 +57,42 @@ class QueryResult:
                 ],
             }
         return {"resultType": "matrix", "result": _matrix_json(self.series)}
+
+    def to_json_bytes(self) -> bytes:
+        """``json.dumps(to_json_data())`` written directly, byte for byte as Prometheus writes it.
+
+        About twice as fast for large range results: no intermediate lists, and
+        timestamps keep Prometheus' three-digit millisecond form (``1.050``).
+        """
+        if self.result_type in ("scalar", "string"):
+            value = format_value(self.scalar) if self.result_type == "scalar" else self.string
+            body = f"[{timestamp_text(self.time_ms)},{json.dumps(value)}]"
+            return f'{{"resultType":"{self.result_type}","result":{body}}}'.encode()
+        parts: list[str] = []
+        if self.result_type == "vector":
+            for s in self.series:
+                metric = json.dumps(s.labels, separators=(",", ":"), ensure_ascii=False)
+                value = format_value(float(s.values[0]))
+                parts.append(
+                    f'{{"metric":{metric},"value":[{timestamp_text(int(s.timestamps_ms[0]))},"{value}"]}}'
+                )
+        elif self.series:
+            with _gc_paused():
+                texts = format_values(np.concatenate([s.values for s in self.series]))
+                grid, inverse = np.unique(
+                    np.concatenate([s.timestamps_ms for s in self.series]), return_inverse=True
+                )
+                grid_txt = [timestamp_text(t) for t in grid.tolist()]
+                points = [
+                    f'[{grid_txt[i]},"{v}"]' for i, v in zip(inverse.ravel().tolist(), texts, strict=True)
+                ]
+                pos = 0
+                for s in self.series:
+                    n = int(s.timestamps_ms.size)
+                    metric = json.dumps(s.labels, separators=(",", ":"), ensure_ascii=False)
+                    parts.append(f'{{"metric":{metric},"values":[{",".join(points[pos : pos + n])}]}}')
+                    pos += n
+        return f'{{"resultType":"{self.result_type}","result":[{",".join(parts)}]}}'.encode()
 
 
 @contextmanager

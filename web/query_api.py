@@ -1,0 +1,122 @@
+"""The Prometheus HTTP query API (and /v1/query with a step) over the one PromQL engine.
+
+Data is gathered first (``Cluster.gather``: every selection from every partition
+owner), then the engine evaluates on a bounded thread pool so a heavy query never
+stalls the event loop that also drives the Kafka consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+from aiohttp import web
+
+from agents import metrics
+from metricsflow.errors import BackendUnavailable, InvalidInput
+from metricsflow.promql import Engine, PromQLError, QueryResult, selections
+from web.cluster import Cluster, decode_selections, encode_series, select_local
+from web.params import now_ms, parse_duration_ms, parse_time_ms
+
+LOOKBACK_MS = 300_000
+DEFAULT_TIMEOUT_S = 120.0
+
+
+def api_error(status: int, error_type: str, message: str) -> web.Response:
+    body = {"status": "error", "errorType": error_type, "error": message}
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+class QueryService:
+    def __init__(self, cluster: Cluster, lookback_ms: int = LOOKBACK_MS, threads: int = 2) -> None:
+        self.cluster = cluster
+        self._lookback_ms = lookback_ms
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
+
+    async def run(self, tenant: str, query: str, start_ms: int, end_ms: int, step_ms: int,
+                  timeout_s: float) -> QueryResult:
+        sels = selections(query, start_ms, end_ms, max(step_ms, 1), self._lookback_ms)
+        source = await self.cluster.gather(tenant, sels)
+        engine = Engine(source, lookback_ms=self._lookback_ms, timeout_s=timeout_s)
+        loop = asyncio.get_running_loop()
+        if step_ms == 0:
+            return await loop.run_in_executor(self._pool, engine.instant, query, start_ms)
+        return await loop.run_in_executor(self._pool, engine.range, query, start_ms, end_ms, step_ms)
+
+
+QUERY_SERVICE_KEY = web.AppKey("query_service", QueryService)
+
+
+def _timeout(p: dict[str, list[str]]) -> float:
+    raw = (p.get("timeout") or [None])[0]
+    return min(DEFAULT_TIMEOUT_S, parse_duration_ms(raw, "timeout") / 1000) if raw else DEFAULT_TIMEOUT_S
+
+
+async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms: int, step_ms: int,
+                  timeout_s: float, extra: dict | None = None) -> web.Response:
+    from web.views import tenant_of
+
+    if not query:
+        return api_error(400, "bad_data", 'invalid parameter "query": missing query')
+    service = request.app[QUERY_SERVICE_KEY]
+    started = time.perf_counter()
+    try:
+        result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s)
+    except PromQLError as exc:
+        return api_error(exc.http_status, exc.error_type, str(exc))
+    except BackendUnavailable as exc:
+        return api_error(503, "unavailable", str(exc))
+    finally:
+        metrics.QUERY_SECONDS.labels("range" if step_ms else "instant").observe(time.perf_counter() - started)
+    body = {"status": "success", "data": result.to_json_data(), **(extra or {})}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def instant_query(request: web.Request) -> web.StreamResponse:
+    from web.views import first, params
+
+    p = await params(request)
+    try:
+        t = parse_time_ms(first(p, "time"), now_ms(), "time")
+        timeout_s = _timeout(p)
+    except InvalidInput as exc:
+        return api_error(400, "bad_data", exc.detail)
+    return await _answer(request, first(p, "query"), t, t, 0, timeout_s)
+
+
+async def range_query(request: web.Request) -> web.StreamResponse:
+    from web.views import first, params
+
+    p = await params(request)
+    try:
+        for name in ("start", "end", "step"):
+            if not first(p, name):
+                raise InvalidInput("bad_data", f'invalid parameter "{name}": missing')
+        start = parse_time_ms(first(p, "start"), 0, "start")
+        end = parse_time_ms(first(p, "end"), 0, "end")
+        step = parse_duration_ms(first(p, "step") or "", "step")
+        timeout_s = _timeout(p)
+    except InvalidInput as exc:
+        return api_error(400, "bad_data", exc.detail)
+    return await _answer(request, first(p, "query"), start, end, step, timeout_s)
+
+
+async def internal_select(request: web.Request) -> web.StreamResponse:
+    """A peer's share of a query: raw series of this worker's active partitions."""
+    from web.views import STORAGE_KEY
+
+    try:
+        tenant, sels = decode_selections(await request.read())
+    except InvalidInput as exc:
+        return api_error(400, "bad_data", exc.detail)
+    series = select_local(request.app[STORAGE_KEY], tenant, sels)
+    return web.Response(body=encode_series(series), content_type="application/octet-stream")
+
+
+def add_query_routes(app: web.Application) -> None:
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/api/v1/query", instant_query)
+        app.router.add_route(method, "/api/v1/query_range", range_query)
+    app.router.add_post("/internal/v1/select", internal_select)
