@@ -2,10 +2,18 @@
 # Idempotent set-up on a fresh Debian machine with Python 3.11 and Java 17:
 # system packages (Maven for the Kafka jars, Redis), the .venv with the locked
 # Python packages, and the Kafka broker jars in the cache (~/.cache/metricsflow).
+# --test also installs the real peers the tests talk to (Prometheus, Alertmanager,
+# node-exporter, kcat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+if [ "${1:-}" = "--test" ]; then
+  command -v kcat >/dev/null || need_apt+=(kcat)
+  command -v prometheus >/dev/null || need_apt+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+  command -v prometheus-node-exporter >/dev/null || need_apt+=(prometheus-node-exporter)
+fi
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
