@@ -10,6 +10,7 @@ from pathlib import Path
 
 import faust
 
+from agents.alerting import RuleRunner
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
@@ -94,7 +95,19 @@ def create_app(settings: Settings) -> faust.App:
             return set()
 
     cluster = Cluster(storage, settings.worker_url, peers)
-    web = WebServer(storage, ready, cluster, settings.web_host, settings.web_port)
+    rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)), cluster,
+                       active_partitions)
+    storage.on_data = rules.notify_data_arrived
+
+    @app.task
+    async def evaluate_rules() -> None:
+        await rules.run()
+
+    @app.on_before_shutdown.connect
+    async def close_rules(_app: faust.App, **_: object) -> None:
+        await rules.close()
+
+    web = WebServer(storage, ready, cluster, settings.web_host, settings.web_port, rules=rules)
     # mode starts and stops dependencies with the app, so the API lives as long as the worker.
     app.add_dependency(web)
     app.metricsflow_storage = storage  # type: ignore[attr-defined]

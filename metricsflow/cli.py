@@ -20,8 +20,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", help="debug|info|warning (MF_LOG_LEVEL)")
 
 
+def _alerting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", dest="rules_files", action="append", metavar="FILE",
+                   help="Prometheus rule file (repeatable; MF_RULES_FILES, comma-separated)")
+    p.add_argument("--alertmanager-url", dest="alertmanager_urls", action="append", metavar="URL",
+                   help="Alertmanager base URL (repeatable; MF_ALERTMANAGER_URLS)")
+    p.add_argument("--webhook-url", dest="webhook_urls", action="append", metavar="URL",
+                   help="webhook receiving Alertmanager-shaped payloads (repeatable; MF_WEBHOOK_URLS)")
+
+
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    return {n: getattr(args, n, None) for n in ("kafka_bootstrap", "partitions", "log_level", *names)}
+    out = {n: getattr(args, n, None) for n in ("kafka_bootstrap", "partitions", "log_level", *names)}
+    for n in ("rules_files", "alertmanager_urls", "webhook_urls"):
+        if getattr(args, n, None):
+            out[n] = tuple(getattr(args, n))
+    return out
 
 
 def _home() -> Path:
@@ -60,6 +73,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     run(load_settings(_overrides(args, "worker_id", "data_dir", "web_host", "web_port", "standby_replicas",
                                  "head_cut_interval_s")))
     return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from metricsflow.sidecar.__main__ import main as sidecar_main
+
+    return sidecar_main(args.agent_args)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -112,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="also run the load generator at a modest rate")
     p.add_argument("--demo-rate", type=int, default=2000, help="points/s of the demo load")
     p.add_argument("--demo-hosts", type=int, default=20, help="hosts of the demo load (10 series each)")
+    _alerting(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("kafka", help="a single-node KRaft Kafka on 127.0.0.1")
@@ -136,7 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-port", dest="web_port", type=int)
     p.add_argument("--standby-replicas", dest="standby_replicas", type=int)
     p.add_argument("--cut-interval", dest="head_cut_interval_s", type=float, help="seconds between head cuts")
+    _alerting(p)
     p.set_defaults(func=cmd_worker)
+
+    for name in ("agent", "sidecar"):
+        p = sub.add_parser(name, add_help=False,
+                           help="StatsD/DogStatsD sidecar on UDP 127.0.0.1:8125; `metricsflow agent --help` for flags")
+        p.set_defaults(func=cmd_agent, agent_args=[])
 
     p = sub.add_parser("load", help="TSBS-like load against a collector; last line is a JSON summary")
     p.add_argument("--protocol", choices=("grpc", "protobuf", "json"), default="grpc")
@@ -166,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("agent", "sidecar"):
+        args.agent_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args) or 0)
 
 

@@ -62,6 +62,13 @@ class Settings:
     retention_check_interval_s: float = 300.0
     out_of_order_window_ms: int = 3600 * 1000  # older than newest-minus-this is refused and counted
     log_level: str = "info"
+    # Alerting
+    rules_files: tuple[str, ...] = ()
+    alertmanager_urls: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    rules_tenant: str = "default"
+    external_url: str = ""
+    rule_tick_s: float = 0.5
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("points")`` → ``mf.points``."""

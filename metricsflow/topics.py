@@ -22,6 +22,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                                 "max.message.bytes": str(4 * 1024 * 1024)}),
         # Same partition count as points: a worker owns a series' points and its labels.
         NewTopic(settings.topic("series"), p, rf, topic_configs={"cleanup.policy": "compact"}),
+        # Alert state transitions, keyed by rule and alert fingerprint.
+        NewTopic(settings.topic("alerts"), p, rf, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(settings.topic("ingest"), p, rf,
                  topic_configs={"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000),
                                 "max.message.bytes": str(4 * 1024 * 1024)}),

@@ -86,6 +86,7 @@ class WorkerStorage:
         self._rollups = rollups  # tier name ("1m", "1h") → store
         self._active = active_partitions
         self._flush = flush
+        self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
         self.block_ms = settings.block_ms
 
@@ -147,6 +148,8 @@ class WorkerStorage:
         if value:
             self._wal.put(partition, key, value)
             st.head.append(sids, ts, vals, key)
+            if self.on_data is not None:
+                self.on_data()
         return IngestStats(int(ts.size), batch.produced_at_ms)
 
     def _in_order_window(self, st: PartitionState, run_sids: np.ndarray, run_lengths: np.ndarray,

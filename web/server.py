@@ -8,21 +8,26 @@ from collections.abc import Callable
 from aiohttp import web
 from mode import Service
 
+from agents.alerting import RuleRunner
 from tables.storage import WorkerStorage
 from web.cluster import Cluster
 from web.query_api import QUERY_SERVICE_KEY, QueryService, add_query_routes
+from web.rules_api import add_rules_routes
 from web.views import READY_KEY, STORAGE_KEY, add_routes
 
 log = logging.getLogger(__name__)
 
 
-def build_web_app(storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster) -> web.Application:
+def build_web_app(storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster,
+                  rules: RuleRunner | None = None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[STORAGE_KEY] = storage
     app[READY_KEY] = ready
     app[QUERY_SERVICE_KEY] = QueryService(cluster)
     add_routes(app)
     add_query_routes(app)
+    if rules is not None:
+        add_rules_routes(app, rules, cluster)
     return app
 
 
@@ -30,10 +35,10 @@ class WebServer(Service):
     """Starts with the worker (before table recovery ends, so /healthz answers during it)."""
 
     def __init__(self, storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster, host: str, port: int,
-                 **kwargs: object) -> None:
+                 rules: RuleRunner | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._cluster = cluster
-        self._app = build_web_app(storage, ready, cluster)
+        self._app = build_web_app(storage, ready, cluster, rules)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
 

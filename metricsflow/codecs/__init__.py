@@ -44,7 +44,9 @@ CODECS: dict[str, Codec] = {
 }
 _BY_TAG: dict[int, Codec] = {codec.tag: codec for codec in CODECS.values()}
 
-# Chosen by perf/bench_codecs.py, see perf/RESULTS.md "Chunk codecs".
+# Chosen by perf/bench_codecs.py (perf/RESULTS.md, "Chunk codecs"): smallest on every
+# workload (random walk 1.19 B/point vs pcodec 1.35, Gorilla 7.08; real node-exporter
+# 0.48 vs 0.77 and 1.38) and decodes 6-26 M points per CPU-second, 0.5-1.1x pcodec.
 DEFAULT_CODEC = "decimal"
 
 

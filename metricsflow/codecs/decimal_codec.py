@@ -23,7 +23,7 @@ import numpy as np
 from pcodec import wrapped
 
 from metricsflow.codecs import _intcol, _pco, _timecol
-from metricsflow.codecs._wire import Reader, corrupt, uvarint, zigzag
+from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint, zigzag
 
 TAG = 3
 NAME = "decimal"
@@ -53,6 +53,7 @@ _SCALE_MASK = 0x3E
 _MULTIPLY = 0x40
 _HAS_PCO_HEADER = 0x80
 _U64 = np.uint64
+_U64_MASK = (1 << 64) - 1
 
 
 def reconstruct(mantissas: np.ndarray, digits: int, multiply: bool) -> np.ndarray:
@@ -155,20 +156,21 @@ def _decode_decimal(
     n_patches = reader.uvarint()
     if n_patches > n:
         raise corrupt(f"{n_patches} patches in a block of {n} points")
-    positions = np.empty(n_patches, dtype=np.int64)
-    deltas = np.empty(n_patches, dtype=_U64)
+    positions: list[int] = []
+    deltas: list[int] = []
     position = -1
-    for i in range(n_patches):
+    for _ in range(n_patches):
         position += reader.uvarint() + 1
-        if position >= n:
-            raise corrupt("patch position beyond the block")
-        positions[i] = position
-        deltas[i] = reader.uvarint()
+        positions.append(position)
+        deltas.append(unzigzag(reader.uvarint()) & _U64_MASK)
+    if position >= n:
+        raise corrupt("patch position beyond the block")
     mantissas = _intcol.decode(reader, n, pco_file)
-    bits = reconstruct(mantissas, k, multiply).view(_U64)
-    signed = (deltas >> _U64(1)) ^ (_U64(0) - (deltas & _U64(1)))  # un-zigzag in uint64
-    bits[positions] += signed
-    return bits.view(np.float64)
+    values = reconstruct(mantissas, k, multiply)
+    if positions:
+        bits = values.view(_U64)
+        bits[positions] += np.array(deltas, dtype=_U64)  # wraps mod 2^64 like the encoder
+    return values
 
 
 class DecimalCodec:

@@ -27,7 +27,10 @@ def _component_env(settings: Settings) -> dict[str, str]:
     env.update({"MF_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "MF_PARTITIONS": str(settings.partitions),
                 "MF_DATA_DIR": settings.data_dir, "MF_WEB_PORT": str(settings.web_port),
                 "MF_COLLECTOR_HTTP_PORT": str(settings.collector_http_port),
-                "MF_COLLECTOR_GRPC_PORT": str(settings.collector_grpc_port)})
+                "MF_COLLECTOR_GRPC_PORT": str(settings.collector_grpc_port),
+                "MF_RULES_FILES": ",".join(str(Path(f).resolve()) for f in settings.rules_files),
+                "MF_ALERTMANAGER_URLS": ",".join(settings.alertmanager_urls),
+                "MF_WEBHOOK_URLS": ",".join(settings.webhook_urls)})
     return env
 
 

@@ -1,0 +1,234 @@
+"""Sending one encoded WriteRequest: gRPC or HTTP protobuf, sync and asyncio.
+
+Every transport answers a send with a :class:`SendOutcome` or raises one of
+three errors, so the retry loop is the same for all of them:
+
+* :class:`TransientSendError` — retry after a backoff (HTTP 408/425/429/5xx,
+  connection errors; gRPC UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED,
+  ABORTED, INTERNAL, UNKNOWN). ``retry_after_s`` carries the server's
+  Retry-After (header, or gRPC trailing metadata ``retry-after``) when given.
+* :class:`BatchRejected` — HTTP 400 / gRPC INVALID_ARGUMENT: the collector
+  refused the whole batch as bad input; never retried, counted as rejected.
+* :class:`SendFailed` — anything else (413, 404, UNIMPLEMENTED, …): retrying the
+  same bytes cannot help; the batch is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import orjson
+
+from metricsflow.errors import InvalidInput, MetricsflowError, RetryableError
+from metricsflow.pb import metricsflow_pb2 as pb
+
+GRPC_WRITE = "/metricsflow.v1.Ingest/Write"
+TENANT_HEADER = "X-Scope-OrgID"
+TENANT_METADATA = "x-scope-orgid"
+MAX_MESSAGE_BYTES = 64 << 20
+
+_RETRY_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+})
+_RETRY_HTTP = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    accepted: int
+    rejected: int
+
+
+class TransientSendError(RetryableError):
+    """The collector (or its Kafka) is unavailable; the same batch may succeed later."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message, retry_after_s if retry_after_s is not None else 0.0)
+        self.server_retry_after_s = retry_after_s
+
+
+class BatchRejected(InvalidInput):
+    """The collector refused the batch as invalid (HTTP 400 / INVALID_ARGUMENT)."""
+
+
+class SendFailed(MetricsflowError):
+    """A non-retryable failure that is not about the points (e.g. 413, UNIMPLEMENTED)."""
+
+
+class SyncTransport(Protocol):
+    def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome: ...
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome: ...
+    async def close(self) -> None: ...
+
+
+def parse_retry_after(value: object) -> float | None:
+    """Seconds from a Retry-After value (delta-seconds only; HTTP dates are ignored)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _grpc_error(exc: grpc.RpcError, points: int) -> Exception:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    message = f"gRPC {code.name if code else '?'}: {details}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return BatchRejected("invalid_argument", message)
+    if code in _RETRY_CODES:
+        retry_after = None
+        try:
+            for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
+                if key == "retry-after":
+                    retry_after = parse_retry_after(value)
+        except Exception:  # metadata is optional; a missing one must not hide the error
+            pass
+        return TransientSendError(message, retry_after)
+    return SendFailed(f"{message} ({points} points dropped)")
+
+
+def _http_outcome(status: int, headers: Any, payload: bytes, points: int) -> SendOutcome:
+    if 200 <= status < 300:
+        try:
+            doc = orjson.loads(payload) if payload else {}
+        except orjson.JSONDecodeError:
+            doc = {}
+        return SendOutcome(int(doc.get("accepted", points)), int(doc.get("rejected", 0)))
+    text = payload[:300].decode("utf-8", "replace")
+    if status == 400:
+        raise BatchRejected("bad_request", f"HTTP 400: {text}")
+    if status in _RETRY_HTTP or status >= 500:
+        raise TransientSendError(f"HTTP {status}: {text}", parse_retry_after(headers.get("Retry-After")))
+    raise SendFailed(f"HTTP {status}: {text} ({points} points dropped)")
+
+
+def _grpc_options() -> list[tuple[str, int]]:
+    return [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+
+
+class GrpcTransport:
+    """Unary ``Ingest/Write`` on one channel; the body is sent as raw bytes."""
+
+    def __init__(self, target: str, tenant: str) -> None:
+        self._channel = grpc.insecure_channel(target, options=_grpc_options())
+        self._call = self._channel.unary_unary(GRPC_WRITE, request_serializer=bytes,
+                                               response_deserializer=pb.WriteResponse.FromString)
+        self._metadata = ((TENANT_METADATA, tenant),)
+
+    def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        try:
+            resp = self._call(body, metadata=self._metadata, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise _grpc_error(exc, points) from None
+        return SendOutcome(resp.accepted, resp.rejected)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class HttpTransport:
+    """``POST /v1/metrics`` with ``application/x-protobuf`` on one kept-alive connection."""
+
+    def __init__(self, base_url: str, tenant: str) -> None:
+        url = urllib.parse.urlsplit(base_url if "://" in base_url else f"http://{base_url}")
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"HTTP target {base_url!r}: want http://host:port")
+        self._https = url.scheme == "https"
+        self._netloc = url.netloc
+        self._path = url.path.rstrip("/") + "/v1/metrics"
+        self._headers = {"Content-Type": "application/x-protobuf", TENANT_HEADER: tenant}
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._netloc, timeout=timeout_s)
+        self._conn.timeout = timeout_s
+        if self._conn.sock is not None:
+            self._conn.sock.settimeout(timeout_s)
+        return self._conn
+
+    def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        # A kept-alive connection the server closed while idle fails on first use;
+        # that is not an outage, so one immediate retry on a fresh connection.
+        for fresh in (self._conn is None, True):
+            try:
+                conn = self._connection(timeout_s)
+                conn.request("POST", self._path, body=body, headers=self._headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if fresh:
+                    raise TransientSendError(f"HTTP connection: {exc!r}") from None
+        return _http_outcome(resp.status, resp.headers, payload, points)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class AsyncGrpcTransport:
+    """The asyncio twin of :class:`GrpcTransport` (grpc.aio); create inside the running loop."""
+
+    def __init__(self, target: str, tenant: str) -> None:
+        from grpc import aio
+
+        self._channel = aio.insecure_channel(target, options=_grpc_options())
+        self._call = self._channel.unary_unary(GRPC_WRITE, request_serializer=bytes,
+                                               response_deserializer=pb.WriteResponse.FromString)
+        self._metadata = ((TENANT_METADATA, tenant),)
+
+    async def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        try:
+            resp = await self._call(body, metadata=self._metadata, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise _grpc_error(exc, points) from None
+        return SendOutcome(resp.accepted, resp.rejected)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class AsyncHttpTransport:
+    """The asyncio twin of :class:`HttpTransport` (aiohttp); create inside the running loop."""
+
+    def __init__(self, base_url: str, tenant: str) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        base = base_url if "://" in base_url else f"http://{base_url}"
+        self._url = base.rstrip("/") + "/v1/metrics"
+        self._session = aiohttp.ClientSession(
+            headers={"Content-Type": "application/x-protobuf", TENANT_HEADER: tenant})
+
+    async def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        aiohttp = self._aiohttp
+        try:
+            async with self._session.post(self._url, data=body,
+                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                payload = await resp.read()
+                status, headers = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientSendError(f"HTTP connection: {exc!r}") from None
+        return _http_outcome(status, headers, payload, points)
+
+    async def close(self) -> None:
+        await self._session.close()
