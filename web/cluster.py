@@ -99,14 +99,28 @@ class Cluster:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
 
-    async def gather(self, tenant: str, selections: Sequence[Selection]) -> MemorySource:
+    async def gather(self, tenant: str, selections: Sequence[Selection],
+                     warnings: list[str] | None = None) -> MemorySource:
+        """Series of every selection from all owners.
+
+        A peer that cannot be reached (it died and the group has not rebalanced yet)
+        leaves its partitions out: the answer is partial and says so in ``warnings``,
+        as Prometheus' API does, rather than failing every query during a failover.
+        """
         source = MemorySource()
         peers = self.peer_urls()
         body = encode_selections(tenant, selections)
-        remote = asyncio.gather(*(self._fetch(url, body) for url in peers))
+        remote = asyncio.gather(*(self._fetch(url, body) for url in peers), return_exceptions=True)
         source.add_series(select_local(self._storage, tenant, selections))
         for series in await remote:
-            source.add_series(series)
+            if isinstance(series, BackendUnavailable):
+                if warnings is None:
+                    raise series
+                warnings.append(f"partial result: {series}")
+            elif isinstance(series, BaseException):
+                raise series
+            else:
+                source.add_series(series)
         return source
 
     async def close(self) -> None:

@@ -36,9 +36,9 @@ class QueryService:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
 
     async def run(self, tenant: str, query: str, start_ms: int, end_ms: int, step_ms: int,
-                  timeout_s: float) -> QueryResult:
+                  timeout_s: float, warnings: list[str] | None = None) -> QueryResult:
         sels = selections(query, start_ms, end_ms, max(step_ms, 1), self._lookback_ms)
-        source = await self.cluster.gather(tenant, sels)
+        source = await self.cluster.gather(tenant, sels, warnings)
         engine = Engine(source, lookback_ms=self._lookback_ms, timeout_s=timeout_s)
         loop = asyncio.get_running_loop()
         if step_ms == 0:
@@ -62,8 +62,9 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
         return api_error(400, "bad_data", 'invalid parameter "query": missing query')
     service = request.app[QUERY_SERVICE_KEY]
     started = time.perf_counter()
+    warnings: list[str] = []
     try:
-        result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s)
+        result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s, warnings)
     except PromQLError as exc:
         return api_error(exc.http_status, exc.error_type, str(exc))
     except BackendUnavailable as exc:
@@ -71,6 +72,8 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
     finally:
         metrics.QUERY_SECONDS.labels("range" if step_ms else "instant").observe(time.perf_counter() - started)
     body = {"status": "success", "data": result.to_json_data(), **(extra or {})}
+    if warnings:
+        body["warnings"] = warnings
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 

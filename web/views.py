@@ -105,10 +105,11 @@ async def raw_query(request: web.Request) -> web.StreamResponse:
     matchers = parse_selector(query)
     tenant = tenant_of(request)
     result = []
+    warnings: list[str] = []
     if tier == "raw":
         from web.query_api import QUERY_SERVICE_KEY
 
-        source = await request.app[QUERY_SERVICE_KEY].cluster.gather(tenant, [(matchers, start, end)])
+        source = await request.app[QUERY_SERVICE_KEY].cluster.gather(tenant, [(matchers, start, end)], warnings)
         series = source.select(matchers, start, end)
         result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series if s.timestamps_ms.size]
     else:
@@ -118,6 +119,8 @@ async def raw_query(request: web.Request) -> web.StreamResponse:
                 result.append(matrix_series(dict(storage.labels_of(part, sid)), r.starts, rollup_values(r, agg)))
     result.sort(key=lambda r: sorted(r["metric"].items()))  # type: ignore[union-attr]
     body = {"status": "success", "data": {"resultType": "matrix", "result": result}, "tier": tier}
+    if warnings:
+        body["warnings"] = warnings
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
