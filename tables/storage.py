@@ -353,6 +353,21 @@ class WorkerStorage:
                 out.append(SeriesData(dict(self.labels_of(p, sid)), ts, vals))
         return out
 
+    def select_rollup(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
+                      tier: str, agg: str) -> list[SeriesData]:
+        """One synthetic sample per rollup window (see metricsflow/promql/downsample.py)."""
+        from metricsflow.promql.downsample import synthesize
+
+        window = rollup.TIERS_MS[tier]
+        out = []
+        for p, sid in self.select_ids(tenant, matchers):
+            r = self.rollup_with_head(p, sid, tier, start_ms - window, end_ms)
+            ts, vals = synthesize(r, agg)
+            keep = (ts >= start_ms) & (ts <= end_ms)
+            if keep.any():
+                out.append(SeriesData(dict(self.labels_of(p, sid)), ts[keep], vals[keep]))
+        return out
+
     def label_names(self, tenant: str, matchers: Sequence[MatcherLike] | None) -> set[str]:
         names: set[str] = set()
         for p in self.readable_partitions():

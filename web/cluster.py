@@ -26,7 +26,9 @@ from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql.source import Matcher, MemorySource, SeriesData
 from tables.storage import WorkerStorage
 
-Selection = tuple[list[Matcher], int, int]
+# (matchers, start ms, end ms) reads raw samples; a fourth and fifth element
+# (tier, aggregate) read one synthetic sample per rollup window instead.
+Selection = tuple  # (list[Matcher], int, int) or (list[Matcher], int, int, str, str)
 _U32 = struct.Struct("<I")
 PEER_TIMEOUT_S = 30.0
 
@@ -56,13 +58,15 @@ def decode_series(data: bytes) -> list[SeriesData]:
 
 def encode_selections(tenant: str, selections: Sequence[Selection]) -> bytes:
     return orjson.dumps({"tenant": tenant, "selections": [
-        [[[m.name, m.op, m.value] for m in ms], start, end] for ms, start, end in selections]})
+        [[[m.name, m.op, m.value] for m in sel[0]], *sel[1:]] for sel in selections]})
 
 
 def decode_selections(body: bytes) -> tuple[str, list[Selection]]:
     try:
         doc = orjson.loads(body)
-        sels = [([Matcher(n, op, v) for n, op, v in ms], int(start), int(end)) for ms, start, end in doc["selections"]]
+        sels: list[Selection] = []
+        for ms, start, end, *tier_agg in doc["selections"]:
+            sels.append(([Matcher(n, op, v) for n, op, v in ms], int(start), int(end), *map(str, tier_agg[:2])))
         return str(doc["tenant"]), sels
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidInput("bad_data", f"malformed select request: {exc}") from None
@@ -70,8 +74,11 @@ def decode_selections(body: bytes) -> tuple[str, list[Selection]]:
 
 def select_local(storage: WorkerStorage, tenant: str, selections: Sequence[Selection]) -> list[SeriesData]:
     out: list[SeriesData] = []
-    for matchers, start, end in selections:
-        out.extend(storage.select(tenant, matchers, start, end))
+    for matchers, start, end, *tier_agg in selections:
+        if tier_agg and tier_agg[0] != "raw":
+            out.extend(storage.select_rollup(tenant, matchers, start, end, tier_agg[0], tier_agg[1]))
+        else:
+            out.extend(storage.select(tenant, matchers, start, end))
     return out
 
 

@@ -15,10 +15,13 @@ import orjson
 from aiohttp import web
 
 from agents import metrics
+from metricsflow import rollup
 from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import Engine, PromQLError, QueryResult, selections
+from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, selector_key
 from web.cluster import Cluster, decode_selections, encode_series, select_local
 from web.params import now_ms, parse_duration_ms, parse_time_ms
+from web.tiers import choose_query_tier
 
 LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
@@ -36,10 +39,17 @@ class QueryService:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
 
     async def run(self, tenant: str, query: str, start_ms: int, end_ms: int, step_ms: int,
-                  timeout_s: float, warnings: list[str] | None = None) -> QueryResult:
-        sels = selections(query, start_ms, end_ms, max(step_ms, 1), self._lookback_ms)
+                  timeout_s: float, warnings: list[str] | None = None, tier: str = "raw") -> QueryResult:
+        lookback = self._lookback_ms
+        sels = selections(query, start_ms, end_ms, max(step_ms, 1), lookback)
+        if tier != "raw":
+            # One sample per window: the lookback must reach back at least one window.
+            lookback = max(lookback, rollup.TIERS_MS[tier] + 1)
+            aggs = selector_aggregates(query)
+            sels = [(m, s, e, tier, aggs.get(selector_key(m), DEFAULT_AGG))
+                    for m, s, e in selections(query, start_ms, end_ms, max(step_ms, 1), lookback)]
         source = await self.cluster.gather(tenant, sels, warnings)
-        engine = Engine(source, lookback_ms=self._lookback_ms, timeout_s=timeout_s)
+        engine = Engine(source, lookback_ms=lookback, timeout_s=timeout_s)
         loop = asyncio.get_running_loop()
         if step_ms == 0:
             return await loop.run_in_executor(self._pool, engine.instant, query, start_ms)
@@ -56,7 +66,7 @@ def _timeout(p: dict[str, list[str]]) -> float:
 
 async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms: int, step_ms: int,
                   timeout_s: float, extra: dict | None = None) -> web.Response:
-    from web.views import tenant_of
+    from web.views import STORAGE_KEY, tenant_of
 
     if not query:
         return api_error(400, "bad_data", 'invalid parameter "query": missing query')
@@ -64,7 +74,12 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
     started = time.perf_counter()
     warnings: list[str] = []
     try:
-        result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s, warnings)
+        retention = request.app[STORAGE_KEY].retention()
+        tier = choose_query_tier(request.query.get("tier", "auto"), start_ms, end_ms, step_ms, now_ms(), retention)
+        extra = {**(extra or {}), "tier": tier}
+        result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s, warnings, tier)
+    except InvalidInput as exc:
+        return api_error(400, "bad_data", exc.detail)
     except PromQLError as exc:
         return api_error(exc.http_status, exc.error_type, str(exc))
     except BackendUnavailable as exc:
