@@ -94,7 +94,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     cfg = LoadConfig(url=args.url, grpc_target=args.grpc, protocol=args.protocol, rate=rate,
                      duration_s=args.duration, hosts=args.hosts, series_per_request=args.series_per_request,
                      samples_per_series=args.samples_per_series, connections=args.connections,
-                     tenant=args.tenant, quiet=args.quiet)
+                     tenant=args.tenant, quiet=args.quiet, realtime=args.realtime)
     try:
         summary = asyncio.run(run_load(cfg))
     except KeyboardInterrupt:
@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start Kafka, Redis, a worker and a collector; Ctrl-C stops them")
     _common(p)
     p.add_argument("--demo", action="store_true", help="also run the load generator at a modest rate")
-    p.add_argument("--demo-rate", type=int, default=2000, help="points/s of the demo load")
-    p.add_argument("--demo-hosts", type=int, default=20, help="hosts of the demo load (10 series each)")
+    p.add_argument("--demo-rate", type=int, default=1000, help="points/s of the demo load")
+    p.add_argument("--demo-hosts", type=int, default=100, help="hosts of the demo load (10 series each)")
     _alerting(p)
     p.set_defaults(func=cmd_up)
 
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc", default="127.0.0.1:50051", help="collector gRPC address")
     p.add_argument("--tenant", default="default")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--realtime", action="store_true",
+                   help="one sample per series per round, stamped now (live dashboards) instead of backfill")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("query", help="query a worker (raw selector, or PromQL with --step)")

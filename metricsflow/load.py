@@ -37,6 +37,7 @@ class LoadConfig:
     tenant: str = "default"
     seed: int = 42
     quiet: bool = False
+    realtime: bool = False  # stamp every round with the wall clock instead of running ahead in data time
 
 
 @dataclass
@@ -65,9 +66,12 @@ class RequestSource:
     def round_group(self) -> list[tuple[bytes, int]]:
         """All series × samples_per_series rounds, cut into requests of series_per_request series."""
         k = self.cfg.samples_per_series
+        if self.cfg.realtime:
+            k = 1
+            self.next_ms = max(self.next_ms, int(time.time() * 1000))
         ts = self.next_ms + INTERVAL_MS * np.arange(k, dtype=np.int64)
         vals = self.walk.rounds(k)  # (k, n)
-        self.next_ms += k * INTERVAL_MS
+        self.next_ms += 1 if self.cfg.realtime else k * INTERVAL_MS
         out = []
         for lo in range(0, self.n, self.cfg.series_per_request):
             hi = min(self.n, lo + self.cfg.series_per_request)
@@ -162,7 +166,9 @@ async def run_load(cfg: LoadConfig) -> dict[str, object]:
     now = int(time.time() * 1000)
     # Data time runs ahead of wall time when sending faster than real time, so start in the past
     # far enough that the run ends near "now" (the collector refuses points >10 min ahead).
-    if cfg.rate and cfg.duration_s:
+    if cfg.realtime:
+        span_ms = 0
+    elif cfg.rate and cfg.duration_s:
         rounds = cfg.rate * cfg.duration_s / n_series
         span_ms = int(min(PAST_LIMIT_MS, (rounds + cfg.samples_per_series) * INTERVAL_MS))
     else:

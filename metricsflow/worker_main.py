@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 
 from metricsflow.config import Settings
 from metricsflow.topics import ensure_topics
@@ -19,4 +22,14 @@ def run(settings: Settings) -> None:
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        # Faust has flushed the producer and stopped every service by now; a lingering
+        # library thread must not keep a stopped worker alive (seen: minutes after SIGTERM).
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)

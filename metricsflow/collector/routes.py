@@ -32,9 +32,22 @@ async def v1_metrics(request: web.Request) -> web.StreamResponse:
 
 async def remote_write(request: web.Request) -> web.StreamResponse:
     # Prometheus answers 400 (never retried) when any sample was refused, after storing the rest.
+    proto = request.content_type and _content_type_param(request.headers.get("Content-Type", ""), "proto")
+    if proto and proto != "prometheus.WriteRequest":
+        # remote_write 2.0 asks receivers that cannot read a message type for 415.
+        return error_response(415, "unsupported_media_type",
+                              f"remote_write message {proto!r} is not supported; send prometheus.WriteRequest (1.0)")
     encoding = request.headers.get("Content-Encoding")
     return await ingest(request, "remote_write", lambda body, _req: parse_remote_write(body, encoding),
                         success_status=204, partial_status=400)
+
+
+def _content_type_param(header: str, name: str) -> str | None:
+    for part in header.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == name:
+            return value.strip().strip('"')
+    return None
 
 
 async def influx_write(request: web.Request) -> web.StreamResponse:

@@ -45,6 +45,7 @@ def run_up(settings: Settings, home: Path, demo: bool, demo_rate: int, demo_host
         if stopping:
             return
         stopping = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave processes behind
         print("\nstopping ...", flush=True)
         for name, pid in reversed(started):
             stop_pid(pid, timeout_s=30)
@@ -76,7 +77,7 @@ def run_up(settings: Settings, home: Path, demo: bool, demo_rate: int, demo_host
             print(f"components did not become ready in 120 s; see {logs}", flush=True)
             return 1
         if demo:
-            lpid = spawn(exe + ["load", "--protocol", "grpc", "--rate", str(demo_rate), "--duration", "0",
+            lpid = spawn(exe + ["load", "--protocol", "grpc", "--rate", str(demo_rate), "--duration", "0", "--realtime",
                                 "--hosts", str(demo_hosts), "--quiet"], logs / "load.log", home / "load.pid", env=env)
             started.append(("demo load", lpid))
         print(f"""

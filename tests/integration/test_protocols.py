@@ -29,6 +29,8 @@ def test_remote_write_influx_and_otlp_are_stored(stack: Stack) -> None:
                "X-Prometheus-Remote-Write-Version": "0.1.0"}
     assert http("POST", url + "/api/v1/write", body, headers)[0] == 204
     assert http("POST", url + "/api/v1/write", b"not snappy", headers)[0] == 400
+    v2 = {**headers, "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}
+    assert http("POST", url + "/api/v1/write", body, v2)[0] == 415
     stale = [SeriesSamples({"__name__": "rw_stale"}, ts[-1:], np.array([STALE_NAN]))]
     assert http("POST", url + "/api/v1/write", encode_remote_write(stale), headers)[0] == 204
 
