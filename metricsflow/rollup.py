@@ -17,9 +17,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import cramjam
 import numpy as np
 
-from metricsflow import codecs, sketch
+from metricsflow import sketch
 from metricsflow.errors import InvalidInput
 
 ROLLUP_FORMAT_VERSION = 1
@@ -117,11 +118,16 @@ def concat(parts: list[Rollup], window_ms: int) -> Rollup:
 
 
 def encode(r: Rollup) -> bytes:
-    """Version, flags, n, then each column as a codec block (window starts as its timestamps)."""
-    out = [_HEADER.pack(ROLLUP_FORMAT_VERSION, 1 if r.digests is not None else 0, len(r))]
-    for c in COLUMNS:
-        block = codecs.encode(r.starts, r.column(c))
-        out += [_LEN.pack(len(block)), block]
+    """Version, flags, n, then zstd(window starts int64 LE ‖ 7 float64 LE columns), then the digests.
+
+    One zstd call for the whole block: a cut writes two rollup blocks per touched
+    (series, block), and per-column codec calls cost ~100× more CPU (measured 13 ms
+    vs 0.1 ms per 2 h block) for data that is a small fraction of the raw tier.
+    """
+    cols = np.concatenate([r.starts.astype("<i8").view("<f8"), *(r.column(c).astype("<f8") for c in COLUMNS)])
+    packed = bytes(cramjam.zstd.compress(cols.tobytes(), 1))
+    out = [_HEADER.pack(ROLLUP_FORMAT_VERSION, 1 if r.digests is not None else 0, len(r)), _LEN.pack(len(packed)),
+           packed]
     if r.digests is not None:
         for d in r.digests:
             raw = d.to_bytes()
@@ -135,13 +141,13 @@ def decode(data: bytes, window_ms: int) -> Rollup:
         if version != ROLLUP_FORMAT_VERSION:
             raise InvalidInput("corrupt_rollup", f"unknown rollup format version {version}")
         pos = _HEADER.size
-        cols = []
-        starts = np.empty(0, np.int64)
-        for _ in COLUMNS:
-            (size,) = _LEN.unpack_from(data, pos)
-            starts, vals = codecs.decode(data[pos + 4:pos + 4 + size])
-            cols.append(vals)
-            pos += 4 + size
+        (size,) = _LEN.unpack_from(data, pos)
+        flat = np.frombuffer(bytes(cramjam.zstd.decompress(data[pos + 4:pos + 4 + size])), dtype="<f8")
+        if flat.size != n * (1 + len(COLUMNS)):
+            raise ValueError(f"rollup block holds {flat.size} values, want {n * (1 + len(COLUMNS))}")
+        starts = flat[:n].view("<i8").astype(np.int64)
+        cols = [flat[n * (i + 1):n * (i + 2)].copy() for i in range(len(COLUMNS))]
+        pos += 4 + size
         digests = None
         if flags & 1:
             digests = []
@@ -149,6 +155,6 @@ def decode(data: bytes, window_ms: int) -> Rollup:
                 (size,) = _LEN.unpack_from(data, pos)
                 digests.append(sketch.Digest.from_bytes(data[pos + 4:pos + 4 + size]))
                 pos += 4 + size
-    except (struct.error, ValueError) as exc:
+    except (struct.error, ValueError, cramjam.DecompressionError) as exc:
         raise InvalidInput("corrupt_rollup", f"cannot decode rollup block: {exc}") from None
     return Rollup(window_ms, starts, *cols, digests=digests)
