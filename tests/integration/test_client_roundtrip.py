@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 def _query_tenant(worker: str, selector: str, start_s: float, n_series: int, n_points: int = 1
                   ) -> dict[str, list[float]] | None:
     """{via: values} once ``n_series`` series with ``n_points`` points each are queryable."""
-    result = query_raw(worker, selector, start_s, time.time() + 60, tenant="sdk")
+    # One second of slack: the query start is rounded to ms, the points were truncated to ms.
+    result = query_raw(worker, selector, start_s - 1, time.time() + 60, tenant="sdk")
     got = {r["metric"]["via"]: [float(v) for _, v in r["values"]] for r in result}
     if len(got) < n_series or any(len(v) < n_points for v in got.values()):
         return None
