@@ -20,7 +20,12 @@ import xxhash
 CANONICAL_FORMAT_VERSION = 1
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def _uvarint(n: int) -> bytes:
+    if n < 128:
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         byte = n & 0x7F

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from metricsflow.collector import metrics
 from metricsflow.collector.kafka_writer import KafkaWriter, Message
-from metricsflow.collector.validation import Limits, check_tenant, sort_and_dedup, validate
+from metricsflow.collector.validation import Limits, check_labels, check_tenant, sort_and_dedup, validate
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.model import ParseResult, Rejection, SeriesSamples
@@ -62,6 +62,32 @@ class _RecentSeries:
             self._ids.popitem(last=False)
 
 
+class _LabelSetCache:
+    """(tenant, label items as parsed) → (why refused or None, series id).
+
+    Clients send the same label sets request after request; checking names with
+    regexes and hashing the canonical bytes was a third of the collector's CPU
+    (perf/flamegraphs/S_grpc_collector.top.txt). A dict hit costs the tuple hash,
+    and label strings cache their own hashes. Bounded: cleared when full.
+    """
+
+    def __init__(self, limits: Limits, capacity: int = 500_000) -> None:
+        self._limits = limits
+        self._capacity = capacity
+        self._entries: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Rejection | None, int]] = {}
+
+    def lookup(self, tenant: str, labels: dict[str, str]) -> tuple[Rejection | None, int]:
+        key = (tenant, tuple(labels.items()))
+        hit = self._entries.get(key)
+        if hit is None:
+            bad = check_labels(labels, self._limits)
+            hit = (bad, series_id(tenant, labels) if bad is None else 0)
+            if len(self._entries) >= self._capacity:
+                self._entries.clear()
+            self._entries[key] = hit
+        return hit
+
+
 class IngestPipeline:
     def __init__(self, settings: Settings, writer: KafkaWriter) -> None:
         self._settings = settings
@@ -70,6 +96,7 @@ class IngestPipeline:
         self._points_topic = settings.topic("points")
         self._series_topic = settings.topic("series")
         self._announced = _RecentSeries(1_000_000)
+        self._label_sets = _LabelSetCache(self._limits)
 
     def check_tenant(self, tenant: str) -> None:
         bad = check_tenant(tenant, self._settings.tenants)
@@ -81,7 +108,8 @@ class IngestPipeline:
         started = time.perf_counter()
         self.check_tenant(tenant)
         now_ms = int(time.time() * 1000)
-        valid, rejections = validate(parsed.series, self._limits, now_ms)
+        valid, rejections = validate(parsed.series, self._limits, now_ms,
+                                     lambda labels: self._label_sets.lookup(tenant, labels)[0])
         rejections = parsed.rejections + rejections
         messages, new_series, accepted = self._build_messages(tenant, valid, now_ms)
         if messages:
@@ -104,7 +132,7 @@ class IngestPipeline:
         new_series: list[int] = []
         accepted = 0
         for s in series:
-            sid = series_id(tenant, s.labels)
+            sid = self._label_sets.lookup(tenant, s.labels)[1]
             part = partition_for(sid, partitions)
             ts, values = sort_and_dedup(s.timestamps_ms, s.values)
             runs[part].append((sid, ts, values))

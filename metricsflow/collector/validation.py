@@ -8,6 +8,7 @@ the client sees and the rejection counter is labelled with.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,13 +71,18 @@ def check_labels(labels: dict[str, str], limits: Limits) -> Rejection | None:
     return None
 
 
-def validate(series: list[SeriesSamples], limits: Limits, now_ms: int) -> tuple[list[SeriesSamples], list[Rejection]]:
-    """Split parsed series into what may be stored and what was refused (with point counts)."""
+def validate(series: list[SeriesSamples], limits: Limits, now_ms: int,
+             check: Callable[[dict[str, str]], Rejection | None] | None = None,
+             ) -> tuple[list[SeriesSamples], list[Rejection]]:
+    """Split parsed series into what may be stored and what was refused (with point counts).
+
+    ``check`` replaces ``check_labels`` (the pipeline passes a cached one).
+    """
     ok: list[SeriesSamples] = []
     rejections: list[Rejection] = []
     lo, hi = now_ms - limits.max_past_ms, now_ms + limits.max_future_ms
     for s in series:
-        bad = check_labels(s.labels, limits)
+        bad = check(s.labels) if check is not None else check_labels(s.labels, limits)
         if bad is not None:
             rejections.append(Rejection(bad.reason, bad.detail, len(s)))
             continue
