@@ -158,3 +158,20 @@ def decode(data: bytes, window_ms: int) -> Rollup:
     except (struct.error, ValueError, cramjam.DecompressionError) as exc:
         raise InvalidInput("corrupt_rollup", f"cannot decode rollup block: {exc}") from None
     return Rollup(window_ms, starts, *cols, digests=digests)
+
+
+WINDOW_AGGS = ("avg", "count", "sum", "min", "max", "first", "last", "increase", "p50", "p90", "p99", "p999")
+
+
+def window_values(r: Rollup, agg: str) -> np.ndarray:
+    """One value per window: a column, the average, the counter increase, or a digest quantile."""
+    if agg == "avg":
+        return r.sum / r.count
+    if agg == "increase":
+        return counter_increase(r)
+    if agg.startswith("p"):
+        if r.digests is None:
+            raise InvalidInput("bad_data", f"agg={agg} needs a distribution series (kind=distribution)")
+        q = float("0." + agg[1:])
+        return np.array([d.quantile(q) for d in r.digests])
+    return r.column(agg)

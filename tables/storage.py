@@ -355,12 +355,22 @@ class WorkerStorage:
 
     def select_rollup(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                       tier: str, agg: str) -> list[SeriesData]:
-        """One synthetic sample per rollup window (see metricsflow/promql/downsample.py)."""
+        """One sample per rollup window.
+
+        ``agg`` "window:<name>" gives ``rollup.window_values`` stamped at the window start
+        (the /v1/query tier reads); any other name is PromQL's stand-in sample stamped
+        at the window end (metricsflow/promql/downsample.py).
+        """
         from metricsflow.promql.downsample import synthesize
 
         window = rollup.TIERS_MS[tier]
         out = []
         for p, sid in self.select_ids(tenant, matchers):
+            if agg.startswith("window:"):
+                r = self.rollup_with_head(p, sid, tier, start_ms, end_ms)
+                if len(r):
+                    out.append(SeriesData(dict(self.labels_of(p, sid)), r.starts, rollup.window_values(r, agg[7:])))
+                continue
             r = self.rollup_with_head(p, sid, tier, start_ms - window, end_ms)
             ts, vals = synthesize(r, agg)
             keep = (ts >= start_ms) & (ts <= end_ms)

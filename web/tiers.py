@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from metricsflow import rollup
 from metricsflow.errors import InvalidInput
 
-ROLLUP_AGGS = ("avg", "count", "sum", "min", "max", "first", "last", "increase", "p50", "p90", "p99", "p999")
+ROLLUP_AGGS = rollup.WINDOW_AGGS
 TIERS = ("raw", "1m", "1h")
 DAY_MS = 86_400_000
 
@@ -26,19 +24,6 @@ def choose_tier(requested: str, start_ms: int, end_ms: int, now_ms: int, retenti
     if (retention["raw"] and start_ms < now_ms - retention["raw"]) or span > DAY_MS:
         return "1m"
     return "raw"
-
-
-def rollup_values(r: rollup.Rollup, agg: str) -> np.ndarray:
-    if agg == "avg":
-        return r.sum / r.count
-    if agg == "increase":
-        return rollup.counter_increase(r)
-    if agg.startswith("p"):
-        if r.digests is None:
-            raise InvalidInput("bad_data", f"agg={agg} needs a distribution series (kind=distribution)")
-        q = float("0." + agg[1:])
-        return np.array([d.quantile(q) for d in r.digests])
-    return r.column(agg)
 
 
 def choose_query_tier(requested: str, start_ms: int, end_ms: int, step_ms: int, now_ms: int,

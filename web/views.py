@@ -17,7 +17,7 @@ from metricsflow.promql.source import Matcher
 from tables.storage import WorkerStorage
 from web.formatting import matrix_series
 from web.params import now_ms, parse_duration_ms, parse_selector, parse_time_ms
-from web.tiers import ROLLUP_AGGS, choose_tier, rollup_values
+from web.tiers import ROLLUP_AGGS, choose_tier
 
 STORAGE_KEY = web.AppKey("storage", WorkerStorage)
 READY_KEY = web.AppKey("ready", object)
@@ -106,17 +106,13 @@ async def raw_query(request: web.Request) -> web.StreamResponse:
     tenant = tenant_of(request)
     result = []
     warnings: list[str] = []
-    if tier == "raw":
-        from web.query_api import QUERY_SERVICE_KEY
+    from web.query_api import QUERY_SERVICE_KEY
 
-        source = await request.app[QUERY_SERVICE_KEY].cluster.gather(tenant, [(matchers, start, end)], warnings)
-        series = source.select(matchers, start, end)
-        result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series if s.timestamps_ms.size]
-    else:
-        for part, sid in storage.select_ids(tenant, matchers):
-            r = storage.rollup_with_head(part, sid, tier, start, end)
-            if len(r):
-                result.append(matrix_series(dict(storage.labels_of(part, sid)), r.starts, rollup_values(r, agg)))
+    # Every tier is gathered from all partition owners, so any worker answers for the cluster.
+    selection = (matchers, start, end) if tier == "raw" else (matchers, start, end, tier, f"window:{agg}")
+    source = await request.app[QUERY_SERVICE_KEY].cluster.gather(tenant, [selection], warnings)
+    series = source.select(matchers, start, end)
+    result = [matrix_series(s.labels, s.timestamps_ms, s.values) for s in series if s.timestamps_ms.size]
     result.sort(key=lambda r: sorted(r["metric"].items()))  # type: ignore[union-attr]
     body = {"status": "success", "data": {"resultType": "matrix", "result": result}, "tier": tier}
     if warnings:

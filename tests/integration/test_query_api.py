@@ -87,5 +87,8 @@ def test_any_worker_answers_for_the_whole_cluster(stack: Stack) -> None:
     local2 = orjson.loads(http("GET", url2 + "/healthz")[2])["series"]
     assert 0 < local1 < 40 and 0 < local2 < 40, (local1, local2)  # each holds only its partitions
     assert len(query_raw(url1, "api_m", now / 1000 - 600, now / 1000)) == 40
+    status, doc = api(url2, "/v1/query", query="api_m", start=now / 1000 - 600, end=now / 1000, tier="1m",
+                      agg="max")
+    assert status == 200 and doc["tier"] == "1m" and len(doc["data"]["result"]) == 40
     _, doc = api(url2, "/api/v1/query", query='sum(api_m{grp="odd"})', time=now / 1000)
     assert doc["data"]["result"][0]["value"][1] == str(sum(range(1, 40, 2)))
