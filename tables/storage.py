@@ -42,6 +42,7 @@ from metricsflow.pointbatch import Run, decode_batch, encode_batches
 from metricsflow.promql.source import SeriesData
 from metricsflow.samples import clip, merge
 from tables import keys
+from tables.block_cache import BlockCache
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
 from tables.partition_store import PartitionStore
@@ -88,6 +89,7 @@ class WorkerStorage:
         self._flush = flush
         self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
+        self._blocks = BlockCache()
         self.block_ms = settings.block_ms
 
     # -- partition life cycle -------------------------------------------------
@@ -95,9 +97,11 @@ class WorkerStorage:
         """Forget in-memory state of partitions that moved (rebuilt on next use)."""
         for p in partitions:
             self._parts.pop(p, None)
+        self._blocks.clear()
 
     def drop_all(self) -> None:
         self._parts.clear()
+        self._blocks.clear()
 
     def state(self, partition: int) -> PartitionState:
         st = self._parts.get(partition)
@@ -240,11 +244,14 @@ class WorkerStorage:
             sid, block = int(sids[a]), int(blocks[a])
             key = keys.chunk_key(sid, block)
             new_ts, new_vals = ts[a:b], vals[a:b]
-            old = self._chunks.get(partition, key)
-            if old is not None:
-                old_ts, old_vals = codecs.decode(old)
-                new_ts, new_vals = merge(old_ts, old_vals, new_ts, new_vals)
+            cached = self._blocks.get(partition, key)
+            if cached is None:
+                old = self._chunks.get(partition, key)
+                cached = codecs.decode(old) if old is not None else None
+            if cached is not None:
+                new_ts, new_vals = merge(cached[0], cached[1], new_ts, new_vals)
             self._chunks.put(partition, key, codecs.encode(new_ts, new_vals))
+            self._blocks.put(partition, key, new_ts, new_vals)
             distribution = index.kinds.get(sid) == MetricKind.DISTRIBUTION
             for tier, store in self._rollups.items():
                 r = rollup.compute(new_ts, new_vals, rollup.TIERS_MS[tier], distribution)
@@ -266,6 +273,8 @@ class WorkerStorage:
             doomed = [k for k, _ in store.scan(partition) if keys.parse_chunk_key(k)[1] + self.block_ms <= horizon]
             for k in doomed:
                 store.delete(partition, k)
+                if name == "raw":
+                    self._blocks.drop(partition, k)
             deleted[name] = len(doomed)
         self.state(partition).last_retention = time.monotonic()
         return deleted
@@ -288,8 +297,12 @@ class WorkerStorage:
         last = (end_ms // self.block_ms) * self.block_ms
         lo, hi = keys.chunk_range(sid, first, last)
         parts_ts, parts_vals = [], []
-        for _key, value in self._chunks.scan(partition, lo, hi):
-            c_ts, c_vals = codecs.decode(value)
+        for key, value in self._chunks.scan(partition, lo, hi):
+            block = self._blocks.get(partition, key)
+            if block is None:
+                block = codecs.decode(value)
+                self._blocks.put(partition, key, *block)
+            c_ts, c_vals = block
             c_ts, c_vals = clip(c_ts, c_vals, start_ms, end_ms)
             parts_ts.append(c_ts)
             parts_vals.append(c_vals)
