@@ -71,7 +71,8 @@ def create_app(settings: Settings) -> faust.App:
 
     storage = WorkerStorage(settings, PartitionStore(wal), PartitionStore(chunks), PartitionStore(series_table),
                             rollups, active_partitions, flush)
-    register_agents(app, storage, points, series, cut_check_interval_s=max(1.0, settings.head_cut_interval_s / 4))
+    register_agents(app, storage, points, series,
+                    cut_check_interval_s=min(5.0, max(0.25, settings.head_cut_interval_s / 4)))
     register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))
 
     @app.on_partitions_revoked.connect

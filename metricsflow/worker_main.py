@@ -21,6 +21,10 @@ def run(settings: Settings) -> None:
     asyncio.set_event_loop(loop)  # Faust runs on this loop afterwards
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
+    # These libraries build a record per message at DEBUG; keep them at the configured level.
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    for name in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     code = 0
     try:
