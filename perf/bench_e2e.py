@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""End-to-end ingest benchmark of metricsflow: collector + Kafka + worker, one command.
+
+    python perf/bench_e2e.py --size S|M|HC --protocol grpc|http|remote_write [--with-anchors]
+
+What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
+  1. pre-encodes every request in memory (500 series x 10 samples each, time-ordered);
+     encode time / µs per point reported apart from the servers' cost;
+  2. starts a private Kafka (KRaft), one collector and one worker (ports 29092/28080/25051/26066,
+     data under /tmp/mfperf/e2e), sends one probe point and waits until it is queryable;
+  3. measures each server process's idle CPU rate (5 s), then sends everything over 4 connections
+     with the anchors' chain scheduler (per-group chains in time order, <= 4 windows look-ahead);
+  4. waits until the worker consumed every sent point, then until the head was cut into chunks and
+     the processes went idle (< 5 % of a core for 3 s); utime+stime from /proc for collector, worker
+     and the Kafka JVM, idle baseline subtracted -> points per CPU-second;
+  5. disk: du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
+     dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
+  6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
+     freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s;
+  7. stops everything it started (by PID); with --with-anchors runs ../shared/anchors/bench.py for
+     VictoriaMetrics and Prometheus with the same hosts/points and prints the ratios.
+Prints a table; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from perf.lib import procs, promtext, rocks  # noqa: E402
+from perf.lib import requests as rq  # noqa: E402
+from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
+from perf.lib.stack import PY, Stack, git_state, python_version  # noqa: E402
+
+SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10000, 60)}
+ANCHORS = Path("/work/shared/anchors")
+TABLES = ("wal", "chunks", "rollup_1m", "rollup_1h", "series")
+
+
+def pct(values, q) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if len(values) else None
+
+
+SCRAPE_STALLS: list[float] = []  # seconds a /metrics scrape of the worker took when over 1 s
+
+
+def worker_counters(url: str) -> dict[str, float]:
+    """The worker's counters; its event loop can be blocked by a head cut, so wait (and record it)."""
+    t0 = time.perf_counter()
+    for attempt in range(20):
+        try:
+            s = promtext.scrape(url + "/metrics", timeout=60)
+            break
+        except (TimeoutError, OSError):
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+    dt = time.perf_counter() - t0
+    if dt > 1.0:
+        SCRAPE_STALLS.append(round(dt, 2))
+    return {"consumed": promtext.total(s, "mf_worker_points_consumed_total"),
+            "head_points": promtext.total(s, "mf_worker_head_points"),
+            "series": promtext.total(s, "mf_worker_series"),
+            "lag": promtext.total(s, "mf_worker_consumer_lag"),
+            "refused": promtext.total(s, "mf_worker_points_refused_total"),
+            "errors": promtext.total(s, "mf_worker_errors_total")}
+
+
+def query(url: str, expr: str, start_s: float, end_s: float, tenant: str = "default",
+          timeout: float = 60) -> tuple[float, dict]:
+    q = urllib.parse.urlencode({"query": expr, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "tier": "raw"})
+    req = urllib.request.Request(f"{url}/v1/query?{q}", headers={"X-Scope-OrgID": tenant})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        body = r.read()
+    return (time.perf_counter() - t0) * 1000, json.loads(body)
+
+
+def table_sizes(worker_dir: Path) -> dict[str, dict[str, int]]:
+    """Bytes per Faust table (all partitions), split into RocksDB .sst / .log (its WAL) / other."""
+    out: dict[str, dict[str, int]] = {}
+    for db in worker_dir.rglob("*.db"):
+        if not db.is_dir():
+            continue
+        name = db.name.rsplit("-", 1)[0]
+        t = next((t for t in TABLES if name == t or name.endswith("-" + t) or name.endswith("." + t)), name)
+        d = out.setdefault(t, {"total": 0, "sst": 0, "log": 0, "other": 0})  # total = sst + log (data)
+        for f in db.rglob("*"):
+            if f.is_file():
+                size = f.stat().st_size
+                kind = "sst" if f.suffix == ".sst" else "log" if f.suffix == ".log" else "other"
+                d[kind] += size  # "other": MANIFEST, OPTIONS, info LOG files (not data)
+                if kind != "other":
+                    d["total"] += size
+    return out
+
+
+def kafka_topic_sizes(kafka_dir: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    logs = kafka_dir / "logs"
+    if not logs.exists():
+        return out
+    for d in logs.iterdir():
+        if d.is_dir() and "-" in d.name:
+            topic = d.name.rsplit("-", 1)[0]  # segment data only: .index/.timeindex are preallocated
+            out[topic] = out.get(topic, 0) + sum(f.stat().st_size for f in d.glob("*.log"))
+    return out
+
+
+async def wait_probe(client: Client, url: str, ts_ms: int, value: float, timeout: float = 60.0,
+                     poll_s: float = 0.02) -> tuple[float | None, float]:
+    """Send one probe point; returns (ack -> visible seconds or None on timeout, ack ms)."""
+    import aiohttp
+    t0 = time.perf_counter()
+    ok = await client.post(rq.probe_body(client.protocol, ts_ms, value), None, 1, tenant="default")
+    t_ack = time.perf_counter()
+    if not ok:
+        return None, (t_ack - t0) * 1000
+    params = {"query": 'mf_bench_probe{probe="freshness"}', "start": f"{(ts_ms - 1) / 1000:.3f}",
+              "end": f"{(ts_ms + 1) / 1000:.3f}", "tier": "raw"}
+    async with aiohttp.ClientSession() as s:
+        while time.perf_counter() - t_ack < timeout:
+            async with s.get(url + "/v1/query", params=params) as r:
+                if r.status == 200:
+                    j = await r.json()
+                    if any(v for res in j["data"]["result"] for v in res["values"]):
+                        return time.perf_counter() - t_ack, (t_ack - t0) * 1000
+            # back off so that many pending probes do not load the worker they measure
+            waited = time.perf_counter() - t_ack
+            await asyncio.sleep(poll_s if waited < 1 else 0.1 if waited < 5 else 0.5)
+    return None, (t_ack - t0) * 1000
+
+
+async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float, seconds: float,
+                       probe_every: float = 0.5, concurrency: int = 4) -> dict:
+    async with Client(protocol, coll.url, coll.grpc, concurrency) as load_client, \
+            Client(protocol, coll.url, coll.grpc, 1) as probe_client:
+        stop_at = time.perf_counter() + seconds
+        load = asyncio.create_task(send_paced(load_client, items, rate, tenant="steady", stop_at=stop_at))
+        probes: list[asyncio.Task] = []
+        await asyncio.sleep(min(2.0, seconds / 5))  # let the load settle in
+        i = 0
+        while time.perf_counter() < stop_at - 1.0:
+            i += 1
+            probes.append(asyncio.create_task(wait_probe(probe_client, worker_url, int(time.time() * 1000), i)))
+            await asyncio.sleep(probe_every)
+        t0 = time.perf_counter()
+        st = await load
+        got = await asyncio.gather(*probes)
+        wall = seconds + (time.perf_counter() - t0)
+    fresh = [g[0] for g in got if g[0] is not None]
+    return {"target_rate_pps": round(rate), "points": st.accepted, "seconds": seconds,
+            "achieved_pps": round(st.accepted / max(1e-9, seconds)), "errors": st.errors,
+            "wall_incl_probe_wait_s": round(wall, 1),
+            "ack_p50_ms": pct(st.ack_ms, 50), "ack_p99_ms": pct(st.ack_ms, 99),
+            "probes": len(got), "probes_visible": len(fresh),
+            "freshness_p50_s": pct(fresh, 50), "freshness_p99_s": pct(fresh, 99),
+            "freshness_max_s": round(max(fresh), 3) if fresh else None,
+            "probe_ack_p50_ms": pct([g[1] for g in got], 50)}
+
+
+def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float = 900) -> dict:
+    out = root / f"anchor_{system}.json"
+    port = 28428 if system == "vm" else 29090
+    cmd = [PY, str(ANCHORS / "bench.py"), "--system", system, "--hosts", str(hosts), "--points", str(points),
+           "--port", str(port), "--datadir", str(root / f"anchor_{system}_data"), "--out", str(out), "--runs", "10",
+           "--no-block-queries"]
+    env = dict(os.environ, ANCHORS_VENV_PY=PY)
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ANCHORS.parent))
+    if r.returncode != 0 or not out.exists():
+        return {"error": (r.stdout[-800:] + r.stderr[-800:]), "cmd": " ".join(cmd)}
+    j = json.loads(out.read_text())
+    ing, sto = j.get("ingest", {}), j.get("storage", {})
+    q = j.get("queries", {})
+    return {"cmd": " ".join(cmd), "wall_s": round(time.time() - t0, 1),
+            "points_per_s_wall": ing.get("points_per_s_wall"),
+            "points_per_server_cpu_s": ing.get("points_per_server_cpu_s"),
+            "bytes_per_point": sto.get("bytes_per_point") or sto.get("block_bytes_per_point"),
+            "storage": sto, "q3_median_ms": (q.get("q3_avg_over_time_1host") or {}).get("median_ms"),
+            "q3_max_ms": (q.get("q3_avg_over_time_1host") or {}).get("max_ms"),
+            "samples_counted": ing.get("samples_counted_by_query"), "encode": j.get("client", {}).get("encode")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=SIZES, default="S")
+    ap.add_argument("--protocol", choices=("grpc", "http", "remote_write"), default="grpc")
+    ap.add_argument("--with-anchors", action="store_true", help="also run anchors/bench.py --system vm and prom")
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--lag", type=int, default=4)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--cut-interval", type=float, default=15.0, help="MF_HEAD_CUT_INTERVAL_S of the worker")
+    ap.add_argument("--standby-replicas", type=int, default=0)
+    ap.add_argument("--steady-seconds", type=float, default=20.0, help="0 skips the steady/freshness phase")
+    ap.add_argument("--steady-rate", type=float, default=0.0,
+                    help="points/s of the steady phase (default: half the measured sustained maximum)")
+    ap.add_argument("--query-runs", type=int, default=20)
+    ap.add_argument("--root", default="/tmp/mfperf/e2e")
+    ap.add_argument("--kafka-port", type=int, default=29092)
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy record collector+worker during the bulk send (perturbs the CPU figures)")
+    ap.add_argument("--profile-seconds", type=int, default=20)
+    ap.add_argument("--profile-dir", default=str(REPO / "perf" / "flamegraphs"))
+    ap.add_argument("--out", default=None, help="JSON result file (default /tmp/mfperf/results/<tag>.json)")
+    a = ap.parse_args()
+
+    hosts, points = SIZES[a.size]
+    tag = f"e2e_{a.size}_{a.protocol}"
+    root = Path(a.root)
+    print(f"[{tag}] encoding {hosts * 10 * points:,} points ({a.protocol}) ...", flush=True)
+    enc = rq.build(a.protocol, hosts, points)
+    print(f"[{tag}] encode: {json.dumps(enc.stats)}", flush=True)
+
+    stack = Stack(root=root, kafka_port=a.kafka_port, partitions=a.partitions, cut_interval_s=a.cut_interval,
+                  standby_replicas=a.standby_replicas, app_id=f"mfperf-{a.size}-{a.protocol}".lower())
+    result: dict = {"tag": tag, "size": a.size, "protocol": a.protocol, "hosts": hosts,
+                    "series": enc.n_series, "points": enc.n_points, "encode": enc.stats,
+                    "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release, "python": python_version()},
+                    "config": {"partitions": a.partitions, "cut_interval_s": a.cut_interval,
+                               "standby_replicas": a.standby_replicas, "concurrency": a.concurrency,
+                               "effective_concurrency": min(a.concurrency, enc.n_groups), "lag": a.lag},
+                    "cmd": " ".join([Path(sys.executable).name, *sys.argv]), "code": git_state()}
+    profilers: list[subprocess.Popen] = []
+    try:
+        t_start = time.time()
+        stack.start_kafka()
+        coll = stack.start_collector(0)
+        worker = stack.start_worker(0)
+        result["startup_s"] = round(time.time() - t_start, 1)
+        pids = stack.pids()
+        print(f"[{tag}] stack up in {result['startup_s']} s: {pids}", flush=True)
+
+        async def warm() -> tuple:
+            async with Client(a.protocol, coll.url, coll.grpc, 1) as c:
+                return await wait_probe(c, worker.url, int(time.time() * 1000), 0.0, timeout=120)
+        fresh0, _ = asyncio.run(warm())
+        if fresh0 is None:
+            raise RuntimeError("warm-up probe never became visible")
+        result["first_probe_visible_s"] = round(fresh0, 3)
+
+        procs.wait_idle(pids.values(), max_wait=40, thresh=0.15)
+        idle = procs.idle_rates(pids, 5.0)
+        result["idle_cpu_rate"] = {k: round(v, 4) for k, v in idle.items()}
+        rss0 = procs.proc_mem(worker.pid).get("VmRSS", 0)
+        c0 = worker_counters(worker.url)
+
+        # ---- bulk send ------------------------------------------------------
+        if a.profile:
+            Path(a.profile_dir).mkdir(parents=True, exist_ok=True)
+            for name, pid in (("collector", coll.pid), ("worker", worker.pid)):
+                svg = Path(a.profile_dir) / f"{a.size}_{a.protocol}_{name}.svg"
+                profilers.append(subprocess.Popen(
+                    [str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid), "--duration",
+                     str(a.profile_seconds), "--rate", "100", "--nonblocking", "-o", str(svg)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                profilers.append(subprocess.Popen(
+                    [str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid), "--duration",
+                     str(a.profile_seconds), "--rate", "100", "--nonblocking", "--format", "raw",
+                     "-o", str(svg.with_suffix(".folded.txt"))],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cpu0 = procs.cpu_of(pids)
+        ct0 = os.times()
+        t0 = time.perf_counter()
+
+        async def bulk():
+            async with Client(a.protocol, coll.url, coll.grpc, a.concurrency) as c:
+                return await send_chains(c, enc.items, enc.n_windows, enc.n_groups, a.lag)
+        st = asyncio.run(bulk())
+        wall = time.perf_counter() - t0
+        ct1 = os.times()
+        cpu_send = procs.cpu_of(pids)
+        print(f"[{tag}] sent {st.accepted:,}/{st.points:,} points in {wall:.2f} s, errors {st.errors} "
+              f"{st.err_samples}", flush=True)
+
+        # ---- catch up -------------------------------------------------------
+        deadline = time.perf_counter() + 900
+        while True:
+            cw = worker_counters(worker.url)
+            if cw["consumed"] - c0["consumed"] >= st.accepted or time.perf_counter() > deadline:
+                break
+            time.sleep(0.2)
+        t_caught = time.perf_counter() - t0
+        cpu_caught = procs.cpu_of(pids)
+        rss_caught = procs.proc_mem(worker.pid)
+        consumed = cw["consumed"] - c0["consumed"]
+        print(f"[{tag}] worker consumed {consumed:,.0f} after {t_caught:.2f} s", flush=True)
+
+        # ---- cut + settle ---------------------------------------------------
+        def cut_done() -> bool:
+            return worker_counters(worker.url)["head_points"] == 0
+        settle = procs.wait_idle([coll.pid, worker.pid], max_wait=a.cut_interval * 4 + 60, window=3.0,
+                                 thresh=0.05 + idle.get(coll.name, 0) + idle.get(worker.name, 0), extra=cut_done)
+        cpu_end = procs.cpu_of(pids)
+        t_end = time.perf_counter() - t0
+        cw_end = worker_counters(worker.url)
+        rss_end = procs.proc_mem(worker.pid)
+
+        def net(cpu_b: dict, elapsed: float) -> dict[str, float]:
+            return {k: max(1e-9, cpu_b[k] - cpu0[k] - idle[k] * elapsed) for k in pids}
+        n = st.accepted
+        net_end = net(cpu_end, t_end)
+        net_caught = net(cpu_caught, t_caught)
+        cw_names = [coll.name, worker.name]
+        ingest = {
+            "wall_s": round(wall, 3), "points_per_s_wall": round(n / wall),
+            "catch_up_s": round(t_caught, 2), "points_per_s_sustained": round(n / t_caught),
+            "settle_s": round(settle, 1), "measured_until_s": round(t_end, 1),
+            "errors": st.errors, "status": st.status, "err_samples": st.err_samples,
+            "points_acked": n, "points_consumed": consumed, "worker_refused": cw_end["refused"] - c0["refused"],
+            "ack_p50_ms": pct(st.ack_ms, 50), "ack_p99_ms": pct(st.ack_ms, 99),
+            "client_cpu_s": round((ct1.user - ct0.user) + (ct1.system - ct0.system), 2),
+            "cpu_s_send": {k: round(cpu_send[k] - cpu0[k], 2) for k in pids},
+            "cpu_s_net": {k: round(v, 2) for k, v in net_end.items()},
+            "cpu_s_net_at_catch_up": {k: round(v, 2) for k, v in net_caught.items()},
+            "points_per_cpu_s": {k: round(n / v) for k, v in net_end.items()},
+            "points_per_cpu_s_collector_worker": round(n / sum(net_end[k] for k in cw_names)),
+            "points_per_cpu_s_all": round(n / sum(net_end.values())),
+            "points_per_cpu_s_collector_worker_at_catch_up": round(n / sum(net_caught[k] for k in cw_names)),
+        }
+        ingest["worker_scrape_stalls_s"] = list(SCRAPE_STALLS)
+        result["ingest"] = ingest
+        print(f"[{tag}] ingest: {json.dumps(ingest)}", flush=True)
+
+        # ---- memory + disk --------------------------------------------------
+        series = max(1.0, cw_end["series"] or enc.n_series)
+        result["memory"] = {"worker_rss_idle_before": rss0, "worker_rss_after_catch_up": rss_caught.get("VmRSS"),
+                            "worker_rss_after_cut": rss_end.get("VmRSS"), "worker_hwm": rss_end.get("VmHWM"),
+                            "series_on_worker": series,
+                            "rss_bytes_per_series": round(rss_end.get("VmRSS", 0) / series),
+                            "rss_delta_bytes_per_series": round((rss_end.get("VmRSS", 0) - rss0) / series),
+                            "hwm_delta_bytes_per_series": round((rss_end.get("VmHWM", 0) - rss0) / series)}
+        wdir = stack.worker_dir(worker)
+        tables = table_sizes(wdir)
+        total_du = procs.du(str(wdir))
+        total = sum(t["total"] for t in tables.values())
+        chunks = tables.get("chunks", {}).get("total", 0)
+        data_no_wal = total - tables.get("wal", {}).get("total", 0)
+        ktopics = kafka_topic_sizes(stack.kafka_dir)
+        copy = root / "worker_copy"
+        rocks.compact_copy(wdir, copy)
+        ctables = table_sizes(copy)
+        ctotal = sum(t["total"] for t in ctables.values())
+        cchunks = ctables.get("chunks", {}).get("total", 0)
+        result["storage"] = {
+            "worker_dir_bytes_du": total_du, "worker_data_bytes": total, "tables": tables,
+            "note": "data = RocksDB .sst + .log (its WAL) of every table DB; du -sb also counts MANIFEST/OPTIONS/LOG",
+            "bytes_per_point_total": round(total / n, 3),
+            "bytes_per_point_excl_wal_table": round(data_no_wal / n, 3),
+            "bytes_per_point_chunks_only": round(chunks / n, 3),
+            "bytes_per_point_chunks_sst_only": round(tables.get("chunks", {}).get("sst", 0) / n, 3),
+            "compacted": {"worker_data_bytes": ctotal, "worker_dir_bytes_du": procs.du(str(copy)), "tables": ctables,
+                          "bytes_per_point_total": round(ctotal / n, 3),
+                          "bytes_per_point_excl_wal_table": round(
+                              (ctotal - ctables.get("wal", {}).get("total", 0)) / n, 3),
+                          "bytes_per_point_chunks_only": round(cchunks / n, 3),
+                          "bytes_per_point_chunks_sst_only": round(ctables.get("chunks", {}).get("sst", 0) / n, 3),
+                          "note": "copy of the worker dir opened offline with Faust's RocksDBOptions, "
+                                  "flush + compact_range"},
+            "kafka_topic_bytes": ktopics,
+            "kafka_points_bytes_per_point": round(sum(v for k, v in ktopics.items() if k.endswith("points")) / n, 2),
+        }
+        print(f"[{tag}] storage: {json.dumps(result['storage'])}", flush=True)
+
+        # ---- queries ----------------------------------------------------------
+        qs = {}
+        for name, expr in (("one_host_10_series", '{hostname="host_0"}'),
+                           ("one_series", 'cpu_usage_user{hostname="host_0"}')):
+            times, npts = [], 0
+            for _ in range(a.query_runs):
+                ms, j = query(worker.url, expr, enc.start_ms / 1000, enc.end_ms / 1000)
+                times.append(ms)
+                npts = sum(len(r["values"]) for r in j["data"]["result"])
+            qs[name] = {"expr": expr, "p50_ms": pct(times, 50), "p99_ms": pct(times, 99), "points": npts}
+        result["queries"] = qs
+        print(f"[{tag}] queries: {json.dumps(qs)}", flush=True)
+
+        # ---- steady load + freshness ------------------------------------------
+        if a.steady_seconds > 0:
+            # The measured maximum: the slowest of what the pipeline consumed per wall second during the
+            # bulk run, what one worker process (one core, cuts included) does per CPU-second, and what
+            # all three processes together do on this machine's 2 cores.
+            ingest["points_per_s_max_estimate"] = round(min(
+                ingest["points_per_s_sustained"], ingest["points_per_cpu_s"][worker.name],
+                (os.cpu_count() or 1) * ingest["points_per_cpu_s_all"]))
+            rate = a.steady_rate or 0.5 * ingest["points_per_s_max_estimate"]
+            s_hosts = min(hosts, 1000)
+            s_points = int(rate * (a.steady_seconds + 10) / (s_hosts * 10)) + 10
+            s_points = (s_points + 9) // 10 * 10
+            s_enc = rq.build(a.protocol, s_hosts, s_points, extra_labels=None)
+            s_items = sorted(s_enc.items, key=lambda it: (it.window, it.group))
+            procs.wait_idle([coll.pid, worker.pid], max_wait=30, thresh=0.1)
+            sc0, st0 = procs.cpu_of(pids), time.perf_counter()
+            result["steady"] = asyncio.run(steady_phase(a.protocol, coll, worker.url, s_items, rate,
+                                                        a.steady_seconds, concurrency=a.concurrency))
+            sc1, st1 = procs.cpu_of(pids), time.perf_counter()
+            scpu = {k: round(max(1e-9, sc1[k] - sc0[k] - idle[k] * (st1 - st0)), 2) for k in pids}
+            result["steady"]["cpu_s_during"] = scpu
+            result["steady"]["cpu_util_cores"] = {k: round(v / (st1 - st0), 2) for k, v in scpu.items()}
+            result["steady"]["series"] = s_enc.n_series
+            print(f"[{tag}] steady: {json.dumps(result['steady'])}", flush=True)
+    finally:
+        for p in profilers:
+            try:
+                p.wait(timeout=a.profile_seconds + 30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        stack.stop_all()
+
+    if a.with_anchors:
+        anchors = {}
+        for system in ("vm", "prom"):
+            print(f"[{tag}] anchors: {system} ...", flush=True)
+            anchors[system] = run_anchor(system, hosts, points, root.parent / "anchors")
+            brief = {k: v for k, v in anchors[system].items() if k != "storage"}
+            print(f"[{tag}] anchor {system}: {json.dumps(brief)}",
+                  flush=True)
+        result["anchors"] = anchors
+        ours = result["ingest"]["points_per_cpu_s_collector_worker"]
+        ours_all = result["ingest"]["points_per_cpu_s_all"]
+        ratios = {}
+        for system, an in anchors.items():
+            if an.get("points_per_server_cpu_s"):
+                ratios[f"points_per_cpu_s_collector_worker/{system}"] = round(ours / an["points_per_server_cpu_s"], 3)
+                ratios[f"points_per_cpu_s_incl_kafka/{system}"] = round(ours_all / an["points_per_server_cpu_s"], 3)
+            if an.get("bytes_per_point"):
+                ratios[f"bytes_per_point_chunks_only/{system}"] = round(
+                    result["storage"]["bytes_per_point_chunks_only"] / an["bytes_per_point"], 3)
+                ratios[f"bytes_per_point_total/{system}"] = round(
+                    result["storage"]["bytes_per_point_total"] / an["bytes_per_point"], 3)
+                ratios[f"bytes_per_point_compacted_excl_wal/{system}"] = round(
+                    result["storage"]["compacted"]["bytes_per_point_excl_wal_table"] / an["bytes_per_point"], 3)
+            if an.get("q3_median_ms"):
+                ratios[f"query_one_series_p50/{system}_q3_median"] = round(
+                    result["queries"]["one_series"]["p50_ms"] / an["q3_median_ms"], 2)
+        result["ratios"] = ratios
+
+    print_table(result)
+    out = Path(a.out or f"/tmp/mfperf/results/{tag}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+def print_table(r: dict) -> None:
+    ing, sto, mem = r["ingest"], r["storage"], r["memory"]
+    ppc = ing["points_per_cpu_s"]
+    rows = [
+        ("workload", f"{r['size']}: {r['series']:,} series x {r['points'] // r['series']} = {r['points']:,} pts, "
+                     f"{r['protocol']}"),
+        ("client encode", f"{r['encode']['encode_us_per_point']} µs/point ({r['encode']['encode_s']} s), "
+                          f"{r['encode']['wire_bytes_per_point']} wire B/pt"),
+        ("points/s wall (acked)", f"{ing['points_per_s_wall']:,}  (send {ing['wall_s']} s)"),
+        ("points/s sustained (consumed)", f"{ing['points_per_s_sustained']:,}  (caught up at {ing['catch_up_s']} s)"),
+        ("points / CPU-s collector", f"{ppc.get('collector0', 0):,}"),
+        ("points / CPU-s worker", f"{ppc.get('w1', 0):,}"),
+        ("points / CPU-s Kafka JVM", f"{ppc.get('kafka', 0):,}"),
+        ("points / CPU-s collector+worker", f"{ing['points_per_cpu_s_collector_worker']:,}"),
+        ("points / CPU-s all three", f"{ing['points_per_cpu_s_all']:,}"),
+        ("CPU-s net (coll/worker/kafka)", f"{ing['cpu_s_net'].get('collector0')}/{ing['cpu_s_net'].get('w1')}/"
+                                          f"{ing['cpu_s_net'].get('kafka')}"),
+        ("ack p50/p99 ms (bulk)", f"{ing['ack_p50_ms']} / {ing['ack_p99_ms']}"),
+        ("bytes/point total (worker dir)", f"{sto['bytes_per_point_total']}"),
+        ("bytes/point excl. WAL table", f"{sto['bytes_per_point_excl_wal_table']}"),
+        ("bytes/point chunks only", f"{sto['bytes_per_point_chunks_only']}"),
+        ("compacted: B/pt total / excl WAL / chunks",
+         f"{sto['compacted']['bytes_per_point_total']} / {sto['compacted']['bytes_per_point_excl_wal_table']} / "
+         f"{sto['compacted']['bytes_per_point_chunks_only']}"),
+        ("Kafka mf.points B/point", f"{sto['kafka_points_bytes_per_point']}"),
+        ("worker RSS / series", f"{mem['rss_bytes_per_series']:,} B (delta {mem['rss_delta_bytes_per_series']:,} B)"),
+    ]
+    for name, q in r.get("queries", {}).items():
+        rows.append((f"/v1/query {name}", f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms ({q['points']} pts)"))
+    if "steady" in r:
+        s = r["steady"]
+        rows.append(("steady load", f"{s['achieved_pps']:,} pts/s target {s['target_rate_pps']:,}"))
+        rows.append(("steady ack p50/p99 ms", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}"))
+        rows.append(("freshness p50/p99 s", f"{s['freshness_p50_s']} / {s['freshness_p99_s']} "
+                                            f"({s['probes_visible']}/{s['probes']} probes)"))
+    for system, an in r.get("anchors", {}).items():
+        rows.append((f"anchor {system} pts/CPU-s", f"{an.get('points_per_server_cpu_s')}"))
+        rows.append((f"anchor {system} bytes/pt", f"{an.get('bytes_per_point')}"))
+        rows.append((f"anchor {system} q3 median ms", f"{an.get('q3_median_ms')}"))
+    for k, v in r.get("ratios", {}).items():
+        rows.append((f"ratio {k}", f"{v}"))
+    w = max(len(k) for k, _ in rows)
+    print("-" * (w + 50))
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    print("-" * (w + 50))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Python heap bytes per series of the worker's in-memory label index (tables.index.SeriesIndex),
+plus the `newest` dict entry, measured with tracemalloc for the TSBS-like label sets.
+
+    python -m perf.lib.indexmem [--hosts 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tracemalloc
+
+from metricsflow.series_id import series_id
+from metricsflow.workload import series_labels
+from tables.index import SeriesIndex
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hosts", type=int, default=1000)
+    a = ap.parse_args()
+    labels = series_labels(a.hosts)
+    sids = [series_id("default", lb) for lb in labels]
+    # labels as the worker holds them: fresh dicts/strings parsed from SeriesInfo protobufs
+    tracemalloc.start()
+    fresh = [{k.encode().decode(): v.encode().decode() for k, v in lb.items()} for lb in labels]
+    del labels
+    idx = SeriesIndex()
+    newest: dict[int, int] = {}
+    for sid, lb in zip(sids, fresh, strict=True):
+        idx.add(sid, "default", lb, 0)
+        newest[sid] = 1_795_000_000_000
+    del fresh
+    cur, _peak = tracemalloc.get_traced_memory()
+    n = len(sids)
+    print(json.dumps({"series": n, "index_plus_newest_bytes": cur, "bytes_per_series": round(cur / n)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Send pre-encoded requests: the anchors' time-ordered chain schedule, or a paced stream.
+
+Chain schedule: each series group is a sequential chain of its windows in time
+order; no chain starts a window more than `lag` windows ahead of the oldest
+unfinished one; at most `concurrency` requests are in flight (one per
+connection). Client-side ack latency (send → 2xx/OK) is kept per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+GRPC_METHOD = "/metricsflow.v1.Ingest/Write"
+HTTP_PATHS = {"http": "/v1/metrics", "remote_write": "/api/v1/write"}
+
+
+def http_headers(protocol: str, tenant: str) -> dict[str, str]:
+    h = {"X-Scope-OrgID": tenant, "Content-Type": "application/x-protobuf"}
+    if protocol == "remote_write":
+        h.update({"Content-Encoding": "snappy", "X-Prometheus-Remote-Write-Version": "0.1.0"})
+    return h
+
+
+@dataclass
+class SendStats:
+    requests: int = 0
+    points: int = 0
+    accepted: int = 0
+    errors: int = 0
+    ack_ms: list[float] = field(default_factory=list)
+    err_samples: list[str] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+
+
+class Client:
+    """`concurrency` connections to one collector (gRPC channels or one aiohttp pool)."""
+
+    def __init__(self, protocol: str, http_url: str, grpc_target: str, concurrency: int, tenant: str = "default"):
+        self.protocol, self.http_url, self.grpc_target = protocol, http_url, grpc_target
+        self.concurrency, self.tenant = concurrency, tenant
+        self._channels: asyncio.Queue | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._chans: list = []
+
+    async def __aenter__(self) -> Client:
+        if self.protocol == "grpc":
+            from grpc import aio
+            self._channels = asyncio.Queue()
+            for _ in range(self.concurrency):
+                # a distinct channel argument gives each channel its own TCP connection
+                ch = aio.insecure_channel(self.grpc_target, options=[
+                    ("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)])
+                call = ch.unary_unary(GRPC_METHOD, request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b)
+                self._chans.append(ch)
+                self._channels.put_nowait(call)
+        else:
+            conn = aiohttp.TCPConnector(limit=self.concurrency)
+            self._session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120),
+                                                  headers=http_headers(self.protocol, self.tenant))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ch in self._chans:
+            await ch.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, body: bytes, stats: SendStats | None, points: int, tenant: str | None = None) -> bool:
+        """One write; True when acknowledged. Latency recorded in stats.ack_ms."""
+        t0 = time.perf_counter()
+        ok = False
+        status = "?"
+        detail = ""
+        if self.protocol == "grpc":
+            from grpc import RpcError
+            assert self._channels is not None
+            call = await self._channels.get()
+            try:
+                await call(body, metadata=(("x-scope-orgid", tenant or self.tenant),), timeout=60)
+                ok, status = True, "OK"
+            except RpcError as exc:
+                status, detail = str(exc.code()), str(exc.details())
+            finally:
+                self._channels.put_nowait(call)
+        else:
+            assert self._session is not None
+            headers = {"X-Scope-OrgID": tenant} if tenant else None
+            try:
+                async with self._session.post(self.http_url + HTTP_PATHS[self.protocol], data=body,
+                                              headers=headers) as r:
+                    txt = await r.read()
+                    status = str(r.status)
+                    ok = 200 <= r.status < 300
+                    if not ok:
+                        detail = txt[:300].decode(errors="replace")
+            except aiohttp.ClientError as exc:
+                status, detail = "client_error", str(exc)
+        dt = (time.perf_counter() - t0) * 1000
+        if stats is not None:
+            stats.requests += 1
+            stats.points += points
+            stats.status[status] = stats.status.get(status, 0) + 1
+            if ok:
+                stats.accepted += points
+                stats.ack_ms.append(dt)
+            else:
+                stats.errors += 1
+                if len(stats.err_samples) < 3:
+                    stats.err_samples.append(f"{status}: {detail}")
+        return ok
+
+
+async def send_chains(client: Client | list[Client], items, n_windows: int, n_groups: int,
+                      lag: int = 4) -> SendStats:
+    """The anchors' scheduler: per-group chains in time order, bounded look-ahead.
+
+    With a list of clients (several collectors), group g goes to clients[g % len(clients)] and the
+    in-flight bound is the sum of their connections.
+    """
+    clients = client if isinstance(client, list) else [client]
+    by_group: list[list] = [[None] * n_windows for _ in range(n_groups)]
+    for it in items:
+        by_group[it.group][it.window] = it
+    done = [0] * n_windows
+    state = {"low": 0}
+    cond = asyncio.Condition()
+    sem = asyncio.Semaphore(sum(c.concurrency for c in clients))
+    stats = SendStats()
+
+    async def chain(g: int) -> None:
+        for w in range(n_windows):
+            async with cond:
+                await cond.wait_for(lambda w=w: w <= state["low"] + lag)
+            it = by_group[g][w]
+            async with sem:
+                await clients[g % len(clients)].post(it.body, stats, it.points)
+            async with cond:
+                done[w] += 1
+                while state["low"] < n_windows and done[state["low"]] == n_groups:
+                    state["low"] += 1
+                cond.notify_all()
+
+    await asyncio.gather(*(chain(g) for g in range(n_groups)))
+    return stats
+
+
+async def send_paced(client: Client, items, rate_pps: float, tenant: str, stop_at: float | None = None) -> SendStats:
+    """Items in order at `rate_pps` points/s over `concurrency` connections (steady load)."""
+    stats = SendStats()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=client.concurrency * 2)
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        while (it := await queue.get()) is not None:
+            await client.post(it.body, stats, it.points, tenant=tenant)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(client.concurrency)]
+    queued = 0
+    for it in items:
+        if stop_at is not None and time.perf_counter() >= stop_at:
+            break
+        ahead = queued / rate_pps - (time.perf_counter() - started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        await queue.put(it)
+        queued += it.points
+    for _ in tasks:
+        await queue.put(None)
+    await asyncio.gather(*tasks)
+    return stats
