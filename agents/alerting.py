@@ -144,7 +144,9 @@ class RuleRunner:
     async def evaluate(self, g: Group, t: int) -> EvalResult:
         p = self.partition_of(g)
         before = self.states_of(g)  # step 1
-        sels = [sel for rule in g.rules for sel in selections(rule.expr, t, t, 0, LOOKBACK_MS)]
+        # Rules of a group often read the same selector over the same window: fetch it once.
+        unique = {(tuple(m), a, b) for rule in g.rules for m, a, b in selections(rule.expr, t, t, 0, LOOKBACK_MS)}
+        sels = [(list(m), a, b) for m, a, b in unique]
         source = await self._cluster.gather(self._settings.rules_tenant, sels)  # step 2
         engine = Engine(source, lookback_ms=LOOKBACK_MS)
 
