@@ -23,7 +23,8 @@ CANONICAL_FORMAT_VERSION = 1
 _ONE_BYTE = [bytes((i,)) for i in range(128)]
 
 
-def _uvarint(n: int) -> bytes:
+def uvarint(n: int) -> bytes:
+    """Protobuf's unsigned varint (also the length prefix of the canonical form)."""
     if n < 128:
         return _ONE_BYTE[n]
     out = bytearray()
@@ -39,10 +40,10 @@ def _uvarint(n: int) -> bytes:
 
 def canonical_bytes(tenant: str, labels: Mapping[str, str]) -> bytes:
     """The canonical encoding of (tenant, labels) that the series id hashes."""
-    parts = [_uvarint(len(t := tenant.encode())), t]
+    parts = [uvarint(len(t := tenant.encode())), t]
     items = sorted((k.encode(), v.encode()) for k, v in labels.items() if v != "")
     for name, value in items:
-        parts += [_uvarint(len(name)), name, _uvarint(len(value)), value]
+        parts += [uvarint(len(name)), name, uvarint(len(value)), value]
     return b"".join(parts)
 
 

@@ -11,17 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+from metricsflow.series_id import uvarint
 
 
 def _field(tag: int, payload: bytes) -> bytes:
