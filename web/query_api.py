@@ -36,7 +36,7 @@ class QueryService:
     def __init__(self, cluster: Cluster, lookback_ms: int = LOOKBACK_MS, threads: int = 2) -> None:
         self.cluster = cluster
         self._lookback_ms = lookback_ms
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
 
     async def run(self, tenant: str, query: str, start_ms: int, end_ms: int, step_ms: int,
                   timeout_s: float, warnings: list[str] | None = None, tier: str = "raw") -> QueryResult:
@@ -52,8 +52,8 @@ class QueryService:
         engine = Engine(source, lookback_ms=lookback, timeout_s=timeout_s)
         loop = asyncio.get_running_loop()
         if step_ms == 0:
-            return await loop.run_in_executor(self._pool, engine.instant, query, start_ms)
-        return await loop.run_in_executor(self._pool, engine.range, query, start_ms, end_ms, step_ms)
+            return await loop.run_in_executor(self.pool, engine.instant, query, start_ms)
+        return await loop.run_in_executor(self.pool, engine.range, query, start_ms, end_ms, step_ms)
 
 
 QUERY_SERVICE_KEY = web.AppKey("query_service", QueryService)
@@ -86,10 +86,15 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
         return api_error(503, "unavailable", str(exc))
     finally:
         metrics.QUERY_SECONDS.labels("range" if step_ms else "instant").observe(time.perf_counter() - started)
-    body = {"status": "success", "data": result.to_json_data(), **(extra or {})}
-    if warnings:
-        body["warnings"] = warnings
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    def encode() -> bytes:
+        body = {"status": "success", "data": result.to_json_data(), **(extra or {})}
+        if warnings:
+            body["warnings"] = warnings
+        return orjson.dumps(body)
+
+    # Formatting a large matrix takes longer than evaluating it; keep it off the event loop too.
+    payload = await asyncio.get_running_loop().run_in_executor(service.pool, encode)
+    return web.Response(body=payload, content_type="application/json")
 
 
 async def instant_query(request: web.Request) -> web.StreamResponse:
