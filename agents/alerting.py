@@ -82,10 +82,10 @@ class RuleRunner:
         self._pipeline = IngestPipeline(settings, self._writer)
         self.dispatcher: NotificationDispatcher | None = None
         self._options = EvalOptions(external_url=settings.external_url or settings.worker_url)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rules")
         self._next_eval: dict[str, int] = {}
         self.last_result: dict[str, EvalResult] = {}
-        self._wake = asyncio.Event()
+        self._wakes: list[asyncio.Event] = []
 
     def _gkey(self, g: Group) -> str:
         return f"{g.file};{g.name}"
@@ -114,30 +114,42 @@ class RuleRunner:
         return out
 
     def notify_data_arrived(self) -> None:
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     async def run(self) -> None:
-        """Evaluate owned groups on their interval; wakes early when data arrives."""
+        """Evaluate owned groups on their interval, each group in its own task.
+
+        A slow group must not delay a fast one (seen with a 100-rule group next to a
+        1 s group: the fast one ran every 2.3 s). Each task wakes early when data arrives.
+        """
         if not self.groups:
             return
         self._writer.start()
         self.dispatcher = NotificationDispatcher(list(self._settings.alertmanager_urls),
                                                  list(self._settings.webhook_urls),
                                                  external_url=self._options.external_url)
+        await asyncio.gather(*(self._run_group(g) for g in self.groups))
+
+    async def _run_group(self, g: Group) -> None:
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        key = self._gkey(g)
         while True:
             now = int(time.time() * 1000)
-            for g in self.owned_groups():
-                t = now // g.interval_ms * g.interval_ms
-                if t >= self._next_eval.get(self._gkey(g), 0):
-                    try:
-                        await self.evaluate(g, t)
-                    except BackendUnavailable as exc:
-                        log.warning("group %s not evaluated at %d: %s", g.name, t, exc)
-                        continue
-                    self._next_eval[self._gkey(g)] = t + g.interval_ms
-            self._wake.clear()
+            t = now // g.interval_ms * g.interval_ms
+            if t >= self._next_eval.get(key, 0) and self.partition_of(g) in self._owned():
+                try:
+                    await self.evaluate(g, t)
+                    self._next_eval[key] = t + g.interval_ms
+                except BackendUnavailable as exc:
+                    log.warning("group %s not evaluated at %d: %s", g.name, t, exc)
+                except Exception:  # one broken evaluation must not end the group's schedule
+                    log.exception("group %s failed at %d", g.name, t)
+                    self._next_eval[key] = t + g.interval_ms
+            wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._settings.rule_tick_s)
+                await asyncio.wait_for(wake.wait(), self._settings.rule_tick_s)
             except TimeoutError:
                 pass
 
