@@ -85,7 +85,7 @@ def timestamp_columns(draw: st.DrawFn, n: int) -> np.ndarray:
 
 @st.composite
 def value_columns(draw: st.DrawFn, n: int) -> np.ndarray:
-    kind = draw(st.sampled_from(["bits", "floats", "decimal", "constant", "counter", "mixed"]))
+    kind = draw(st.sampled_from(["bits", "floats", "decimal", "multiplied", "constant", "counter", "mixed"]))
     if kind == "bits":
         bits = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from(SPECIAL_BITS))
         return floats_from_bits(draw(st.lists(bits, min_size=n, max_size=n)))
@@ -98,6 +98,8 @@ def value_columns(draw: st.DrawFn, n: int) -> np.ndarray:
         steps = draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n))
         return np.cumsum(np.array(steps, dtype=np.int64)) / scale
     mantissas = draw(st.lists(st.integers(-(2**53), 2**53), min_size=n, max_size=n))
+    if kind == "multiplied":  # ms * 0.001 style: often an ulp or two off the decimal
+        return np.array(mantissas, dtype=np.int64) * (1 / scale)
     values = np.array(mantissas, dtype=np.int64) / scale
     if kind == "mixed" and n:
         where = draw(st.lists(st.integers(0, n - 1), max_size=4))
