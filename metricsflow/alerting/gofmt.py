@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from metricsflow.promql.labels import go_quote
+
 __all__ = [
     "format_float_e_shortest",
     "format_float_g_shortest",
@@ -114,23 +116,6 @@ def go_print(v: Any) -> str:
     return str(v)
 
 
-def _go_quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _bad_verb(verb: str, arg: Any) -> str:
@@ -151,7 +136,7 @@ def _format_one(flags: str, width: str, prec: str | None, verb: str, arg: Any) -
     elif verb == "q":
         if not isinstance(arg, str):
             return _bad_verb(verb, arg)
-        body = _go_quote(arg)
+        body = go_quote(arg)
     elif verb in "dxXob":
         if isinstance(arg, bool) or not isinstance(arg, int):
             if verb in "xX" and isinstance(arg, str):

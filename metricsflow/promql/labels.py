@@ -55,7 +55,8 @@ def with_label(lbls: Labels, name: str, value: str) -> Labels:
     return tuple(sorted(rest))
 
 
-def _quote(s: str) -> str:
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote for the characters label values hold (used in series strings)."""
     out = ['"']
     for ch in s:
         if ch in '"\\':
@@ -78,6 +79,6 @@ def format_labels(lbls: Labels) -> str:
     """Render like Prometheus' ``labels.Labels.String`` (used in error messages)."""
     parts = []
     for k, v in lbls:
-        name = k if _LEGACY_NAME.match(k) else _quote(k)
-        parts.append(f"{name}={_quote(v)}")
+        name = k if _LEGACY_NAME.match(k) else go_quote(k)
+        parts.append(f"{name}={go_quote(v)}")
     return "{" + ", ".join(parts) + "}"
