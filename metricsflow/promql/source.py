@@ -87,9 +87,11 @@ class MemorySource:
         key = tuple(sorted(clean.items()))
         idx = self._by_key.get(key)
         if idx is None:
-            order = np.argsort(ts, kind="stable")
-            ts, vals = ts[order], vals[order]
-            ts, vals = _dedupe_last(ts, vals)
+            # Storage hands out sorted, unique columns; only other inputs pay for sorting.
+            if ts.size > 1 and not bool((ts[1:] > ts[:-1]).all()):
+                order = np.argsort(ts, kind="stable")
+                ts, vals = ts[order], vals[order]
+                ts, vals = _dedupe_last(ts, vals)
             self._by_key[key] = len(self._series)
             for k, v in clean.items():
                 self._postings.setdefault(k, {}).setdefault(v, []).append(len(self._series))
