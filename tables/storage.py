@@ -223,8 +223,7 @@ class WorkerStorage:
                     self._wal.delete(partition, key)
             except BaseException:
                 # Put the points back so nothing is lost from memory; the WAL still has them.
-                for sids, ts, vals in [old.view()]:
-                    st.head.append(sids, ts, vals, None)
+                st.head.append(*old.view(), None)
                 st.head.wal_keys[:0] = old.wal_keys
                 raise
             finally:

@@ -22,14 +22,10 @@ from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, sele
 from web.cluster import Cluster, decode_selections, encode_series, select_local
 from web.params import now_ms, parse_duration_ms, parse_time_ms
 from web.tiers import choose_query_tier
+from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
 LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
-
-
-def api_error(status: int, error_type: str, message: str) -> web.Response:
-    body = {"status": "error", "errorType": error_type, "error": message}
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 class QueryService:
@@ -66,8 +62,6 @@ def _timeout(p: dict[str, list[str]]) -> float:
 
 async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms: int, step_ms: int,
                   timeout_s: float, extra: dict | None = None) -> web.Response:
-    from web.views import STORAGE_KEY, tenant_of
-
     if not query:
         return api_error(400, "bad_data", 'invalid parameter "query": missing query')
     service = request.app[QUERY_SERVICE_KEY]
@@ -98,8 +92,6 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
 
 
 async def instant_query(request: web.Request) -> web.StreamResponse:
-    from web.views import first, params
-
     p = await params(request)
     try:
         t = parse_time_ms(first(p, "time"), now_ms(), "time")
@@ -110,8 +102,6 @@ async def instant_query(request: web.Request) -> web.StreamResponse:
 
 
 async def range_query(request: web.Request) -> web.StreamResponse:
-    from web.views import first, params
-
     p = await params(request)
     try:
         for name in ("start", "end", "step"):
@@ -128,8 +118,6 @@ async def range_query(request: web.Request) -> web.StreamResponse:
 
 async def internal_select(request: web.Request) -> web.StreamResponse:
     """A peer's share of a query: raw series of this worker's active partitions."""
-    from web.views import STORAGE_KEY
-
     try:
         tenant, sels = decode_selections(await request.read())
     except InvalidInput as exc:

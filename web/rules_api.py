@@ -16,6 +16,7 @@ from aiohttp import web
 from agents.alerting import RuleRunner
 from metricsflow.alerting import AlertState, alerts_api_data, rules_api_data
 from web.cluster import Cluster
+from web.views import ok
 
 RULES_KEY = web.AppKey("rules", RuleRunner)
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
@@ -52,13 +53,13 @@ async def rules(request: web.Request) -> web.StreamResponse:
                           rule_names=request.query.getall("rule_name[]", []),
                           group_names=request.query.getall("rule_group[]", []),
                           files=request.query.getall("file[]", []))
-    return web.Response(body=orjson.dumps({"status": "success", "data": data}), content_type="application/json")
+    return ok(data)
 
 
 async def alerts(request: web.Request) -> web.StreamResponse:
     runner = request.app[RULES_KEY]
     data = alerts_api_data(runner.groups, await _all_states(request))
-    return web.Response(body=orjson.dumps({"status": "success", "data": data}), content_type="application/json")
+    return ok(data)
 
 
 async def alert_states(request: web.Request) -> web.StreamResponse:

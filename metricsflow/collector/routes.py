@@ -32,7 +32,7 @@ async def v1_metrics(request: web.Request) -> web.StreamResponse:
 
 async def remote_write(request: web.Request) -> web.StreamResponse:
     # Prometheus answers 400 (never retried) when any sample was refused, after storing the rest.
-    proto = request.content_type and _content_type_param(request.headers.get("Content-Type", ""), "proto")
+    proto = _content_type_param(request.headers.get("Content-Type", ""), "proto")
     if proto and proto != "prometheus.WriteRequest":
         # remote_write 2.0 asks receivers that cannot read a message type for 415.
         return error_response(415, "unsupported_media_type",
