@@ -47,7 +47,6 @@ from perf.lib.stack import PY, Stack, git_state, python_version  # noqa: E402
 
 SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10000, 60)}
 ANCHORS = Path("/work/shared/anchors")
-TABLES = ("wal", "chunks", "rollup_1m", "rollup_1h", "series")
 
 
 def pct(values, q) -> float | None:
@@ -87,37 +86,6 @@ def query(url: str, expr: str, start_s: float, end_s: float, tenant: str = "defa
     with urllib.request.urlopen(req, timeout=timeout) as r:
         body = r.read()
     return (time.perf_counter() - t0) * 1000, json.loads(body)
-
-
-def table_sizes(worker_dir: Path) -> dict[str, dict[str, int]]:
-    """Bytes per Faust table (all partitions), split into RocksDB .sst / .log (its WAL) / other."""
-    out: dict[str, dict[str, int]] = {}
-    for db in worker_dir.rglob("*.db"):
-        if not db.is_dir():
-            continue
-        name = db.name.rsplit("-", 1)[0]
-        t = next((t for t in TABLES if name == t or name.endswith("-" + t) or name.endswith("." + t)), name)
-        d = out.setdefault(t, {"total": 0, "sst": 0, "log": 0, "other": 0})  # total = sst + log (data)
-        for f in db.rglob("*"):
-            if f.is_file():
-                size = f.stat().st_size
-                kind = "sst" if f.suffix == ".sst" else "log" if f.suffix == ".log" else "other"
-                d[kind] += size  # "other": MANIFEST, OPTIONS, info LOG files (not data)
-                if kind != "other":
-                    d["total"] += size
-    return out
-
-
-def kafka_topic_sizes(kafka_dir: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    logs = kafka_dir / "logs"
-    if not logs.exists():
-        return out
-    for d in logs.iterdir():
-        if d.is_dir() and "-" in d.name:
-            topic = d.name.rsplit("-", 1)[0]  # segment data only: .index/.timeindex are preallocated
-            out[topic] = out.get(topic, 0) + sum(f.stat().st_size for f in d.glob("*.log"))
-    return out
 
 
 async def wait_probe(client: Client, url: str, ts_ms: int, value: float, timeout: float = 60.0,
@@ -344,15 +312,15 @@ def main() -> int:
                             "rss_delta_bytes_per_series": round((rss_end.get("VmRSS", 0) - rss0) / series),
                             "hwm_delta_bytes_per_series": round((rss_end.get("VmHWM", 0) - rss0) / series)}
         wdir = stack.worker_dir(worker)
-        tables = table_sizes(wdir)
+        tables = rocks.table_sizes(wdir)
         total_du = procs.du(str(wdir))
         total = sum(t["total"] for t in tables.values())
         chunks = tables.get("chunks", {}).get("total", 0)
         data_no_wal = total - tables.get("wal", {}).get("total", 0)
-        ktopics = kafka_topic_sizes(stack.kafka_dir)
+        ktopics = rocks.kafka_topic_sizes(stack.kafka_dir)
         copy = root / "worker_copy"
         rocks.compact_copy(wdir, copy)
-        ctables = table_sizes(copy)
+        ctables = rocks.table_sizes(copy)
         ctotal = sum(t["total"] for t in ctables.values())
         cchunks = ctables.get("chunks", {}).get("total", 0)
         result["storage"] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+TABLES = ("wal", "chunks", "rollup_1m", "rollup_1h", "series", "alerts")
+
 
 def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
     from faust.stores.rocksdb import RocksDBOptions
@@ -25,3 +27,34 @@ def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
         db.compact_range(None, None)
         db.close()
     return {}
+
+
+def table_sizes(worker_dir: Path) -> dict[str, dict[str, int]]:
+    """Bytes per Faust table (all partitions), split into RocksDB .sst / .log (its WAL) / other."""
+    out: dict[str, dict[str, int]] = {}
+    for db in worker_dir.rglob("*.db"):
+        if not db.is_dir():
+            continue
+        name = db.name.rsplit("-", 1)[0]
+        t = next((t for t in TABLES if name == t or name.endswith("-" + t) or name.endswith("." + t)), name)
+        d = out.setdefault(t, {"total": 0, "sst": 0, "log": 0, "other": 0})  # total = sst + log (data)
+        for f in db.rglob("*"):
+            if f.is_file():
+                size = f.stat().st_size
+                kind = "sst" if f.suffix == ".sst" else "log" if f.suffix == ".log" else "other"
+                d[kind] += size  # "other": MANIFEST, OPTIONS, info LOG files (not data)
+                if kind != "other":
+                    d["total"] += size
+    return out
+
+
+def kafka_topic_sizes(kafka_dir: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    logs = kafka_dir / "logs"
+    if not logs.exists():
+        return out
+    for d in logs.iterdir():
+        if d.is_dir() and "-" in d.name:
+            topic = d.name.rsplit("-", 1)[0]  # segment data only: .index/.timeindex are preallocated
+            out[topic] = out.get(topic, 0) + sum(f.stat().st_size for f in d.glob("*.log"))
+    return out
