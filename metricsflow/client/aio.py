@@ -17,16 +17,15 @@ from metricsflow.client._core import (
     ClientStats,
     Recorder,
     _Counts,
-    backoff_delay_s,
     make_config,
     snapshot,
 )
+from metricsflow.client._send import SendPolicy
 from metricsflow.client.transport import (
     AsyncGrpcTransport,
     AsyncHttpTransport,
     AsyncTransport,
     BatchRejected,
-    SendFailed,
     TransientSendError,
 )
 
@@ -56,6 +55,7 @@ class AsyncClient(Recording):
         self._recorder = Recorder(self.config)
         self._encoder = BatchEncoder(self.config)
         self._counts = _Counts()
+        self._policy = SendPolicy(self.config, self._encoder, self._counts)
         self._transport = transport_impl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -63,7 +63,6 @@ class AsyncClient(Recording):
         self._wake_event: asyncio.Event | None = None
         self._close_event: asyncio.Event | None = None
         self._closing = False
-        self._close_deadline = float("inf")
         self._flush_wanted = 0
         self._flush_done = 0
         self._closed = False
@@ -94,7 +93,7 @@ class AsyncClient(Recording):
         """Flush what can be sent within ``timeout_s``, then stop (see ``Client.close``)."""
         if self._closed:
             return True
-        self._close_deadline = time.monotonic() + max(0.0, timeout_s)
+        self._policy.close_deadline = time.monotonic() + max(0.0, timeout_s)
         self._closing = True
         if self._task is not None:
             assert self._close_event is not None
@@ -174,9 +173,6 @@ class AsyncClient(Recording):
                 pass
             self._wake_event.clear()
 
-    def _drop(self, reason: str, n: int) -> None:
-        self._counts.drops[reason] = self._counts.drops.get(reason, 0) + n
-
     async def _sleep_or_close(self, delay_s: float) -> None:
         """Back off for ``delay_s``, cut short when close() is called."""
         assert self._close_event is not None
@@ -186,55 +182,36 @@ class AsyncClient(Recording):
             pass
 
     async def _send(self, batch: Batch) -> None:
-        cfg, counts, n = self.config, self._counts, len(batch)
+        policy, n = self._policy, len(batch)
         assert self._transport is not None
-        try:
-            body = self._encoder.encode(batch)
-        except Exception as exc:  # a bad tag value must not kill the sender
-            counts.errors += 1
-            counts.last_error = f"encode: {exc!r}"
-            self._drop("send_failed", n)
+        body = policy.encode(batch)
+        if body is None:
             return
         attempt = 0
         while True:
-            timeout_s = cfg.request_timeout_s
-            if self._closing:
-                timeout_s = min(timeout_s, self._close_deadline - time.monotonic())
-                if timeout_s <= 0:
-                    self._drop("close_timeout", n)
-                    return
-            counts.requests += 1
+            timeout_s = policy.request_timeout_s(self._closing, n)
+            if timeout_s is None:
+                return
             try:
                 outcome = await self._transport.send(body, n, timeout_s)
             except TransientSendError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                delay = backoff_delay_s(attempt, cfg.backoff_base_s, cfg.backoff_max_s, exc.server_retry_after_s)
-                attempt += 1
-                if self._closing and time.monotonic() + delay >= self._close_deadline:
-                    self._drop("close_timeout", n)
+                delay = policy.retry_delay_s(exc, attempt, self._closing, n)
+                if delay is None:
                     return
-                counts.retries += 1
+                attempt += 1
                 if self._closing:
                     await asyncio.sleep(delay)
                 else:
                     await self._sleep_or_close(delay)
                 continue
             except BatchRejected as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                counts.sent += n
-                counts.rejected += n
+                policy.rejected(exc, n)
                 return
             except asyncio.CancelledError:
-                self._drop("close_timeout", n)
+                policy.drop("close_timeout", n)
                 raise
-            except (SendFailed, Exception) as exc:  # never kill the sender task
-                counts.errors += 1
-                counts.last_error = str(exc)
-                self._drop("send_failed", n)
+            except Exception as exc:  # SendFailed or anything else: never kill the sender task
+                policy.failed(exc, n)
                 return
-            counts.sent += n
-            counts.accepted += outcome.accepted
-            counts.rejected += outcome.rejected
+            policy.sent(outcome, n)
             return

@@ -16,15 +16,14 @@ from metricsflow.client._core import (
     ClientStats,
     Recorder,
     _Counts,
-    backoff_delay_s,
     make_config,
     snapshot,
 )
+from metricsflow.client._send import SendPolicy
 from metricsflow.client.transport import (
     BatchRejected,
     GrpcTransport,
     HttpTransport,
-    SendFailed,
     SyncTransport,
     TransientSendError,
 )
@@ -62,10 +61,10 @@ class Client(Recording):
         self._recorder = Recorder(self.config)
         self._encoder = BatchEncoder(self.config)
         self._counts = _Counts()
+        self._policy = SendPolicy(self.config, self._encoder, self._counts)
         self._transport = transport_impl if transport_impl is not None else make_transport(self.config)
         self._wake_event = threading.Event()
         self._closing = threading.Event()
-        self._close_deadline = float("inf")
         self._flush_cond = threading.Condition()
         self._flush_wanted = 0
         self._flush_done = 0
@@ -97,7 +96,7 @@ class Client(Recording):
         """
         if self._closed:
             return True
-        self._close_deadline = time.monotonic() + max(0.0, timeout_s)
+        self._policy.close_deadline = time.monotonic() + max(0.0, timeout_s)
         self._closing.set()
         self._wake_event.set()
         # A request in flight is bounded by the deadline too (its timeout is clipped).
@@ -141,56 +140,33 @@ class Client(Recording):
             self._wake_event.wait(max(0.0, next_flush - time.monotonic()))
             self._wake_event.clear()
 
-    def _drop(self, reason: str, n: int) -> None:
-        self._counts.drops[reason] = self._counts.drops.get(reason, 0) + n
-
     def _send(self, batch: Batch) -> None:
-        cfg, counts, n = self.config, self._counts, len(batch)
-        try:
-            body = self._encoder.encode(batch)
-        except Exception as exc:  # a bad tag value must not kill the sender
-            counts.errors += 1
-            counts.last_error = f"encode: {exc!r}"
-            self._drop("send_failed", n)
+        policy, n = self._policy, len(batch)
+        body = policy.encode(batch)
+        if body is None:
             return
         attempt = 0
         while True:
-            timeout_s = cfg.request_timeout_s
-            if self._closing.is_set():
-                timeout_s = min(timeout_s, self._close_deadline - time.monotonic())
-                if timeout_s <= 0:
-                    self._drop("close_timeout", n)
-                    return
-            counts.requests += 1
+            timeout_s = policy.request_timeout_s(self._closing.is_set(), n)
+            if timeout_s is None:
+                return
             try:
                 outcome = self._transport.send(body, n, timeout_s)
             except TransientSendError as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                delay = backoff_delay_s(attempt, cfg.backoff_base_s, cfg.backoff_max_s, exc.server_retry_after_s)
+                delay = policy.retry_delay_s(exc, attempt, self._closing.is_set(), n)
+                if delay is None:
+                    return
                 attempt += 1
                 if self._closing.is_set():
-                    if time.monotonic() + delay >= self._close_deadline:
-                        self._drop("close_timeout", n)
-                        return
-                    counts.retries += 1
                     time.sleep(delay)
                 else:
-                    counts.retries += 1
                     self._closing.wait(delay)  # close() cuts the wait short and re-checks the deadline
                 continue
             except BatchRejected as exc:
-                counts.errors += 1
-                counts.last_error = str(exc)
-                counts.sent += n
-                counts.rejected += n
+                policy.rejected(exc, n)
                 return
-            except (SendFailed, Exception) as exc:  # never kill the sender thread
-                counts.errors += 1
-                counts.last_error = str(exc)
-                self._drop("send_failed", n)
+            except Exception as exc:  # SendFailed or anything else: never kill the sender thread
+                policy.failed(exc, n)
                 return
-            counts.sent += n
-            counts.accepted += outcome.accepted
-            counts.rejected += outcome.rejected
+            policy.sent(outcome, n)
             return
