@@ -19,7 +19,7 @@ from metricsflow.collector.kafka_writer import KafkaWriter
 from metricsflow.collector.pipeline import IngestPipeline
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable, InvalidInput
-from metricsflow.ingest.native import parse_native, tenant_field
+from metricsflow.ingest.native import parse_native_with_tenant
 from metricsflow.model import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ def register_ingest_agent(app: faust.App, settings: Settings, topic: faust.Topic
             writer.start()
         async for body in stream:
             try:
-                parsed = parse_native(body)
-                tenant = tenant_field(body)
+                parsed, tenant = parse_native_with_tenant(body)  # one parse for points and tenant
                 if tenant is None:
                     raise InvalidInput("invalid_tenant", "the tenant field is not valid UTF-8")
                 tenant = tenant or DEFAULT_TENANT

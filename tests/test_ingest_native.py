@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
-from metricsflow.ingest.native import encode_native, parse_native
+from metricsflow.ingest.native import _parse_general, encode_native, parse_native, parse_native_with_tenant
 from metricsflow.model import STALE_NAN, STALE_NAN_BITS, MetricKind, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 
@@ -139,3 +141,67 @@ def test_mixed_packed_and_column_series_slice_correctly():
     got = {s.labels["__name__"]: s for s in parse_native(req.SerializeToString()).series}
     assert got["first"].timestamps_ms.tolist() == [10] and got["first"].values.tolist() == [1.0]
     assert got["second"].timestamps_ms.tolist() == [20, 30] and got["second"].values.tolist() == [0.0, 5.0]
+
+
+def test_tenant_comes_from_the_same_parse():
+    req, s = _series()
+    s.timestamps_ms_le = np.array([10], "<i8").tobytes()
+    s.values_le = np.array([1.0], "<f8").tobytes()
+    req.tenant = "acme"
+    parsed, tenant = parse_native_with_tenant(req.SerializeToString())
+    assert tenant == "acme" and len(parsed.series) == 1
+    req.tenant = ""
+    assert parse_native_with_tenant(req.SerializeToString())[1] == ""
+
+
+def test_tenant_with_invalid_utf8_is_none_and_the_points_are_still_read():
+    req, s = _series()
+    s.timestamps_ms_le = np.array([10], "<i8").tobytes()
+    s.values_le = np.array([1.0], "<f8").tobytes()
+    body = req.SerializeToString() + b"\x12\x02\xff\xfe"  # tenant = invalid UTF-8
+    parsed, tenant = parse_native_with_tenant(body)
+    assert tenant is None and [x.labels["__name__"] for x in parsed.series] == ["cpu"]
+
+
+_LABEL = st.tuples(st.sampled_from(["__name__", "host", "dc", "x"]), st.sampled_from(["", "a", "cpu", "é"]))
+_SERIES = st.tuples(
+    st.lists(_LABEL, max_size=4),
+    st.sampled_from(["le", "le_bad", "packed", "packed_bad", "none"]),
+    st.integers(0, 4),
+    st.sampled_from([0, 1, 2, 3, 9]),
+)
+
+
+def _request(spec: list, tenant: str) -> bytes:
+    req = pb.WriteRequest(tenant=tenant)
+    for labels, mode, n, kind in spec:
+        s = req.series.add(kind=kind)
+        for name, value in labels:
+            s.labels.add(name=name, value=value)
+        ts, vs = np.arange(n, dtype=np.int64) * 1000 + 1, np.arange(n, dtype=np.float64) + 0.5
+        if mode == "le":
+            s.timestamps_ms_le, s.values_le = ts.astype("<i8").tobytes(), vs.astype("<f8").tobytes()
+        elif mode == "le_bad":
+            s.timestamps_ms_le, s.values_le = ts.astype("<i8").tobytes(), vs.astype("<f8").tobytes()[:-3]
+        elif mode == "packed":
+            s.timestamps_ms.extend(ts.tolist())
+            s.values.extend(vs.tolist())
+        elif mode == "packed_bad":
+            s.timestamps_ms.extend(ts.tolist() + [5])
+            s.values.extend(vs.tolist())
+    return req.SerializeToString()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SERIES, max_size=6), st.sampled_from(["", "acme"]))
+def test_byte_column_fast_path_answers_as_the_general_parse(spec: list, tenant: str):
+    body = _request(spec, tenant)
+    got, got_tenant = parse_native_with_tenant(body)
+    want, want_tenant = _parse_general(body)
+    assert got_tenant == want_tenant == tenant
+    assert got.rejections == want.rejections
+    assert len(got.series) == len(want.series)
+    for g, w in zip(got.series, want.series, strict=True):
+        assert (g.labels, list(g.labels), g.kind) == (w.labels, list(w.labels), w.kind)
+        assert g.timestamps_ms.dtype == np.int64 and g.values.dtype == np.float64
+        assert g.timestamps_ms.tolist() == w.timestamps_ms.tolist() and g.values.tolist() == w.values.tolist()

@@ -6,8 +6,9 @@ when both are set). Byte columns are wrapped with ``numpy.frombuffer``: no
 copy, so those arrays are **read-only** views of the request bytes; copy
 before mutating in place.
 
-The ``tenant`` field is not read here: collectors take the tenant from the
-X-Scope-OrgID header; only the mf.ingest consumer uses it.
+The ``tenant`` field is ignored by ``parse_native``: collectors take the tenant
+from the X-Scope-OrgID header. The mf.ingest consumer, which has no header,
+calls ``parse_native_with_tenant`` and gets it from the same parse.
 """
 
 from __future__ import annotations
@@ -31,6 +32,87 @@ _F64_LE = np.dtype("<f8")
 
 def parse_native(body: bytes) -> ParseResult:
     """Decode a serialized ``metricsflow.v1.WriteRequest`` into series columns."""
+    return parse_native_with_tenant(body)[0]
+
+
+def parse_native_with_tenant(body: bytes) -> tuple[ParseResult, str | None]:
+    """``parse_native`` and the request's ``tenant`` field, from one parse.
+
+    The tenant is "" when absent and None when it is not valid UTF-8 (the
+    caller refuses the message); invalid UTF-8 elsewhere does not hide it.
+    """
+    fast = _parse_le_columns(body)
+    if fast is not None:
+        return fast
+    return _parse_general(body)
+
+
+def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
+    """The common request in one pass per series: byte columns, valid UTF-8, no packed samples.
+
+    Labels come from the merged label columns and every series' byte columns are
+    joined and wrapped once (one ``frombuffer`` per request instead of two per
+    series; 1.4 µs per series of 10 points). Anything else (packed samples, label
+    columns that do not line up, invalid UTF-8, an unparsable body) returns None
+    and ``_parse_general`` decides, so the answers stay exactly its answers.
+    """
+    try:
+        req = _SeriesRequest.FromString(body)
+        view = _MergedColumnsRequest.FromString(body).series
+        tenant = req.tenant.decode("utf-8")
+    except (DecodeError, UnicodeDecodeError):
+        return None
+    if len(view.timestamps_ms) or len(view.values):
+        return None
+    names = view.labels.name
+    pairs = zip(list(names), list(view.labels.value), strict=False)  # lengths are checked after the loop
+    result = ParseResult()
+    series_out = result.series
+    rejections = result.rejections
+    kept: list[tuple[dict[str, str], int, int]] = []  # labels, kind, points
+    ts_parts: list[bytes] = []
+    vs_parts: list[bytes] = []
+    n_total = 0
+    for series in req.series:
+        n_labels = len(series.labels)
+        n_total += n_labels
+        labels = dict(itertools.islice(pairs, n_labels))
+        ts_le = series.timestamps_ms_le
+        vs_le = series.values_le
+        if not (ts_le or vs_le):
+            continue  # no samples at all (packed ones were ruled out above)
+        if len(ts_le) % 8 or len(ts_le) != len(vs_le):
+            rejections.append(_bad_le_columns(ts_le, vs_le))
+            continue
+        if len(labels) != n_labels:
+            rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", len(ts_le) // 8))
+            continue
+        kept.append((labels, series.kind, len(ts_le) >> 3))
+        ts_parts.append(ts_le)
+        vs_parts.append(vs_le)
+    if n_total != len(names) or n_total != len(view.labels.value):
+        return None  # an empty label string was omitted on the wire: columns misaligned
+    timestamps_ms = np.frombuffer(b"".join(ts_parts), dtype=_I64_LE)
+    values = np.frombuffer(b"".join(vs_parts), dtype=_F64_LE)
+    at = 0
+    for labels, kind, n in kept:
+        end = at + n
+        series_out.append(SeriesSamples(labels, timestamps_ms[at:end], values[at:end], _KIND.get(kind, _UNSPECIFIED)))
+        at = end
+    result.rejections = merged(rejections)
+    return result, tenant
+
+
+def _bad_le_columns(ts_le: bytes, vs_le: bytes) -> Rejection:
+    return Rejection(
+        "bad_columns",
+        f"timestamps_ms_le has {len(ts_le)} bytes and values_le {len(vs_le)}; want equal multiples of 8",
+        max(len(ts_le), len(vs_le)) // 8 or 1,
+    )
+
+
+def _parse_general(body: bytes) -> tuple[ParseResult, str | None]:
+    """Any valid WriteRequest: packed samples, omitted empty labels, invalid UTF-8 in some series."""
     try:
         req = pb.WriteRequest.FromString(body)
         strict = True
@@ -84,14 +166,20 @@ def parse_native(body: bytes) -> ParseResult:
                 labels,
                 timestamps_ms,
                 values,
-                MetricKind(kind) if kind in _KNOWN_KINDS else MetricKind.UNSPECIFIED,
+                _KIND.get(kind, _UNSPECIFIED),
             )
         )
     result.rejections = merged(result.rejections)
-    return result
+    if strict:
+        return result, req.tenant
+    try:
+        return result, req.tenant.decode("utf-8")
+    except UnicodeDecodeError:
+        return result, None
 
 
-_KNOWN_KINDS = frozenset(int(k) for k in MetricKind)
+_KIND = {int(k): k for k in MetricKind}
+_UNSPECIFIED = MetricKind.UNSPECIFIED
 
 
 def _merged_columns(
@@ -125,14 +213,7 @@ def _columns(
     vs_le = series.values_le
     if ts_le or vs_le:
         if len(ts_le) % 8 or len(vs_le) % 8 or len(ts_le) != len(vs_le):
-            result.rejections.append(
-                Rejection(
-                    "bad_columns",
-                    f"timestamps_ms_le has {len(ts_le)} bytes and values_le {len(vs_le)}; "
-                    "want equal multiples of 8",
-                    max(len(ts_le), len(vs_le)) // 8 or 1,
-                )
-            )
+            result.rejections.append(_bad_le_columns(ts_le, vs_le))
             return None
         return np.frombuffer(ts_le, dtype=_I64_LE), np.frombuffer(vs_le, dtype=_F64_LE)
     n_ts = len(series.timestamps_ms)
@@ -149,11 +230,12 @@ def _columns(
     return np.array(series.timestamps_ms, dtype=np.int64), np.array(series.values, dtype=np.float64)
 
 
-def _view_classes() -> tuple[Any, Any]:
+def _view_classes() -> tuple[Any, Any, Any]:
     """Alternative declarations of the native wire format (same bytes, no .proto needed).
 
     ``WriteRequest`` with label strings as bytes (salvages series around invalid
-    UTF-8) and ``WriteRequestColumns`` (see :func:`_merged_columns`).
+    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`) and
+    ``WriteRequestLe`` (see :func:`_parse_le_columns`).
     """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -194,15 +276,28 @@ def _view_classes() -> tuple[Any, Any]:
         name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
         type_name=".metricsflow.ingest.lenient.SeriesColumns",
     )  # fmt: skip
+    # Per-series view for the byte-column fast path: labels left as raw bytes (their
+    # strings come from the label columns), packed samples not declared.
+    series_le = fdp.message_type.add(name="SeriesLe")
+    series_le.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    series_le.field.add(name="timestamps_ms_le", number=4, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    series_le.field.add(name="values_le", number=5, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    series_le.field.add(name="kind", number=6, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
+    req_le = fdp.message_type.add(name="WriteRequestLe")
+    req_le.field.add(
+        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
+        type_name=".metricsflow.ingest.lenient.SeriesLe",
+    )  # fmt: skip
+    req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
-        for name in ("WriteRequest", "WriteRequestColumns")
+        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe")
     )
 
 
-_LenientWriteRequest, _MergedColumnsRequest = _view_classes()
+_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest = _view_classes()
 
 
 def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes:

@@ -1,0 +1,169 @@
+"""IngestPipeline: the request-wide fast path stores and refuses exactly what per-series validation does.
+
+The reference below is the pipeline as it was written per series (validate, then
+sort/dedup and encode each series' run); the pipeline now checks timestamps once per
+request and lays partitions out with numpy, and must give the same outcome, the same
+points per partition and the same announcements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metricsflow.collector.kafka_writer import Message
+from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentSeries
+from metricsflow.collector.validation import Limits, sort_and_dedup, validate
+from metricsflow.config import Settings
+from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
+from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.pointbatch import decode_batch
+from metricsflow.series_id import partition_for, series_id
+
+SETTINGS = Settings(partitions=4, max_points_per_message=7, max_past_ms=600_000, max_future_ms=600_000)
+# Offsets from now far from the window edges (±600 s), so the clock moving during a test changes nothing.
+OFFSETS_MS = (-1_200_000, -300_000, -20_000, -10_000, 0, 10_000, 1_200_000)
+LABEL_SETS = (
+    {"__name__": "cpu", "host": "a"},
+    {"__name__": "cpu", "host": "b", "dc": ""},
+    {"host": "b", "__name__": "cpu"},  # same series as above, other order
+    {"__name__": "mem", "zone": "z1"},
+    {"__name__": "bad-name"},
+    {"host": "nameless"},
+    {"__name__": "m", "__reserved": "x"},
+)
+
+
+class RecordingWriter:
+    """Keeps what the pipeline hands to Kafka."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def write(self, messages: Sequence[Message]) -> None:
+        self.messages.extend(messages)
+
+
+def _accept(pipeline: IngestPipeline, parsed: ParseResult, tenant: str = "t1"):
+    return asyncio.run(pipeline.accept(tenant, parsed, "test"))
+
+
+def _runs(messages: list[Message]) -> dict[int, list[tuple[int, list[int], list[float]]]]:
+    """Points per partition as (series id, timestamps, values) runs, adjacent runs of one id joined."""
+    out: dict[int, list[tuple[int, list[int], list[float]]]] = defaultdict(list)
+    for topic, part, _key, value in messages:
+        if topic != SETTINGS.topic("points"):
+            continue
+        batch = decode_batch(value)
+        assert len(batch) <= SETTINGS.max_points_per_message
+        at = 0
+        for sid, n in zip(batch.series_ids.tolist(), batch.run_lengths.tolist(), strict=True):
+            run = (sid, batch.timestamps_ms[at:at + n].tolist(), batch.values[at:at + n].tolist())
+            at += n
+            if out[part] and out[part][-1][0] == sid and out[part][-1][1][-1] < run[1][0]:
+                prev = out[part].pop()  # a run split across two messages
+                run = (sid, prev[1] + run[1], prev[2] + run[2])
+            out[part].append(run)
+    return dict(out)
+
+
+def _reference(tenant: str, parsed: ParseResult, now_ms: int):
+    """The per-series pipeline: outcome, runs per partition, ids announced."""
+    limits = Limits.from_settings(SETTINGS)
+    ok, rejections = validate(parsed.series, limits, now_ms)
+    rejections = parsed.rejections + rejections
+    runs: dict[int, list[tuple[int, list[int], list[float]]]] = defaultdict(list)
+    announced, accepted = [], 0
+    for s in ok:
+        sid = series_id(tenant, s.labels)
+        ts, vals = sort_and_dedup(s.timestamps_ms, s.values)
+        accepted += len(s)
+        announced.append(sid)
+        if ts.size:
+            part = partition_for(sid, SETTINGS.partitions)
+            if runs[part] and runs[part][-1][0] == sid and runs[part][-1][1][-1] < ts[0]:
+                prev = runs[part].pop()  # same join as _runs: one series twice in a row
+                runs[part].append((sid, prev[1] + ts.tolist(), prev[2] + vals.tolist()))
+            else:
+                runs[part].append((sid, ts.tolist(), vals.tolist()))
+    rejected = sum(r.points for r in rejections)
+    return (accepted, rejected, rejections[:MAX_REASONS]), dict(runs), announced
+
+
+series_strategy = st.builds(
+    lambda labels, offsets, seed: SeriesSamples(
+        dict(labels), [time.time() * 1000 + o for o in offsets],
+        np.random.default_rng(seed).normal(size=len(offsets)), MetricKind.GAUGE),
+    st.sampled_from(LABEL_SETS),
+    st.lists(st.sampled_from(OFFSETS_MS), min_size=0, max_size=12),
+    st.integers(0, 1000),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(series_strategy, max_size=12), st.booleans())
+def test_pipeline_matches_per_series_validation(series: list[SeriesSamples], parse_rejection: bool) -> None:
+    writer = RecordingWriter()
+    pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
+    parsed = ParseResult(series=series, rejections=[Rejection("bad_columns", "x", 2)] if parse_rejection else [])
+    want_outcome, want_runs, want_announced = _reference("t1", parsed, int(time.time() * 1000))
+    outcome = _accept(pipeline, parsed)
+    assert (outcome.accepted, outcome.rejected, outcome.rejections) == want_outcome
+    assert _runs(writer.messages) == want_runs
+    announced = [int.from_bytes(k, "big") for t, _p, k, _v in writer.messages if t == SETTINGS.topic("series")]
+    assert announced == want_announced
+
+
+def test_series_are_announced_once_with_their_labels_and_partition() -> None:
+    writer = RecordingWriter()
+    pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
+    now = int(time.time() * 1000)
+    s = SeriesSamples({"host": "a", "__name__": "cpu", "empty": ""}, [now - 1000, now], [1.0, 2.0], MetricKind.COUNTER)
+    _accept(pipeline, ParseResult(series=[s]))
+    _accept(pipeline, ParseResult(series=[s]))
+    infos = [(p, k, pb.SeriesInfo.FromString(v)) for t, p, k, v in writer.messages if t == SETTINGS.topic("series")]
+    assert len(infos) == 1
+    part, key, info = infos[0]
+    sid = series_id("t1", s.labels)
+    assert key == sid.to_bytes(8, "big") and part == partition_for(sid, SETTINGS.partitions)
+    assert [(lb.name, lb.value) for lb in info.labels] == [("__name__", "cpu"), ("host", "a")]
+    assert (info.tenant, info.kind) == ("t1", MetricKind.COUNTER)
+
+
+def test_tenants_do_not_share_series_ids() -> None:
+    writer = RecordingWriter()
+    pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
+    now = int(time.time() * 1000)
+    labels = {"__name__": "cpu", "host": "a"}
+    for tenant in ("t1", "t2"):
+        _accept(pipeline, ParseResult(series=[SeriesSamples(labels, [now], [1.0])]), tenant)
+    sids = {sid for runs in _runs(writer.messages).values() for sid, _ts, _v in runs}
+    assert sids == {series_id("t1", labels), series_id("t2", labels)}
+
+
+def test_recent_series_forgets_the_oldest_generation_only() -> None:
+    recent = _RecentSeries(4)  # generations of 2
+    for sid in (1, 2, 3):
+        recent.add(sid)
+    assert 1 in recent and 3 in recent  # 1 came back from the old generation
+    assert recent.missing([1, 2, 3, 4, 4]) == [2, 4, 4]
+
+
+def test_label_set_cache_stays_bounded_across_tenants() -> None:
+    writer = RecordingWriter()
+    pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
+    pipeline._label_sets._capacity = 3
+    now = int(time.time() * 1000)
+    series = [SeriesSamples({"__name__": "cpu", "host": str(i)}, [now], [1.0]) for i in range(5)]
+    for tenant in ("a", "b", "c", "d"):
+        outcome = _accept(pipeline, ParseResult(series=series), tenant)
+        assert outcome.accepted == 5
+    assert pipeline._label_sets._size <= 3 and len(pipeline._label_sets._tenants) <= 1
+    sids = {sid for runs in _runs(writer.messages).values() for sid, _ts, _v in runs}
+    assert sids == {series_id(t, s.labels) for t in "abcd" for s in series}
