@@ -10,19 +10,30 @@ two owners may both answer for a series and ``MemorySource.add`` merges them.
 Wire format of the select answer (little-endian): u32 header length, the header
 (JSON: a list of {"labels", "n"}), then per series n int64 timestamps followed by
 n float64 values. Values travel as raw bytes, so NaN payloads (stale markers) survive.
+
+Pushdown (issue 4): with peers, the query path asks each for ``POST /internal/v1/partial``
+instead (body: JSON tenant, query, start, end, step, tier, lookback_ms; answer: the
+peer's ``Plan.evaluate_partial`` bytes, see metricsflow/promql/partial_wire.py, and the
+partitions it covered in ``X-MF-Partitions``). Aggregates then travel as per-step
+states, a few KB instead of 16 B per raw sample. Partials cannot be de-duplicated the
+way raw series are, so when two answers cover the same partition (mid-rebalance) the
+caller falls back to gathering raw series.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
 import orjson
+from prometheus_client import Counter
 
 from metricsflow.errors import BackendUnavailable, InvalidInput
+from metricsflow.promql import PromQLExecutionError
 from metricsflow.promql.source import Matcher, MemorySource, SeriesData
 from tables.storage import WorkerStorage
 
@@ -31,6 +42,59 @@ from tables.storage import WorkerStorage
 Selection = tuple  # (list[Matcher], int, int) or (list[Matcher], int, int, str, str)
 _U32 = struct.Struct("<I")
 PEER_TIMEOUT_S = 30.0
+PARTITIONS_HEADER = "X-MF-Partitions"
+
+PEER_ANSWERS = Counter("mf_worker_query_peer_answers", "Peer answers received for queries, by kind (select, partial)",
+                       ["kind"])
+PEER_BYTES = Counter("mf_worker_query_peer_bytes", "Bytes received from peers for queries, by kind (select, partial)",
+                     ["kind"])
+# The issue-4 name: how many partials (peers' and this worker's own) queries merged.
+PARTIALS = Counter("mf_worker_query_partials", "Query partials merged (from peers and local)", ["source"])
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    """What a peer needs to compute its share of a query."""
+
+    tenant: str
+    query: str
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    tier: str = "raw"
+    lookback_ms: int = 300_000
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"tenant": self.tenant, "query": self.query, "start": self.start_ms, "end": self.end_ms,
+                             "step": self.step_ms, "tier": self.tier, "lookback_ms": self.lookback_ms})
+
+    @classmethod
+    def decode(cls, body: bytes) -> PartialRequest:
+        try:
+            doc = orjson.loads(body)
+            return cls(str(doc["tenant"]), str(doc["query"]), int(doc["start"]), int(doc["end"]), int(doc["step"]),
+                       str(doc.get("tier", "raw")), int(doc.get("lookback_ms", 300_000)))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput("bad_data", f"malformed partial request: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """One owner's share: the encoded partial and the partitions it covered."""
+
+    data: bytes
+    partitions: frozenset[int]
+
+
+def encode_partitions(parts: Sequence[int]) -> str:
+    return ",".join(str(p) for p in sorted(parts))
+
+
+def decode_partitions(text: str | None) -> frozenset[int]:
+    try:
+        return frozenset(int(p) for p in (text or "").split(",") if p)
+    except ValueError as exc:
+        raise BackendUnavailable(f"peer answered an unreadable partition list {text!r}") from exc
 
 
 def encode_series(series: Sequence[SeriesData]) -> bytes:
@@ -91,20 +155,73 @@ class Cluster:
         self._peers = peers
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def storage(self) -> WorkerStorage:
+        return self._storage
+
     def peer_urls(self) -> list[str]:
         return sorted(u.rstrip("/") for u in self._peers() if u and u.rstrip("/") != self._own_url)
 
-    async def _fetch(self, url: str, body: bytes) -> list[SeriesData]:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S))
+        return self._session
+
+    async def _fetch(self, url: str, body: bytes) -> list[SeriesData]:
         try:
-            async with self._session.post(f"{url}/internal/v1/select", data=body) as resp:
+            async with self._client().post(f"{url}/internal/v1/select", data=body) as resp:
                 data = await resp.read()
                 if resp.status != 200:
                     raise BackendUnavailable(f"peer {url} answered {resp.status}: {data[:200]!r}")
+                PEER_ANSWERS.labels("select").inc()
+                PEER_BYTES.labels("select").inc(len(data))
                 return decode_series(data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
+
+    async def _fetch_partial(self, url: str, body: bytes) -> Partial:
+        try:
+            async with self._client().post(f"{url}/internal/v1/partial", data=body) as resp:
+                data = await resp.read()
+                if resp.status == 422:
+                    # The query itself failed on the peer (e.g. too many samples): that is the answer.
+                    raise PromQLExecutionError(_peer_error(data))
+                if resp.status != 200:
+                    raise BackendUnavailable(f"peer {url} answered {resp.status}: {data[:200]!r}")
+                PEER_ANSWERS.labels("partial").inc()
+                PEER_BYTES.labels("partial").inc(len(data))
+                return Partial(data, decode_partitions(resp.headers.get(PARTITIONS_HEADER)))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
+
+    async def gather_partials(self, request: PartialRequest, local: Callable[[], Awaitable[Partial]],
+                              warnings: list[str] | None = None) -> list[Partial]:
+        """This worker's partial (``local``) and every peer's, concurrently.
+
+        An unreachable peer is left out with a warning, as in ``gather``.
+        """
+        body = request.encode()
+        remote = asyncio.gather(*(self._fetch_partial(url, body) for url in self.peer_urls()),
+                                return_exceptions=True)
+        # Let the requests go out (pooled connections write at once) before the local storage
+        # read, which holds the loop.
+        await asyncio.sleep(0)
+        try:
+            out = [await local()]
+        finally:
+            answers = await remote
+        PARTIALS.labels("local").inc()
+        for answer in answers:
+            if isinstance(answer, BackendUnavailable):
+                if warnings is None:
+                    raise answer
+                warnings.append(f"partial result: {answer}")
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                PARTIALS.labels("peer").inc()
+                out.append(answer)
+        return out
 
     async def gather(self, tenant: str, selections: Sequence[Selection],
                      warnings: list[str] | None = None) -> MemorySource:
@@ -133,3 +250,10 @@ class Cluster:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _peer_error(data: bytes) -> str:
+    try:
+        return str(orjson.loads(data)["error"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"peer failed the query: {data[:200]!r}"

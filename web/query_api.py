@@ -1,14 +1,21 @@
 """The Prometheus HTTP query API (and /v1/query with a step) over the one PromQL engine.
 
-Data is gathered first (``Cluster.gather``: every selection from every partition
-owner), then the engine evaluates on a bounded thread pool so a heavy query never
-stalls the event loop that also drives the Kafka consumer.
+With one worker, data is read locally into a ``MemorySource`` and the engine
+evaluates once. With peers, the query is pushed down (metricsflow.promql.pushdown):
+every partition owner evaluates its share (``POST /internal/v1/partial``: series-local
+work and partial aggregates over its own partitions), and this worker merges the
+partials. If two answers covered the same partition (mid-rebalance), the raw series
+are gathered instead (``Cluster.gather``), which de-duplicates. Evaluation runs on a
+bounded thread pool so a heavy query never stalls the event loop that also drives
+the Kafka consumer; storage reads stay on the loop, as the worker's tables expect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -17,39 +24,107 @@ from aiohttp import web
 from agents import metrics
 from metricsflow import rollup
 from metricsflow.errors import BackendUnavailable, InvalidInput
-from metricsflow.promql import Engine, PromQLError, QueryResult, selections
+from metricsflow.promql import Engine, MemorySource, PromQLError, QueryResult, selections
 from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, selector_key
-from web.cluster import Cluster, decode_selections, encode_series, select_local
+from metricsflow.promql.pushdown import Plan, plan
+from web.cluster import (
+    PARTITIONS_HEADER,
+    Cluster,
+    Partial,
+    PartialRequest,
+    Selection,
+    decode_selections,
+    encode_partitions,
+    encode_series,
+    select_local,
+)
 from web.params import now_ms, parse_duration_ms, parse_time_ms
 from web.tiers import choose_query_tier
 from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
 LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
+PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
+
+
+def tier_lookback_ms(lookback_ms: int, tier: str) -> int:
+    # One sample per rollup window: the lookback must reach back at least one window.
+    return lookback_ms if tier == "raw" else max(lookback_ms, rollup.TIERS_MS[tier] + 1)
+
+
+def tier_selections(query: str, sels: list[tuple], tier: str) -> list[Selection]:
+    """Raw selections as read from ``tier``: rollup reads name the aggregate each selector wants."""
+    if tier == "raw":
+        return list(sels)
+    aggs = selector_aggregates(query)
+    return [(m, s, e, tier, aggs.get(selector_key(m), DEFAULT_AGG)) for m, s, e in sels]
 
 
 class QueryService:
     def __init__(self, cluster: Cluster, lookback_ms: int = LOOKBACK_MS, threads: int = 2) -> None:
         self.cluster = cluster
+        self._storage = cluster.storage
         self._lookback_ms = lookback_ms
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
+        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+
+    def plan(self, query: str, lookback_ms: int) -> Plan:
+        key = (query, lookback_ms)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = plan(query, lookback_ms=lookback_ms)
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return found
 
     async def run(self, tenant: str, query: str, start_ms: int, end_ms: int, step_ms: int,
                   timeout_s: float, warnings: list[str] | None = None, tier: str = "raw") -> QueryResult:
-        lookback = self._lookback_ms
-        sels = selections(query, start_ms, end_ms, max(step_ms, 1), lookback)
-        if tier != "raw":
-            # One sample per window: the lookback must reach back at least one window.
-            lookback = max(lookback, rollup.TIERS_MS[tier] + 1)
-            aggs = selector_aggregates(query)
-            sels = [(m, s, e, tier, aggs.get(selector_key(m), DEFAULT_AGG))
-                    for m, s, e in selections(query, start_ms, end_ms, max(step_ms, 1), lookback)]
+        lookback = tier_lookback_ms(self._lookback_ms, tier)
+        if self.cluster.peer_urls():
+            req = PartialRequest(tenant, query, start_ms, end_ms, step_ms, tier, lookback)
+            result = await self._run_pushdown(req, timeout_s, warnings)
+            if result is not None:
+                return result
+        sels = tier_selections(query, selections(query, start_ms, end_ms, max(step_ms, 1), lookback), tier)
         source = await self.cluster.gather(tenant, sels, warnings)
         engine = Engine(source, lookback_ms=lookback, timeout_s=timeout_s)
         loop = asyncio.get_running_loop()
         if step_ms == 0:
             return await loop.run_in_executor(self.pool, engine.instant, query, start_ms)
         return await loop.run_in_executor(self.pool, engine.range, query, start_ms, end_ms, step_ms)
+
+    async def partial(self, req: PartialRequest, timeout_s: float | None = None) -> Partial:
+        """This worker's share of ``req``: storage read on the loop, evaluation on the pool."""
+        p = self.plan(req.query, req.lookback_ms)
+        sels = tier_selections(req.query, p.selections(req.start_ms, req.end_ms, req.step_ms), req.tier)
+        partitions = frozenset(self._storage.readable_partitions())
+        source = MemorySource()
+        source.add_series(select_local(self._storage, req.tenant, sels))
+        run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
+                                timeout_s=timeout_s)
+        data = await asyncio.get_running_loop().run_in_executor(self.pool, run)
+        return Partial(data, partitions)
+
+    async def _run_pushdown(self, req: PartialRequest, timeout_s: float,
+                            warnings: list[str] | None) -> QueryResult | None:
+        """Plan, partials from every owner, merge; None when two answers overlap (rebalance)."""
+        p = self.plan(req.query, req.lookback_ms)
+        own_warnings: list[str] = []
+        parts = await self.cluster.gather_partials(req, lambda: self.partial(req, timeout_s), own_warnings)
+        seen: set[int] = set()
+        for part in parts:
+            if seen & part.partitions:
+                return None
+            seen |= part.partitions
+        if warnings is not None:
+            warnings.extend(own_warnings)
+        elif own_warnings:
+            raise BackendUnavailable(own_warnings[0])
+        merge = functools.partial(p.merge, [part.data for part in parts], req.start_ms, req.end_ms, req.step_ms,
+                                  timeout_s=timeout_s)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, merge)
 
 
 QUERY_SERVICE_KEY = web.AppKey("query_service", QueryService)
@@ -126,8 +201,22 @@ async def internal_select(request: web.Request) -> web.StreamResponse:
     return web.Response(body=encode_series(series), content_type="application/octet-stream")
 
 
+async def internal_partial(request: web.Request) -> web.StreamResponse:
+    """A peer's share of a query, pushed down: ``Plan.evaluate_partial`` over this worker's partitions."""
+    try:
+        req = PartialRequest.decode(await request.read())
+        part = await request.app[QUERY_SERVICE_KEY].partial(req, DEFAULT_TIMEOUT_S)
+    except InvalidInput as exc:
+        return api_error(400, "bad_data", exc.detail)
+    except PromQLError as exc:
+        return api_error(exc.http_status, exc.error_type, str(exc))
+    return web.Response(body=part.data, content_type="application/octet-stream",
+                        headers={PARTITIONS_HEADER: encode_partitions(sorted(part.partitions))})
+
+
 def add_query_routes(app: web.Application) -> None:
     for method in ("GET", "POST"):
         app.router.add_route(method, "/api/v1/query", instant_query)
         app.router.add_route(method, "/api/v1/query_range", range_query)
     app.router.add_post("/internal/v1/select", internal_select)
+    app.router.add_post("/internal/v1/partial", internal_partial)

@@ -9,8 +9,9 @@ dropped by operations that change a metric's meaning (see docs/promql.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import promql_parser as pp
@@ -32,6 +33,7 @@ from .windows import search
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus refuses range queries above this resolution
 MAX_CELLS = 50_000_000  # series x steps held at once; mirrors Prometheus' max-samples default
 MAX_SUBQUERY_STEPS = 1_000_000
+_T = TypeVar("_T")
 
 _CARD = {
     "VectorMatchCardinality.OneToOne": "one-to-one",
@@ -112,41 +114,57 @@ class Engine:
 
     def instant(self, query: str, time_ms: int) -> QueryResult:
         time_ms = int(time_ms)
-        _check_time(time_ms)
-        return self._run(query, time_ms, time_ms, 0)
+        check_query_times(time_ms, time_ms, 0)
+        return self._guarded(lambda: self._result(parse(query), time_ms, time_ms, 0, None))
 
     def range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
         start_ms, end_ms, step_ms = int(start_ms), int(end_ms), int(step_ms)
-        _check_time(start_ms)
-        _check_time(end_ms)
-        if step_ms <= 0:
-            raise PromQLParseError(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer"
-            )
-        if end_ms < start_ms:
-            raise PromQLParseError("end timestamp must not be before start time")
-        if (end_ms - start_ms) // step_ms + 1 > MAX_POINTS_PER_SERIES:
-            raise PromQLParseError(
-                "exceeded maximum resolution of 11,000 points per timeseries. "
-                "Try decreasing the query resolution (?step=XX)"
-            )
-        return self._run(query, start_ms, end_ms, step_ms)
+        check_query_times(start_ms, end_ms, step_ms)
+        return self._guarded(lambda: self._result(parse(query), start_ms, end_ms, step_ms, None))
+
+    # -- hooks for split evaluation (metricsflow.promql.pushdown) --------------------------
+
+    def evaluate_nodes(self, nodes: Sequence[pp.Expr], start_ms: int, end_ms: int, step_ms: int) -> list[Value]:
+        """Values of sub-expressions on the query's step grid (``step_ms == 0``: instant)."""
+        check_query_times(start_ms, end_ms, step_ms)
+
+        def run() -> list[Value]:
+            ctx = self._ctx(start_ms, end_ms, step_ms)
+            ev = _Evaluator(self.source)
+            return [ev.eval(n, ctx) for n in nodes]
+
+        return self._guarded(run)
+
+    def evaluate_bound(
+        self, expr: pp.Expr, start_ms: int, end_ms: int, step_ms: int, bound: Mapping[str, InstantVec]
+    ) -> QueryResult:
+        """Evaluate ``expr`` where every sub-expression whose ``repr`` is a key of ``bound``
+        (and is evaluated on the query's own grid, i.e. not inside a subquery) takes that value."""
+        check_query_times(start_ms, end_ms, step_ms)
+        return self._guarded(lambda: self._result(expr, start_ms, end_ms, step_ms, bound))
 
     # -- internals --------------------------------------------------------------------------
 
-    def _run(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+    def _ctx(self, start_ms: int, end_ms: int, step_ms: int) -> Ctx:
+        times = (
+            np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+            if step_ms
+            else np.array([start_ms], dtype=np.int64)
+        )
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        return Ctx(times, start_ms, end_ms, step_ms, self.lookback_ms, self.subquery_step_ms, deadline)
+
+    def _result(
+        self, expr: pp.Expr, start_ms: int, end_ms: int, step_ms: int, bound: Mapping[str, InstantVec] | None
+    ) -> QueryResult:
+        ctx = self._ctx(start_ms, end_ms, step_ms)
+        ev = _Evaluator(self.source, bound, ctx.times)
+        val = ev.eval(expr, ctx)
+        return _to_result(val, ctx, is_range=step_ms != 0, ev=ev, expr=expr)
+
+    def _guarded(self, run: Callable[[], _T]) -> _T:
         try:
-            expr = parse(query)
-            times = (
-                np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-                if step_ms
-                else np.array([start_ms], dtype=np.int64)
-            )
-            deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
-            ctx = Ctx(times, start_ms, end_ms, step_ms, self.lookback_ms, self.subquery_step_ms, deadline)
-            ev = _Evaluator(self.source)
-            val = ev.eval(expr, ctx)
-            return _to_result(val, ctx, is_range=step_ms != 0, ev=ev, expr=expr)
+            return run()
         except PromQLError:
             raise
         except (KeyboardInterrupt, SystemExit):
@@ -202,6 +220,25 @@ def _check_time(t_ms: int) -> None:
         raise PromQLParseError(f"time {t_ms} ms is out of range")
 
 
+def check_query_times(start_ms: int, end_ms: int, step_ms: int) -> None:
+    """The API's checks of a query's times; ``step_ms == 0`` is an instant query at ``start_ms``."""
+    _check_time(start_ms)
+    if step_ms == 0 and start_ms == end_ms:
+        return
+    _check_time(end_ms)
+    if step_ms <= 0:
+        raise PromQLParseError(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+        )
+    if end_ms < start_ms:
+        raise PromQLParseError("end timestamp must not be before start time")
+    if (end_ms - start_ms) // step_ms + 1 > MAX_POINTS_PER_SERIES:
+        raise PromQLParseError(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+
+
 def _check_cells(n: int, steps: int) -> None:
     if n * steps > MAX_CELLS:
         raise PromQLExecutionError(
@@ -210,9 +247,25 @@ def _check_cells(n: int, steps: int) -> None:
 
 
 class _Evaluator:
-    def __init__(self, source: SeriesSource) -> None:
+    def __init__(
+        self,
+        source: SeriesSource,
+        bound: Mapping[str, InstantVec] | None = None,
+        bound_times: np.ndarray | None = None,
+    ) -> None:
         self.source = source
         self.last_windows: Windows | None = None
+        self.bound = bound or None
+        self.bound_times = bound_times
+
+    def _bound(self, e: pp.Expr, ctx: Ctx) -> InstantVec | None:
+        """A precomputed value for ``e``, only on the grid it was computed for."""
+        assert self.bound is not None
+        hit = self.bound.get(repr(e))
+        if hit is None or self.bound_times is None or not np.array_equal(ctx.times, self.bound_times):
+            return None
+        # Copies: operators above may update their inputs in place.
+        return InstantVec(list(hit.labels), hit.values.copy(), hit.present.copy(), hit.ordered)
 
     # -- data access ------------------------------------------------------------------------
 
@@ -313,6 +366,10 @@ class _Evaluator:
 
     def eval(self, e: pp.Expr, ctx: Ctx) -> Value:
         ctx.check()
+        if self.bound is not None and not isinstance(e, pp.ParenExpr):
+            hit = self._bound(e, ctx)
+            if hit is not None:
+                return hit
         if isinstance(e, pp.ParenExpr):
             return self.eval(e.expr, ctx)
         if isinstance(e, pp.NumberLiteral):

@@ -1,0 +1,104 @@
+"""Cluster.gather_partials against real sockets: answers, a dead peer (warning), a failed query."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from metricsflow.errors import BackendUnavailable
+from metricsflow.promql import PromQLExecutionError
+from tests.support import free_port
+from web.cluster import PARTITIONS_HEADER, Cluster, Partial, PartialRequest
+
+REQ = PartialRequest("default", "sum(x)", 0, 60_000, 15_000)
+
+
+async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/internal/v1/partial", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def _local() -> Partial:
+    return Partial(b"local", frozenset({0, 1}))
+
+
+def test_partials_from_peers_and_a_warning_for_a_dead_one() -> None:
+    seen: list[PartialRequest] = []
+
+    async def peer(request: web.Request) -> web.Response:
+        seen.append(PartialRequest.decode(await request.read()))
+        return web.Response(body=b"peer", headers={PARTITIONS_HEADER: "2,3"})
+
+    async def run() -> tuple[list[Partial], list[str]]:
+        runner, url = await _serve(peer)
+        dead = f"http://127.0.0.1:{free_port()}"
+        cluster = Cluster(None, "http://127.0.0.1:1", lambda: {url, dead})  # type: ignore[arg-type]
+        warnings: list[str] = []
+        try:
+            return await cluster.gather_partials(REQ, _local, warnings), warnings
+        finally:
+            await cluster.close()
+            await runner.cleanup()
+
+    parts, warnings = asyncio.run(run())
+    assert parts == [Partial(b"local", frozenset({0, 1})), Partial(b"peer", frozenset({2, 3}))]
+    assert seen == [REQ]
+    assert len(warnings) == 1 and warnings[0].startswith("partial result: peer") and "unreachable" in warnings[0]
+
+
+def test_without_a_warnings_list_a_dead_peer_is_an_error() -> None:
+    async def run() -> None:
+        cluster = Cluster(None, "http://127.0.0.1:1", lambda: {f"http://127.0.0.1:{free_port()}"})  # type: ignore[arg-type]
+        try:
+            await cluster.gather_partials(REQ, _local)
+        finally:
+            await cluster.close()
+
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        asyncio.run(run())
+
+
+def test_a_query_that_failed_on_the_peer_fails_the_query() -> None:
+    async def peer(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "error", "errorType": "execution", "error": "too many samples"},
+                                 status=422)
+
+    async def run() -> None:
+        runner, url = await _serve(peer)
+        cluster = Cluster(None, "http://127.0.0.1:1", lambda: {url})  # type: ignore[arg-type]
+        try:
+            await cluster.gather_partials(REQ, _local, [])
+        finally:
+            await cluster.close()
+            await runner.cleanup()
+
+    with pytest.raises(PromQLExecutionError, match="too many samples"):
+        asyncio.run(run())
+
+
+def test_overlapping_answers_make_the_query_path_gather_raw_series_instead() -> None:
+    from web.query_api import QueryService
+
+    async def peer(_request: web.Request) -> web.Response:
+        return web.Response(body=b"peer", headers={PARTITIONS_HEADER: "1,2"})  # 1: both owners mid-rebalance
+
+    async def run() -> object:
+        runner, url = await _serve(peer)
+        cluster = Cluster(None, "http://127.0.0.1:1", lambda: {url})  # type: ignore[arg-type]
+        service = QueryService(cluster)
+        service.partial = lambda _req, _timeout=None: _local()  # type: ignore[method-assign]
+        try:
+            return await service._run_pushdown(REQ, 10.0, [])
+        finally:
+            await cluster.close()
+            await runner.cleanup()
+            service.pool.shutdown()
+
+    assert asyncio.run(run()) is None
