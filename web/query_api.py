@@ -39,7 +39,7 @@ from web.cluster import (
     select_local,
 )
 from web.params import now_ms, parse_duration_ms, parse_time_ms
-from web.tiers import choose_query_tier
+from web.tiers import choose_tier
 from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
 LOOKBACK_MS = 300_000
@@ -144,7 +144,7 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
     warnings: list[str] = []
     try:
         retention = request.app[STORAGE_KEY].retention()
-        tier = choose_query_tier(request.query.get("tier", "auto"), start_ms, end_ms, step_ms, now_ms(), retention)
+        tier = choose_tier(request.query.get("tier", "auto"), start_ms, end_ms, now_ms(), retention, step_ms)
         extra = {**(extra or {}), "tier": tier}
         result = await service.run(tenant_of(request), query, start_ms, end_ms, step_ms, timeout_s, warnings, tier)
     except InvalidInput as exc:
