@@ -12,6 +12,10 @@ Workloads (one chunk per series, every codec encodes the same chunks):
                  within 2 ms of the expected time is stored at the expected time).
   B-real         tests/fixtures/codecs/node_exporter_sample.npz: 512 series from a
                  real node-exporter 1.5 scraped by Prometheus 2.42 every 1 s.
+Rollups (--rollups runs only this part): the 1m and 1h rollup blocks of A (1,000
+series x 720 points, one 2 h block each) and B-real, in the current format and in
+format version 1 (re-created here as the "before" reference), as bytes per raw
+point, with encode/decode CPU-µs per block (fastest of the rounds).
 The "entropy" column is a reference floor: for A the empirical entropy of the
 rounded steps (the spec's figure); for B the plug-in entropy of each series'
 value deltas plus that of the timestamp residuals from the 15 s grid.
@@ -23,18 +27,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import struct
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import cramjam
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from metricsflow import codecs  # noqa: E402
+from metricsflow import codecs, rollup  # noqa: E402
 from metricsflow.workload import INTERVAL_MS, RandomWalk  # noqa: E402
 
 Chunk = tuple[np.ndarray, np.ndarray]
@@ -167,11 +173,69 @@ def measure(chunks: list[Chunk], repeat: int) -> dict[str, dict[str, float]]:
     }
 
 
+def encode_rollup_v1(r: rollup.Rollup) -> bytes:
+    """Rollup format version 1, the "before" reference: zstd of 8 raw 64-bit columns + digests."""
+    cols = np.concatenate([r.starts.astype("<i8").view("<f8"), *(r.column(c).astype("<f8") for c in rollup.COLUMNS)])
+    packed = bytes(cramjam.zstd.compress(cols.tobytes(), 1))
+    out = [struct.pack("<BBI", 1, 1 if r.digests is not None else 0, len(r)), struct.pack("<I", len(packed)), packed]
+    for d in r.digests or []:
+        raw = d.to_bytes()
+        out += [struct.pack("<I", len(raw)), raw]
+    return b"".join(out)
+
+
+def measure_rollups(chunks: list[Chunk], window_ms: int, repeat: int) -> dict[str, float]:
+    """Bytes per raw point and CPU-µs per block of both rollup formats for one tier."""
+    points = sum(v.size for _, v in chunks)
+    rollups = [rollup.compute(ts, v, window_ms) for ts, v in chunks]
+    encoders = {"v1": encode_rollup_v1, "v2": rollup.encode}
+    blocks = {name: [enc(r) for r in rollups] for name, enc in encoders.items()}
+    for r, block in zip(rollups, blocks["v2"], strict=True):  # a wrong encoding's size is worthless
+        back = rollup.decode(block, window_ms)
+        assert np.array_equal(back.starts, r.starts)
+        assert all(np.array_equal(back.column(c).view(np.uint64), r.column(c).view(np.uint64)) for c in rollup.COLUMNS)
+    enc = dict.fromkeys(encoders, float("inf"))
+    dec = dict.fromkeys(encoders, float("inf"))
+    for _ in range(repeat):
+        for name, encoder in encoders.items():
+            enc[name] = min(enc[name], _cpu_seconds(lambda e=encoder: [e(r) for r in rollups]))
+            dec[name] = min(dec[name], _cpu_seconds(lambda b=blocks[name]: [rollup.decode(x, window_ms) for x in b]))
+    out: dict[str, float] = {"windows_per_block": round(sum(map(len, rollups)) / len(rollups), 1)}
+    for name in encoders:
+        out[f"{name}_bytes_per_point"] = round(sum(map(len, blocks[name])) / points, 4)
+        out[f"{name}_encode_us_per_block"] = round(enc[name] / len(rollups) * 1e6, 1)
+        out[f"{name}_decode_us_per_block"] = round(dec[name] / len(rollups) * 1e6, 1)
+    return out
+
+
+def rollup_section(seed: int, quick: bool) -> dict[str, object]:
+    repeat = 1 if quick else 5
+    chunks_a = workload_a(seed, 200 if quick else 1000, 720)
+    results: dict[str, object] = {}
+    print("\n## Rollup blocks: bytes per raw point, CPU-µs per block (v1 = format version 1)")
+    print(f"{'workload':<9}{'tier':<5}{'win/blk':>8}{'chunk B/pt':>11}{'v1 B/pt':>9}{'v2 B/pt':>9}"
+          f"{'v1 enc':>8}{'v2 enc':>8}{'v1 dec':>8}{'v2 dec':>8}")
+    for wname, chunks in (("A-720", chunks_a), ("B-real", workload_real())):
+        points = sum(v.size for _, v in chunks)
+        chunk_bpp = round(sum(len(codecs.encode(ts, v)) for ts, v in chunks) / points, 4)
+        for tier, window_ms in rollup.TIERS_MS.items():
+            m = measure_rollups(chunks, window_ms, repeat)
+            results[f"{wname}/{tier}"] = {"chunk_bytes_per_point": chunk_bpp, **m}
+            print(f"{wname:<9}{tier:<5}{m['windows_per_block']:>8}{chunk_bpp:>11.3f}{m['v1_bytes_per_point']:>9.3f}"
+                  f"{m['v2_bytes_per_point']:>9.3f}{m['v1_encode_us_per_block']:>8.0f}{m['v2_encode_us_per_block']:>8.0f}"
+                  f"{m['v1_decode_us_per_block']:>8.0f}{m['v2_decode_us_per_block']:>8.0f}")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer series, one timing run")
+    parser.add_argument("--rollups", action="store_true", help="only the rollup-block section")
     parser.add_argument("--seed", type=int, default=20261126)
     args = parser.parse_args()
+    if args.rollups:
+        print(json.dumps({"bench": "rollups", "tiers": rollup_section(args.seed, args.quick)}))
+        return
     scale, repeat = (1, 1) if args.quick else (4, 7)
     rng = np.random.default_rng(args.seed)
     workloads: dict[str, tuple[list[Chunk], float, str]] = {}
@@ -201,7 +265,9 @@ def main() -> None:
         if wname.startswith("A"):
             print(f"(VictoriaMetrics reports {VICTORIA_METRICS_A} B/point on such data)")
         results[wname] = row
-    print(json.dumps({"bench": "codecs", "default_codec": codecs.DEFAULT_CODEC, "workloads": results}))
+    rollups = rollup_section(args.seed, args.quick)
+    print(json.dumps({"bench": "codecs", "default_codec": codecs.DEFAULT_CODEC, "workloads": results,
+                      "rollups": rollups}))
 
 
 if __name__ == "__main__":

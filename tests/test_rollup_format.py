@@ -1,0 +1,296 @@
+"""Rollup block format: golden blocks of every version keep decoding, exact round trips.
+
+``decode(encode(r))`` must return every column bit for bit (NaN payloads, -0.0,
++-Inf, subnormals), the window starts exactly and the digests unchanged, for any
+``Rollup``: the ones ``compute`` makes and hand-built ones with irregular starts and
+special floats. Bounded to ~100 examples per property (MF_FUZZ_EXAMPLES raises it).
+
+``tests/fixtures/rollup/golden_v1.txt`` holds blocks written by format version 1
+(zstd of raw float64 columns) before version 2 existed; it is never regenerated.
+``golden_v2.txt`` holds current blocks; regenerate it only for a deliberate change
+of version 2's encoder with ``python -m tests.test_rollup_format --regen``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metricsflow import packed_ints, rollup
+from metricsflow.codecs._wire import Reader
+from metricsflow.errors import InvalidInput
+from metricsflow.model import STALE_NAN_BITS
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rollup"
+EXAMPLES = settings(
+    max_examples=int(os.environ.get("MF_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+T0_MS = 1_764_000_000_000
+SPECIAL_BITS = [
+    STALE_NAN_BITS,
+    0x7FF8000000000000,  # quiet NaN
+    0xFFF8000000000001,  # negative NaN with payload
+    0x7FF0000000000000,  # +Inf
+    0xFFF0000000000000,  # -Inf
+    0x8000000000000000,  # -0.0
+    0x0000000000000001,  # smallest subnormal
+    0x7FEFFFFFFFFFFFFF,  # max float
+]
+
+
+def floats_from_bits(bits: list[int]) -> np.ndarray:
+    return np.array(bits, dtype=np.uint64).view(np.float64)
+
+
+def _lcg(seed: int, n: int) -> list[int]:
+    """Deterministic 31-bit pseudo-random ints, independent of numpy's generators."""
+    out, x = [], seed
+    for _ in range(n):
+        x = (1103515245 * x + 12345) % 2**31
+        out.append(x)
+    return out
+
+
+def _specials() -> rollup.Rollup:
+    """Every column full of special floats, irregular starts: only exactness can pass."""
+    n = len(SPECIAL_BITS)
+    cols = [floats_from_bits(SPECIAL_BITS[i:] + SPECIAL_BITS[:i]) for i in range(len(rollup.COLUMNS))]
+    starts = T0_MS + 60_000 * np.array([0, 1, 3, 4, 9, 10, 11, 50], dtype=np.int64)[:n]
+    return rollup.Rollup(60_000, starts, *cols)
+
+
+def golden_inputs() -> dict[str, rollup.Rollup]:
+    """Rollups of inputs built from integers and correctly rounded divisions only."""
+    r = _lcg(11, 720)
+    ts = T0_MS + 10_000 * np.arange(720, dtype=np.int64)
+    walk = (np.cumsum([(x % 201) - 100 for x in r]) + 5000) / 100
+    counter = np.cumsum([x % 1000 for x in r]).astype(np.float64)
+    counter[300:] -= counter[299]  # a reset
+    gappy = np.concatenate([ts[:100], ts[400:450], ts[700:]])
+    dist = np.array([(x % 10_000) / 1000 for x in r[:240]])
+    return {
+        "empty": rollup.compute(np.zeros(0, np.int64), np.zeros(0), 60_000),
+        "single": rollup.compute(ts[:1], walk[:1], 60_000),
+        "walk_1m": rollup.compute(ts, walk, 60_000),
+        "walk_1h": rollup.compute(ts, walk, 3_600_000),
+        "counter_1m": rollup.compute(ts, counter, 60_000),
+        "gaps_1m": rollup.compute(gappy, walk[: gappy.size], 60_000),
+        "distribution_1m": rollup.compute(ts[:240], dist, 60_000, distribution=True),
+        "specials": _specials(),
+    }
+
+
+def assert_same(got: rollup.Rollup, want: rollup.Rollup) -> None:
+    assert got.window_ms == want.window_ms
+    assert got.starts.dtype == np.int64
+    np.testing.assert_array_equal(got.starts, want.starts)
+    for c in rollup.COLUMNS:
+        col = got.column(c)
+        assert col.dtype == np.float64, c
+        np.testing.assert_array_equal(col.view(np.uint64), want.column(c).view(np.uint64), err_msg=c)
+    assert (got.digests is None) == (want.digests is None)
+    for a, b in zip(got.digests or [], want.digests or [], strict=True):
+        assert a.to_bytes() == b.to_bytes()
+
+
+def _read(name: str) -> dict[str, bytes]:
+    blocks: dict[str, bytes] = {}
+    for line in (FIXTURES / name).read_text().splitlines():
+        if line and not line.startswith("#"):
+            case, hexed = line.split()
+            blocks[case] = bytes.fromhex(hexed)
+    return blocks
+
+
+def _write(name: str, version: int) -> None:
+    lines = [
+        f"# Golden rollup blocks, format version {version}: <case> <hex>."
+        " Inputs: tests/test_rollup_format.py golden_inputs().",
+    ]
+    lines += [f"{case} {rollup.encode(r).hex()}" for case, r in golden_inputs().items()]
+    (FIXTURES / name).write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("case", list(golden_inputs()))
+def test_version_1_blocks_still_decode(case: str) -> None:
+    """Blocks written before version 2 sit in changelogs for 90 days (1m) or forever (1h)."""
+    r = golden_inputs()[case]
+    assert_same(rollup.decode(_read("golden_v1.txt")[case], r.window_ms), r)
+
+
+@pytest.mark.parametrize("case", list(golden_inputs()))
+def test_golden_v2_block_decodes(case: str) -> None:
+    r = golden_inputs()[case]
+    assert_same(rollup.decode(_read("golden_v2.txt")[case], r.window_ms), r)
+
+
+@pytest.mark.parametrize("case", list(golden_inputs()))
+def test_golden_v2_block_is_byte_stable(case: str) -> None:
+    """Encoding must not drift silently (a replay must rewrite the same bytes). A pcodec
+    upgrade may change its bytes legitimately: check the decode test on the old file first."""
+    assert rollup.encode(golden_inputs()[case]) == _read("golden_v2.txt")[case]
+
+
+def test_current_blocks_carry_the_current_version() -> None:
+    assert rollup.encode(golden_inputs()["walk_1m"])[0] == rollup.ROLLUP_FORMAT_VERSION == 2
+
+
+@pytest.mark.parametrize("case", ["walk_1m", "walk_1h", "counter_1m", "gaps_1m", "distribution_1m"])
+def test_version_2_is_smaller_than_version_1(case: str) -> None:
+    """The point of version 2; figures per workload are in perf/RESULTS.md."""
+    assert len(rollup.encode(golden_inputs()[case])) < len(_read("golden_v1.txt")[case])
+
+
+# ---------------------------------------------------------------- exact round trips
+
+special_floats = st.sampled_from(floats_from_bits(SPECIAL_BITS).tolist())
+any_float = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    st.integers(0, 2**64 - 1).map(lambda b: float(floats_from_bits([b])[0])),
+    special_floats,
+)
+
+
+def assert_round_trip(r: rollup.Rollup) -> None:
+    block = rollup.encode(r)
+    assert_same(rollup.decode(block, r.window_ms), r)
+    assert rollup.encode(rollup.decode(block, r.window_ms)) == block  # replays rewrite the same bytes
+
+
+@st.composite
+def sample_series(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique timestamps (regular, jittered or with gaps) and values of one shape."""
+    n = draw(st.integers(1, 400))
+    shape = draw(st.sampled_from(["walk", "constant", "counter", "random", "specials", "decimals", "multiplied"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    step_ms = draw(st.sampled_from([1_000, 10_000, 15_000, 61_000, 900_000]))
+    ts = T0_MS + np.cumsum(rng.integers(1, 2 * step_ms, n) if draw(st.booleans()) else np.full(n, step_ms))
+    if shape == "walk":
+        vals = np.round(50 + np.cumsum(rng.normal(0, 1, n)), 2)
+    elif shape == "constant":
+        vals = np.full(n, draw(any_float))
+    elif shape == "counter":  # increments with resets
+        incs = rng.poisson(rng.uniform(0.1, 1000), n).astype(np.float64) / draw(st.sampled_from([1, 100]))
+        resets = rng.random(n) < 0.02
+        vals = np.zeros(n)
+        acc = 0.0
+        for i in range(n):
+            acc = incs[i] if resets[i] else acc + incs[i]
+            vals[i] = acc
+    elif shape == "random":
+        vals = rng.normal(0, 1e6, n) * 10.0 ** rng.integers(-300, 300, n)
+    elif shape == "decimals":
+        vals = rng.integers(-(10**9), 10**9, n) / 10.0 ** draw(st.integers(0, 9))
+    elif shape == "multiplied":  # producers that scale by multiplying (ms * 0.001): the multiply mode
+        vals = np.cumsum(rng.integers(0, 10**6, n)) * float(f"1e-{draw(st.integers(1, 9))}")
+    else:
+        vals = np.array(draw(st.lists(any_float, min_size=n, max_size=n)))
+    return ts.astype(np.int64), vals
+
+
+@EXAMPLES
+@given(sample_series(), st.sampled_from([60_000, 3_600_000]), st.booleans())
+def test_computed_rollups_round_trip_exactly(series: tuple[np.ndarray, np.ndarray], window_ms: int,
+                                             distribution: bool) -> None:
+    ts, vals = series
+    assert_round_trip(rollup.compute(ts, vals, window_ms, distribution))
+
+
+@EXAMPLES
+@given(st.data(), st.integers(0, 40), st.booleans())
+def test_any_rollup_round_trips_exactly(data: st.DataObject, n: int, increasing: bool) -> None:
+    """Hand-built columns of arbitrary bits: nothing but exactness can pass."""
+    if increasing:
+        gaps = data.draw(st.lists(st.integers(1, 10**9), min_size=n, max_size=n))
+        starts = T0_MS + np.cumsum(np.array(gaps, dtype=np.int64))
+    else:
+        starts = np.array(data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n)), np.int64)
+    cols = [np.array(data.draw(st.lists(any_float, min_size=n, max_size=n)), dtype=np.float64)
+            for _ in rollup.COLUMNS]
+    assert_round_trip(rollup.Rollup(60_000, starts, *cols))
+
+
+@EXAMPLES
+@given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-300, 300) | st.just(0), min_size=1, max_size=200),
+       st.booleans())
+def test_packed_int_columns_round_trip(values: list[int], deltas: bool) -> None:
+    """Both packers (Python ints up to 32 values, numpy beyond) and the zero-eliding one."""
+    column = np.array(values, dtype=np.int64)
+    blocks = [packed_ints.pack(column, deltas), packed_ints.pack_zeros_elided(column)]
+    if column.size <= 32:
+        assert blocks[0] == packed_ints.pack_small(values, deltas)
+    for block in blocks:
+        if block is None:  # offsets that need 64 bits are never packed
+            continue
+        reader = Reader(block)
+        np.testing.assert_array_equal(packed_ints.unpack(reader, column.size), column)
+        reader.finish()
+
+
+def test_single_window_and_empty_blocks() -> None:
+    one = rollup.compute(np.array([T0_MS]), np.array([-0.0]), 60_000)
+    assert_round_trip(one)
+    empty = rollup.compute(np.zeros(0, np.int64), np.zeros(0), 3_600_000, distribution=True)
+    assert_round_trip(empty)
+    plain = rollup.compute(np.array([T0_MS]), np.array([42.5]), 60_000)
+    assert_round_trip(plain)
+    assert len(rollup.encode(plain)) <= 21  # header, start, count and last; 5 columns predicted
+
+
+def test_distribution_digests_survive_and_merge() -> None:
+    rng = np.random.default_rng(5)
+    obs = rng.lognormal(3, 1.2, 7200)
+    ts = T0_MS + np.arange(obs.size, dtype=np.int64) * 1000
+    r = rollup.decode(rollup.encode(rollup.compute(ts, obs, 60_000, distribution=True)), 60_000)
+    assert r.digests is not None and len(r.digests) == len(r) == 120
+    hour = rollup.coarsen(r, 3_600_000)
+    assert hour.digests is not None
+    q99 = hour.digests[0].quantile(0.99)
+    assert abs((obs[:3600] < q99).mean() - 0.99) < 0.01
+
+
+# ---------------------------------------------------------------- corrupt input
+
+
+@pytest.mark.parametrize("case", list(golden_inputs()))
+def test_truncated_blocks_are_corrupt_rollups(case: str) -> None:
+    block = _read("golden_v2.txt")[case]
+    for cut in range(len(block)):
+        with pytest.raises(InvalidInput) as err:
+            rollup.decode(block[:cut], 60_000)
+        assert err.value.reason == "corrupt_rollup"
+    with pytest.raises(InvalidInput, match="corrupt_rollup"):
+        rollup.decode(block + b"\x00", 60_000)
+
+
+@EXAMPLES
+@given(st.sampled_from(list(golden_inputs())), st.data())
+def test_damaged_blocks_decode_or_raise_corrupt_rollup(case: str, data: st.DataObject) -> None:
+    block = bytearray(_read("golden_v2.txt")[case])
+    for _ in range(data.draw(st.integers(1, 4))):
+        block[data.draw(st.integers(0, len(block) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        r = rollup.decode(bytes(block), 60_000)
+    except InvalidInput as exc:
+        assert exc.reason == "corrupt_rollup"
+    else:
+        assert all(r.column(c).size == len(r) for c in rollup.COLUMNS)
+
+
+def test_unknown_versions_are_corrupt_rollups() -> None:
+    for data in (b"", b"\x00", b"\x03\x00\x00", b"\x02\x80\x00"):
+        with pytest.raises(InvalidInput, match="corrupt_rollup"):
+            rollup.decode(data, 60_000)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--regen"]:
+    _write("golden_v2.txt", rollup.ROLLUP_FORMAT_VERSION)
