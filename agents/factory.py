@@ -15,7 +15,7 @@ from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
 from tables.partition_store import PartitionStore
-from tables.storage import WorkerStorage
+from tables.storage import StorageTables, WorkerStorage
 from web.cluster import Cluster
 from web.server import WebServer
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> faust.App:
     # Table changelogs are the "segment topics": compacted, one partition per source partition.
     wal = _raw_table(app, "wal", settings.partitions)
     chunks = _raw_table(app, "chunks", settings.partitions)
+    segments = _raw_table(app, "segments", settings.partitions)
     series_table = _raw_table(app, "series", settings.partitions)
     rollups = {tier: PartitionStore(_raw_table(app, f"rollup_{tier}", settings.partitions)) for tier in ("1m", "1h")}
     points_topic = settings.topic("points")
@@ -69,8 +70,9 @@ def create_app(settings: Settings) -> faust.App:
     async def flush() -> None:
         await app.producer.flush()
 
-    storage = WorkerStorage(settings, PartitionStore(wal), PartitionStore(chunks), PartitionStore(series_table),
-                            rollups, active_partitions, flush)
+    tables = StorageTables(wal=PartitionStore(wal), chunks=PartitionStore(chunks), segments=PartitionStore(segments),
+                           series=PartitionStore(series_table), rollups=rollups)
+    storage = WorkerStorage(settings, tables, active_partitions, flush)
     register_agents(app, storage, points, series,
                     cut_check_interval_s=min(5.0, max(0.25, settings.head_cut_interval_s / 4)))
     register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))

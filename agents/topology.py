@@ -55,13 +55,16 @@ def register_agents(app: faust.App, storage: WorkerStorage, points: faust.TopicT
         # Partitions that stopped receiving data still get their heads cut.
         for p in storage.loaded_partitions():
             started = time.perf_counter()
-            written = await storage.maybe_cut(p)
-            if written:
+            cut = await storage.maybe_cut(p)
+            if cut is not None:
                 metrics.CUT_SECONDS.observe(time.perf_counter() - started)
-                metrics.BLOCKS_WRITTEN.inc(written)
+                metrics.BLOCKS_WRITTEN.inc(cut.blocks)
+                metrics.SEGMENTS_WRITTEN.inc(cut.segments)
+                metrics.BLOCKS_SEALED.inc(cut.sealed)
             if storage.retention_due(p):
-                for tier, n in storage.expire(p, int(time.time() * 1000)).items():
+                for tier, n in (await storage.apply_retention(p, int(time.time() * 1000))).items():
                     metrics.BLOCKS_EXPIRED.labels(tier).inc(n)
         st = storage.stats()
         metrics.HEAD_POINTS.set(st["head_points"])
         metrics.SERIES.set(st["series"])
+        metrics.UNSEALED_BLOCKS.set(st["unsealed_blocks"])

@@ -53,8 +53,8 @@ class Settings:
     web_port: int = 6066
     advertised_url: str = ""  # how other workers reach this one; default http://web_host:web_port
     standby_replicas: int = 1
-    # Every cut re-encodes each touched (series, 2 h block); 5 minutes keeps that work
-    # small against the points it moves while the head stays a few minutes of data.
+    # Every cut appends one segment per series with new points; blocks are compressed and
+    # rolled up once, at seal. 5 minutes keeps the head a few minutes of data.
     head_cut_interval_s: float = 300.0
     head_max_points: int = 2_000_000
     block_ms: int = 2 * 3600 * 1000  # raw block; a multiple of every rollup window

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import struct
 
-KEY_FORMAT_VERSION = 1
+KEY_FORMAT_VERSION = 2  # 2 added the segments table
 # Faust keeps its own bookkeeping key in every partition DB; scans skip it.
 FAUST_RESERVED_PREFIX = b"__faust"
 
 _SID = struct.Struct(">Q")
 _SID_TIME = struct.Struct(">QQ")
+_SEGMENT = struct.Struct(">QQQ")
 _WAL = struct.Struct(">IQ")
 _TIME_BIAS = 1 << 63
 
@@ -41,6 +42,26 @@ def parse_chunk_key(key: bytes) -> tuple[int, int]:
 def chunk_range(sid: int, first_block_ms: int, last_block_ms: int) -> tuple[bytes, bytes]:
     """[lo, hi) keys covering blocks first..last of one series."""
     return chunk_key(sid, first_block_ms), chunk_key(sid, last_block_ms) + b"\x00"
+
+
+def segment_key(sid: int, block_start_ms: int, seq: int) -> bytes:
+    """segments table: (sid, block start, cut seq) → the samples one cut added to an unsealed block.
+
+    The seq sorts a block's segments in the order they were cut (a later one wins a
+    repeated timestamp); it is the first mf.points offset of the cut head, so a replay
+    of the same messages rewrites the same key.
+    """
+    return _SEGMENT.pack(sid, block_start_ms + _TIME_BIAS, seq)
+
+
+def parse_segment_key(key: bytes) -> tuple[int, int, int]:
+    sid, t, seq = _SEGMENT.unpack(key)
+    return sid, t - _TIME_BIAS, seq
+
+
+def segment_range(sid: int, first_block_ms: int, last_block_ms: int) -> tuple[bytes, bytes]:
+    """[lo, hi) keys covering every segment of blocks first..last of one series."""
+    return _SID_TIME.pack(sid, first_block_ms + _TIME_BIAS), _SID_TIME.pack(sid, last_block_ms + _TIME_BIAS + 1)
 
 
 def wal_key(partition: int, offset: int) -> bytes:

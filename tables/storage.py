@@ -2,23 +2,40 @@
 
 Per assigned partition: a WAL table (each mf.points message as received, so an
 acknowledged point is in a changelog before its offset is committed), an
-in-memory head rebuilt from that WAL, a chunks table (compressed blocks of raw
-samples per series and block), rollup tables (1 m and 1 h aggregates per series
-and block) and a series table feeding the label index.
+in-memory head rebuilt from that WAL, a segments table (per series and unsealed
+block, the new points of each cut, tables/segments.py), a chunks table (one
+compressed block of raw samples per series and sealed block), rollup tables
+(1 m and 1 h aggregates per series and sealed block) and a series table feeding
+the label index.
+
+A block is *sealed* once the partition's newest sample minus the out-of-order
+window has passed its end; until then a cut only appends segments, and a seal
+folds the block's chunk (if any), its segments in cut order and the head's
+points (later wins a repeated timestamp) into one chunk and computes its rollups
+once. Reads merge chunk, segments and head the same way, so every sample is
+returned once; rollups of unsealed blocks are computed from raw at query time.
 
 Cut protocol (``cut``), per partition:
   1. swap in an empty head and take the old head's sorted, deduplicated view;
-  2. for every (series, block) it touches, merge with the stored block, write the
-     merged block and the block's rollups, recomputed from the merged samples
-     (RocksDB + changelog);
-  3. flush the producer, so the blocks are in their changelogs;
-  4. delete the WAL entries the old head was built from (tombstones).
-A crash anywhere replays the WAL into a head whose merge rewrites the same
-blocks and the same rollups, so the protocol is idempotent.
+  2. for every (series, block) it touches: if the block is sealed, fold it with
+     the new points into its chunk and rollups; otherwise put one segment keyed
+     (series, block, seq), seq = the head's first mf.points offset;
+  3. seal every pending block the horizon has passed: fold into chunk + rollups;
+  4. flush the producer, so chunks, rollups and segments are in their changelogs;
+  5. delete the folded segments and the WAL entries the old head was built from
+     (tombstones; a lost tombstone only leaves data that the chunk already holds).
+A crash anywhere replays the WAL into a head with the same first offset, whose
+cut rewrites the same segment keys and folds into the same chunk bytes and
+rollups, so the protocol is idempotent.
+
+Retention (``apply_retention``) first seals the pending blocks the raw retention
+is about to drop, so their rollups are computed and flushed before the raw data
+and its segments go.
 
 Out-of-order samples older than ``out_of_order_window_ms`` before the newest
-sample of their series are refused (counted); younger ones are merged into
-their block and its rollups are recomputed.
+sample of their series are refused (counted); younger ones go to a segment of
+their block, or, if that block is already sealed, are folded into its chunk and
+its rollups are recomputed.
 """
 
 from __future__ import annotations
@@ -41,14 +58,28 @@ from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import Run, decode_batch, encode_batches
 from metricsflow.promql.source import SeriesData
 from metricsflow.samples import clip, merge
-from tables import keys
-from tables.block_cache import BlockCache
+from tables import keys, segments
+from tables.block_cache import Block, BlockCache
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
 from tables.partition_store import PartitionStore
 
 log = logging.getLogger(__name__)
-CUT_YIELD_EVERY = 200  # blocks written between yields to the event loop (~0.1–0.3 s of work)
+# The cut gives the event loop back after this much work, so consumption, the consumer
+# heartbeat and queries wait at most one slice (finding 2 of perf/RESULTS.md).
+CUT_SLICE_S = 0.02
+_NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-timestamp lookup
+
+
+@dataclass(slots=True, frozen=True)
+class StorageTables:
+    """The worker's tables, each one partition-explicit store (docs/format/keys.md)."""
+
+    wal: PartitionStore
+    chunks: PartitionStore
+    segments: PartitionStore
+    series: PartitionStore
+    rollups: dict[str, PartitionStore]  # tier name ("1m", "1h") → store
 
 
 @dataclass(slots=True)
@@ -58,6 +89,9 @@ class PartitionState:
     head: Head = field(default_factory=Head)
     cutting: Head | None = None  # the head being cut: still readable until its blocks are written
     newest: dict[int, int] = field(default_factory=dict)  # series id → newest stored timestamp
+    top_ms: int | None = None  # newest timestamp of the partition: the seal horizon follows it
+    pending: dict[int, set[int]] = field(default_factory=dict)  # unsealed block start → series with segments
+    last_seq: int = -1  # highest segment seq written or loaded
     last_retention: float = 0.0
     last_cut: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -69,6 +103,19 @@ class IngestStats:
     produced_at_ms: int
 
 
+@dataclass(slots=True)
+class CutStats:
+    segments: int = 0  # segments written
+    sealed: int = 0  # (series, block) folded into a chunk and its rollups
+    tombstones: int = 0  # folded segments deleted
+    folded: set[tuple[int, int]] = field(default_factory=set)  # (block, series) sealed by this cut
+    doomed: list[bytes] = field(default_factory=list)  # their segments, deleted once the chunks are flushed
+
+    @property
+    def blocks(self) -> int:
+        return self.segments + self.sealed
+
+
 def _runs(sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> list[Run]:
     if ts.size == 0:
         return []
@@ -77,20 +124,33 @@ def _runs(sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> list[Run]:
     return [(int(sids[a]), ts[a:b], vals[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
+class _Slicer:
+    """Yields to the event loop once every CUT_SLICE_S of work."""
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    async def tick(self) -> None:
+        now = time.perf_counter()
+        if now - self._since >= CUT_SLICE_S:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
+
+
 class WorkerStorage:
-    def __init__(self, settings: Settings, wal: PartitionStore, chunks: PartitionStore,
-                 series: PartitionStore, rollups: dict[str, PartitionStore],
-                 active_partitions: Callable[[], set[int]], flush: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, settings: Settings, tables: StorageTables, active_partitions: Callable[[], set[int]],
+                 flush: Callable[[], Awaitable[None]]) -> None:
         self._settings = settings
-        self._wal = wal
-        self._chunks = chunks
-        self._series = series
-        self._rollups = rollups  # tier name ("1m", "1h") → store
+        self._wal = tables.wal
+        self._chunks = tables.chunks
+        self._segments = tables.segments
+        self._series = tables.series
+        self._rollups = tables.rollups
         self._active = active_partitions
         self._flush = flush
         self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
-        self._blocks = BlockCache()
+        self._blocks = BlockCache()  # decoded chunks and segments, by their key
         self.block_ms = settings.block_ms
 
     # -- partition life cycle -------------------------------------------------
@@ -121,6 +181,15 @@ class WorkerStorage:
             last_block[keys.parse_chunk_key(key)[0]] = value  # key order: the last one wins
         for sid, value in last_block.items():
             st.newest[sid] = int(codecs.decode(value)[0][-1])
+        n_segments = 0
+        for key, value in self._segments.scan(partition):
+            sid, block, seq = keys.parse_segment_key(key)
+            st.pending.setdefault(block, set()).add(sid)
+            st.last_seq = max(st.last_seq, seq)
+            t = segments.last_timestamp(value)
+            if t is not None:
+                st.newest[sid] = max(t, st.newest.get(sid, t))
+            n_segments += 1
         for key, value in self._wal.scan(partition):
             try:
                 batch = decode_batch(value)
@@ -132,8 +201,10 @@ class WorkerStorage:
             last = np.concatenate([np.flatnonzero(sids[1:] != sids[:-1]), [ts.size - 1]])
             for sid, t in zip(sids[last].tolist(), ts[last].tolist(), strict=True):
                 st.newest[sid] = max(t, st.newest.get(sid, t))
-        log.info("partition %d loaded: %d series, %d head points from %d WAL entries in %.2fs", partition,
-                 len(st.index), st.head.points, len(st.head.wal_keys), time.monotonic() - started)
+        st.top_ms = max(st.newest.values()) if st.newest else None
+        log.info("partition %d loaded: %d series, %d segments, %d head points from %d WAL entries in %.2fs",
+                 partition, len(st.index), n_segments, st.head.points, len(st.head.wal_keys),
+                 time.monotonic() - started)
         return st
 
     # -- writes (called from the agents, inside stream iteration) -------------
@@ -159,14 +230,46 @@ class WorkerStorage:
 
     def _in_order_window(self, st: PartitionState, run_sids: np.ndarray, run_lengths: np.ndarray,
                          ts: np.ndarray) -> np.ndarray | None:
-        """Mask of points to keep, or None when all are kept; updates the newest timestamps."""
+        """Mask of points to keep, or None when all are kept; updates the newest timestamps.
+
+        Vectorised over runs: in real-time traffic a run is one point, and a Python loop
+        with two numpy reductions per run was 16 % of the worker (py-spy, cutcost --live).
+        """
+        nonempty = run_lengths > 0
+        sids, lengths = run_sids[nonempty], run_lengths[nonempty].astype(np.int64)
+        if sids.size == 0:
+            return None
+        starts = np.zeros(sids.size, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        sid_list = sids.tolist()
+        if len(set(sid_list)) != len(sid_list):
+            return self._in_order_window_runs(st, sid_list, starts, starts + lengths, ts)
+        lows = np.minimum.reduceat(ts, starts)
+        highs = np.maximum.reduceat(ts, starts)
+        get = st.newest.get
+        known = np.fromiter((get(sid, _NEVER) for sid in sid_list), dtype=np.int64, count=len(sid_list))
         window = self._settings.out_of_order_window_ms
-        ends = np.cumsum(run_lengths, dtype=np.int64)
-        starts = ends - run_lengths
         keep = None
-        for sid, a, b in zip(run_sids.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            if a == b:
-                continue
+        late = np.flatnonzero((known != _NEVER) & (lows < known - window))
+        if late.size:  # rare: only runs with refused points pay a Python step
+            keep = np.ones(ts.size, dtype=bool)
+            for i in late.tolist():
+                a, b = int(starts[i]), int(starts[i] + lengths[i])
+                keep[a:b] = ts[a:b] >= known[i] - window
+        newer = highs > known
+        if newer.any():
+            st.newest.update(zip(sids[newer].tolist(), highs[newer].tolist(), strict=True))
+            top = int(highs[newer].max())
+            if st.top_ms is None or top > st.top_ms:
+                st.top_ms = top
+        return keep
+
+    def _in_order_window_runs(self, st: PartitionState, sid_list: list[int], starts: np.ndarray, ends: np.ndarray,
+                              ts: np.ndarray) -> np.ndarray | None:
+        """Run by run, for batches that repeat a series: each run is checked against the ones before it."""
+        window = self._settings.out_of_order_window_ms
+        keep = None
+        for sid, a, b in zip(sid_list, starts.tolist(), ends.tolist(), strict=True):
             run_ts = ts[a:b]
             newest = st.newest.get(sid)
             if newest is not None and run_ts.min() < newest - window:
@@ -176,6 +279,8 @@ class WorkerStorage:
             top = int(run_ts.max())
             if newest is None or top > newest:
                 st.newest[sid] = top
+                if st.top_ms is None or top > st.top_ms:
+                    st.top_ms = top
         return keep
 
     def ingest_series(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -202,67 +307,171 @@ class WorkerStorage:
     def loaded_partitions(self) -> list[int]:
         return list(self._parts)
 
-    async def maybe_cut(self, partition: int) -> int:
-        """Cut when due (interval passed, or the head is over its size); returns blocks written."""
+    async def maybe_cut(self, partition: int) -> CutStats | None:
+        """Cut when due (interval passed, or the head is over its size); None when no cut ran."""
         st = self.state(partition)
         due = time.monotonic() - st.last_cut >= self._settings.head_cut_interval_s
         if (due and st.head.points) or st.head.points >= self._settings.head_max_points:
             return await self.cut(partition)
-        return 0
+        return None
 
-    async def cut(self, partition: int) -> int:
-        """Move the head into chunks (protocol in the module docstring); returns blocks written."""
+    def seal_horizon_ms(self, partition: int) -> int | None:
+        """Blocks ending at or before this are sealed: no in-window sample of the partition can reach them."""
+        top_ms = self.state(partition).top_ms
+        return None if top_ms is None else top_ms - self._settings.out_of_order_window_ms
+
+    async def cut(self, partition: int) -> CutStats:
+        """Move the head into segments and chunks (protocol in the module docstring)."""
         st = self.state(partition)
         async with st.lock:
             old, st.head = st.head, Head()
             st.cutting = old  # appends go to the new head; reads still see the old one
+            stats = CutStats()
             try:
-                written = await self._write_blocks(partition, old)  # steps 1-2
-                await self._flush()  # blocks must be in the changelog before the WAL loses them
-                for key in old.wal_keys:  # step 3
+                slicer = _Slicer()
+                await self._write_head(st, old, stats, slicer)  # steps 1-2
+                await self._seal_pending(st, stats, slicer, self.seal_horizon_ms(partition))  # step 3
+                await self._flush()  # step 4: chunks before the segments and the WAL lose them
+                self._drop_folded(st, stats)  # step 5
+                for key in old.wal_keys:
                     self._wal.delete(partition, key)
             except BaseException:
                 # Put the points back so nothing is lost from memory; the WAL still has them.
+                # Old first: for a repeated timestamp the newer append must keep winning.
+                newer, st.head = st.head, Head()
                 st.head.append(*old.view(), None)
-                st.head.wal_keys[:0] = old.wal_keys
+                st.head.append(*newer.view(), None)
+                st.head.wal_keys = old.wal_keys + newer.wal_keys
                 raise
             finally:
-                st.cutting = None  # step 4
+                st.cutting = None
                 st.last_cut = time.monotonic()
-            return written
+            return stats
 
-    async def _write_blocks(self, partition: int, head: Head) -> int:
-        index = self.state(partition).index
+    def _drop_folded(self, st: PartitionState, stats: CutStats) -> None:
+        """Tombstone the segments folded into flushed chunks; only now do their blocks stop being pending."""
+        for key in stats.doomed:
+            self._segments.delete(st.partition, key)
+            self._blocks.drop(st.partition, key)
+        # A failed cut never gets here: its blocks stay pending, so a later seal deletes their segments.
+        for block, sid in stats.folded:
+            pending = st.pending.get(block)
+            if pending is not None:
+                pending.discard(sid)
+                if not pending:
+                    del st.pending[block]
+        stats.tombstones = len(stats.doomed)
+
+    def _seq(self, st: PartitionState, head: Head) -> int:
+        """The cut's segment seq: the head's first mf.points offset, so a replay reuses it."""
+        if head.wal_keys:
+            seq = min(keys.parse_wal_key(k)[1] for k in head.wal_keys)
+        else:
+            seq = st.last_seq + 1
+        st.last_seq = max(st.last_seq, seq)
+        return seq
+
+    async def _write_head(self, st: PartitionState, head: Head, stats: CutStats, slicer: _Slicer) -> None:
+        """Step 2: one segment per (series, unsealed block); sealed blocks are folded."""
         sids, ts, vals = head.view()
         if not ts.size:
-            return 0
+            return
+        partition = st.partition
         blocks = (ts // self.block_ms) * self.block_ms
         change = np.flatnonzero((sids[1:] != sids[:-1]) | (blocks[1:] != blocks[:-1])) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [ts.size]])
-        for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            if i % CUT_YIELD_EVERY == CUT_YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # let the consumer, the heartbeat and queries run between series
-            sid, block = int(sids[a]), int(blocks[a])
-            key = keys.chunk_key(sid, block)
-            new_ts, new_vals = ts[a:b], vals[a:b]
-            cached = self._blocks.get(partition, key)
-            if cached is None:
-                old = self._chunks.get(partition, key)
-                cached = codecs.decode(old) if old is not None else None
-            if cached is not None:
-                new_ts, new_vals = merge(cached[0], cached[1], new_ts, new_vals)
-            self._chunks.put(partition, key, codecs.encode(new_ts, new_vals))
-            self._blocks.put(partition, key, new_ts, new_vals)
-            distribution = index.kinds.get(sid) == MetricKind.DISTRIBUTION
-            for tier, store in self._rollups.items():
-                r = rollup.compute(new_ts, new_vals, rollup.TIERS_MS[tier], distribution)
-                store.put(partition, key, rollup.encode(r))
-        return len(starts)
+        bounds = np.concatenate([[0], change, [ts.size]]).tolist()
+        run_sids = sids[bounds[:-1]].tolist()
+        run_blocks = blocks[bounds[:-1]].tolist()
+        horizon = self.seal_horizon_ms(partition)
+        seq = self._seq(st, head)
+        values = segments.encode_runs(ts, vals, bounds)  # one vectorised pass over the whole head
+        for i, (sid, block) in enumerate(zip(run_sids, run_blocks, strict=True)):
+            await slicer.tick()
+            if horizon is not None and block + self.block_ms <= horizon:
+                a, b = bounds[i], bounds[i + 1]
+                self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats)
+                continue
+            key = keys.segment_key(sid, block, seq)
+            self._segments.put(partition, key, values[i])
+            self._blocks.drop(partition, key)  # a replay may have rewritten it with more points
+            pending = st.pending.get(block)
+            if pending is None:
+                pending = st.pending[block] = set()
+            pending.add(sid)
+            stats.segments += 1
+
+    async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None) -> None:
+        """Step 3: fold every pending block that ends at or before ``horizon``."""
+        if horizon is None:
+            return
+        for block in sorted(b for b in st.pending if b + self.block_ms <= horizon):
+            for sid in sorted(st.pending[block]):
+                if (block, sid) not in stats.folded:
+                    await slicer.tick()
+                    self._fold(st, sid, block, None, stats)
+
+    def _fold(self, st: PartitionState, sid: int, block: int, new: Block | None, stats: CutStats) -> None:
+        """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins)."""
+        partition = st.partition
+        key = keys.chunk_key(sid, block)
+        parts: list[Block] = []
+        chunk = self._chunk(partition, key)
+        if chunk is not None:
+            parts.append(chunk)
+        lo, hi = keys.segment_range(sid, block, block)
+        seg_keys = []
+        for seg_key, value in self._segments.scan(partition, lo, hi):
+            parts.append(self._decoded(partition, seg_key, value))
+            seg_keys.append(seg_key)
+        if new is not None:
+            parts.append(new)
+        ts, vals = segments.fold(parts)
+        self._chunks.put(partition, key, codecs.encode(ts, vals))
+        self._blocks.put(partition, key, ts, vals)
+        distribution = st.index.kinds.get(sid) == MetricKind.DISTRIBUTION
+        for tier, store in self._rollups.items():
+            r = rollup.compute(ts, vals, rollup.TIERS_MS[tier], distribution)
+            store.put(partition, key, rollup.encode(r))
+        stats.folded.add((block, sid))
+        stats.doomed += seg_keys
+        stats.sealed += 1
+
+    def _chunk(self, partition: int, key: bytes) -> Block | None:
+        cached = self._blocks.get(partition, key)
+        if cached is None:
+            stored = self._chunks.get(partition, key)
+            if stored is None:
+                return None
+            cached = codecs.decode(stored)
+            self._blocks.put(partition, key, *cached)
+        return cached
+
+    def _decoded(self, partition: int, key: bytes, value: bytes) -> Block:
+        block = self._blocks.get(partition, key)
+        if block is None:
+            block = codecs.decode(value)
+            self._blocks.put(partition, key, *block)
+        return block
 
     # -- retention ------------------------------------------------------------
+    async def apply_retention(self, partition: int, now_ms: int) -> dict[str, int]:
+        """Seal the pending blocks the raw retention is about to drop (their rollups outlive them), then expire."""
+        st = self.state(partition)
+        if self._settings.raw_retention_ms > 0:
+            async with st.lock:
+                stats = CutStats()
+                await self._seal_pending(st, stats, _Slicer(), now_ms - self._settings.raw_retention_ms)
+                if stats.folded:
+                    await self._flush()  # the rollups must be durable before the segments go
+                    self._drop_folded(st, stats)
+        return self.expire(partition, now_ms)
+
     def expire(self, partition: int, now_ms: int) -> dict[str, int]:
-        """Delete (and tombstone) blocks past each tier's retention; returns blocks deleted per tier."""
+        """Delete (and tombstone) blocks past each tier's retention; returns blocks deleted per tier.
+
+        Segments follow the raw retention; their count is reported as tier "segments".
+        ``apply_retention`` seals them first, so only it keeps their rollups.
+        """
         s = self._settings
         deleted: dict[str, int] = {}
         tiers = [("raw", self._chunks, s.raw_retention_ms)]
@@ -278,8 +487,23 @@ class WorkerStorage:
                 if name == "raw":
                     self._blocks.drop(partition, k)
             deleted[name] = len(doomed)
+        if s.raw_retention_ms > 0:
+            deleted["segments"] = self._expire_segments(partition, now_ms - s.raw_retention_ms)
         self.state(partition).last_retention = time.monotonic()
         return deleted
+
+    def _expire_segments(self, partition: int, horizon_ms: int) -> int:
+        # Every segment is in ``pending`` (loaded from the table), so only expired blocks are scanned.
+        st = self.state(partition)
+        doomed = []
+        for block in [b for b in st.pending if b + self.block_ms <= horizon_ms]:
+            for sid in st.pending.pop(block):
+                lo, hi = keys.segment_range(sid, block, block)
+                doomed += [k for k, _ in self._segments.scan(partition, lo, hi)]
+        for k in doomed:
+            self._segments.delete(partition, k)
+            self._blocks.drop(partition, k)
+        return len(doomed)
 
     def retention_due(self, partition: int) -> bool:
         st = self.state(partition)
@@ -294,22 +518,18 @@ class WorkerStorage:
         return sorted(self._active())
 
     def read(self, partition: int, sid: int, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
-        """Samples of one series in [start_ms, end_ms] from chunks and head, each once."""
+        """Samples of one series in [start_ms, end_ms] from chunks, segments and head, each once."""
         first = (start_ms // self.block_ms) * self.block_ms
         last = (end_ms // self.block_ms) * self.block_ms
         lo, hi = keys.chunk_range(sid, first, last)
-        parts_ts, parts_vals = [], []
+        parts: list[Block] = []
         for key, value in self._chunks.scan(partition, lo, hi):
-            block = self._blocks.get(partition, key)
-            if block is None:
-                block = codecs.decode(value)
-                self._blocks.put(partition, key, *block)
-            c_ts, c_vals = block
-            c_ts, c_vals = clip(c_ts, c_vals, start_ms, end_ms)
-            parts_ts.append(c_ts)
-            parts_vals.append(c_vals)
-        ts = np.concatenate(parts_ts) if parts_ts else np.empty(0, np.int64)
-        vals = np.concatenate(parts_vals) if parts_vals else np.empty(0, np.float64)
+            parts.append(clip(*self._decoded(partition, key, value), start_ms, end_ms))
+        # Segments sort by (block, seq): after every chunk they keep "later wins" within each block.
+        lo, hi = keys.segment_range(sid, first, last)
+        for key, value in self._segments.scan(partition, lo, hi):
+            parts.append(clip(*self._decoded(partition, key, value), start_ms, end_ms))
+        ts, vals = segments.fold(parts)
         st = self.state(partition)
         if st.cutting is not None:
             c_ts, c_vals = st.cutting.series(sid, start_ms, end_ms)
@@ -320,8 +540,8 @@ class WorkerStorage:
     def read_rollup(self, partition: int, sid: int, tier: str, start_ms: int, end_ms: int) -> rollup.Rollup:
         """Stored windows of one tier whose start lies in [start_ms, end_ms].
 
-        The head is not rolled up yet: a rollup read covers what was cut, and the
-        caller adds the head's samples (``rollup_with_head``) for the newest minutes.
+        Only sealed blocks have stored rollups: a rollup read covers them, and the
+        caller adds the unsealed blocks and the head (``rollup_with_head``).
         """
         window = rollup.TIERS_MS[tier]
         first = (start_ms // self.block_ms) * self.block_ms
@@ -331,23 +551,35 @@ class WorkerStorage:
         return rollup.concat(parts, window).clip(start_ms, end_ms)
 
     def rollup_with_head(self, partition: int, sid: int, tier: str, start_ms: int, end_ms: int) -> rollup.Rollup:
-        """Rollups of stored blocks, with the blocks that the head touches recomputed from raw samples."""
+        """Rollups of sealed blocks, with unsealed blocks and those the head touches recomputed from raw."""
         window = rollup.TIERS_MS[tier]
         stored = self.read_rollup(partition, sid, tier, start_ms, end_ms)
         st = self.state(partition)
         # Whole windows: a head sample anywhere in a requested window changes that window.
         w_start, w_end = start_ms // window * window, (end_ms // window + 1) * window - 1
+        dirty = self._first_unsealed_block(partition, sid, w_start, w_end)
         h_ts = st.head.series(sid, w_start, w_end)[0]
         if st.cutting is not None:
             h_ts = np.concatenate([h_ts, st.cutting.series(sid, w_start, w_end)[0]])
-        if h_ts.size == 0:
+        if h_ts.size:
+            head_block = int(h_ts.min() // self.block_ms * self.block_ms)
+            dirty = head_block if dirty is None else min(dirty, head_block)
+        if dirty is None:
             return stored
-        # Blocks the head touches: recompute them whole from raw (chunks + head), exactly as a cut would.
-        lo = max(w_start, int(h_ts.min() // self.block_ms * self.block_ms))
+        # From the first dirty block on, recompute whole blocks from raw, exactly as a seal would.
+        lo = max(w_start, dirty)
         ts, vals = self.read(partition, sid, lo, w_end)
         distribution = st.index.kinds.get(sid) == MetricKind.DISTRIBUTION
         fresh = rollup.compute(ts, vals, window, distribution).clip(max(start_ms, lo), end_ms)
         return rollup.concat([stored.clip(start_ms, lo - 1), fresh], window)
+
+    def _first_unsealed_block(self, partition: int, sid: int, start_ms: int, end_ms: int) -> int | None:
+        """Start of the first block in range that still has segments (its stored rollups are missing or stale)."""
+        lo, hi = keys.segment_range(sid, start_ms // self.block_ms * self.block_ms,
+                                    end_ms // self.block_ms * self.block_ms)
+        for key, _ in self._segments.scan(partition, lo, hi):
+            return keys.parse_segment_key(key)[1]
+        return None
 
     def select_ids(self, tenant: str, matchers: Sequence[MatcherLike]) -> list[tuple[int, int]]:
         """(partition, sid) of every matching series on this worker."""
@@ -422,4 +654,5 @@ class WorkerStorage:
             "partitions": len(self._parts),
             "series": sum(len(st.index) for st in self._parts.values()),
             "head_points": sum(st.head.points for st in self._parts.values()),
+            "unsealed_blocks": sum(len(sids) for st in self._parts.values() for sids in st.pending.values()),
         }

@@ -1,25 +1,44 @@
 """Per-block cost of the worker's head cut, piece by piece (single thread, CPU time).
 
-    python -m perf.lib.cutcost [--points 720] [--blocks 300]
+    python -m perf.lib.cutcost [--points 720] [--blocks 300] [--cut-points 30]
 
-For blocks of the TSBS-like data (2 decimals, 10 s apart) it times what
-``tables.storage.WorkerStorage._write_blocks`` does for one (series, block):
-chunk decode + merge (when the block already exists), chunk encode, rollup compute
-and rollup encode for the 1m and 1h tiers. Prints one JSON line (µs per block and
-per point). Used to explain the e2e profile and to size the capacity model.
+For blocks of the TSBS-like data (2 decimals, 10 s apart) it times what a cut did
+for one (series, block) before segments (``rewrite_*``: chunk decode + merge +
+re-encode, rollup compute and encode for the 1m and 1h tiers, on every cut), and
+what ``tables.storage.WorkerStorage`` does now: per series-cut one raw segment of
+the cut's ``--cut-points`` new points (encoded for all series in one pass,
+``tables.segments.encode_runs``), and once per block at seal the fold of
+points/cut-points segments into one chunk plus both rollup tiers. Prints one JSON
+line (µs per block, per series-cut and per point). Codec and numpy work only: the
+RocksDB put and the changelog send per value come on top (one per segment, three
+per seal, one tombstone per folded segment). Used to explain the e2e profile and
+to size the capacity model.
+
+    python -m perf.lib.cutcost --live [--series 5000] [--cuts 6]
+
+measures the same end to end on a private Kafka + worker (ports 29192/26166, data
+under /tmp/mfperf/cutlive): PointBatches go straight to mf.points in the real-time
+shape (every series one point per round, 30 rounds per 15 s cut, i.e. a 300 s cut
+at 10 s scrape sped up 20x) after a prefill of half a block, and the worker's
+utime+stime over ``--cuts`` cuts, idle rate subtracted, is divided by the series-cuts
+it ran (mf_worker_blocks_written), measured from idle to idle. That figure includes the per-point path of the
+30 points and the RocksDB puts and changelog messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from metricsflow import codecs, rollup
 from metricsflow.samples import merge
 from metricsflow.workload import RandomWalk
+from tables import segments
 
 
 def _cpu(fn, reps: int) -> float:
@@ -33,7 +52,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=720)
     ap.add_argument("--blocks", type=int, default=300)
+    ap.add_argument("--cut-points", type=int, default=30, help="new points per series per cut (300 s at 10 s)")
+    ap.add_argument("--live", action="store_true", help="end to end on a private Kafka + worker")
+    ap.add_argument("--series", type=int, default=5000)
+    ap.add_argument("--cuts", type=int, default=6)
     a = ap.parse_args()
+    if a.live:
+        print(json.dumps(_live(a.series, a.cuts, a.cut_points)))
+        return
     n = a.points
     vals = RandomWalk(a.blocks, 7).rounds(n).T.copy()  # (blocks, n)
     ts = 1_795_000_000_000 - 1_795_000_000_000 % 7_200_000 + 10_000 * np.arange(n, dtype=np.int64)
@@ -63,9 +89,113 @@ def main() -> None:
                                + out["rollup_1h_compute_us"] + out["rollup_1m_encode_us"] + out["rollup_1h_encode_us"])
     out["rollup_share_of_cut"] = (out["rollup_1m_compute_us"] + out["rollup_1h_compute_us"] + out["rollup_1m_encode_us"]
                                   + out["rollup_1h_encode_us"]) / out["cut_per_block_us"]
+    out.update(_segment_costs(ts, vals, a.cut_points))
     out = {k: round(v, 3 if v < 10 else 1) for k, v in out.items()}
-    out.update(points_per_block=n, blocks=a.blocks)
+    out.update(points_per_block=n, blocks=a.blocks, cut_points=a.cut_points)
     print(json.dumps(out))
+
+
+def _segment_costs(ts: np.ndarray, vals: np.ndarray, cut_points: int) -> dict[str, float]:
+    """Per series-cut and per seal cost of the segment design, over all ``vals`` rows as series."""
+    n_series, n = vals.shape
+    cuts = max(1, n // cut_points)
+    # One cut's head: every series' next cut_points samples, sorted by (series, ts) as Head.view() gives them.
+    head_ts = np.tile(ts[:cut_points], n_series)
+    head_vals = vals[:, :cut_points].reshape(-1).copy()
+    bounds = list(range(0, head_ts.size + 1, cut_points))
+    seg_us = _cpu(lambda: segments.encode_runs(head_ts, head_vals, bounds), 5) / n_series * 1e6
+    seg_bytes = float(np.mean([len(b) for b in segments.encode_runs(head_ts, head_vals, bounds)]))
+    cut_slices = [slice(c * cut_points, (c + 1) * cut_points) for c in range(cuts)]
+    stored = [[codecs.encode(ts[s], vals[i][s], "raw") for s in cut_slices] for i in range(n_series)]
+
+    def seal(i: int) -> None:
+        t, v = segments.fold([codecs.decode(b) for b in stored[i]])
+        codecs.encode(t, v)
+        for tier in ("1m", "1h"):
+            rollup.encode(rollup.compute(t, v, rollup.TIERS_MS[tier]))
+
+    seal_us = _cpu(lambda: [seal(i) for i in range(n_series)], 1) / n_series * 1e6
+    return {"segment_encode_us_per_series_cut": seg_us, "segment_bytes": seg_bytes,
+            "seal_per_block_us": seal_us, "segments_per_block": float(cuts),
+            "segment_cut_amortised_us_per_series_cut": seg_us + seal_us / cuts}
+
+
+def _live(n_series: int, cuts: int, cut_points: int, cut_interval_s: float = 15.0) -> dict[str, float]:
+    from perf.lib import procs, promtext
+    from perf.lib.stack import Stack
+
+    stack = Stack(root=Path("/tmp/mfperf/cutlive"), kafka_port=29192, worker_web_base=26166,
+                  cut_interval_s=cut_interval_s)
+    try:
+        stack.start_kafka()
+        worker = stack.start_worker()
+        return asyncio.run(_live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, procs, promtext))
+    finally:
+        stack.stop_all()
+
+
+async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, procs, promtext) -> dict[str, float]:
+    from aiokafka import AIOKafkaProducer
+
+    from metricsflow.pointbatch import encode_batches
+
+    parts = stack.partitions
+    sids = (np.arange(1, n_series + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    by_part = [sids[sids % np.uint64(parts) == p] for p in range(parts)]
+    step_ms = 10_000
+    now_ms = int(time.time() * 1000)
+    block_ms = 7_200_000
+    # Half a block before the measured phase, as in steady state the open block is on average half full.
+    t0 = now_ms // block_ms * block_ms + block_ms // 2 - 360 * step_ms
+    metrics_url = worker.url + "/metrics"
+    producer = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{stack.kafka_port}", acks="all",
+                                max_request_size=8 << 20)
+    await producer.start()
+    sent = 0
+
+    async def send_rounds(first: int, count: int) -> None:
+        nonlocal sent
+        ts = t0 + step_ms * np.arange(first, first + count, dtype=np.int64)
+        for p, ps in enumerate(by_part):
+            runs = [(int(sid), ts, np.round(np.sin(ts / 1e6 + i), 2)) for i, sid in enumerate(ps.tolist())]
+            for msg in encode_batches(runs, 40_000, int(time.time() * 1000)):
+                await producer.send_and_wait(stack.topic_prefix + "points", msg, partition=p)
+        sent += n_series * count
+
+    def consumed() -> float:
+        return promtext.total(promtext.scrape(metrics_url), "mf_worker_points_consumed_total")
+
+    def written() -> float:
+        return promtext.total(promtext.scrape(metrics_url), "mf_worker_blocks_written_total")
+
+    async def settle() -> None:
+        while consumed() < sent:
+            await asyncio.sleep(0.5)
+        while promtext.total(promtext.scrape(metrics_url), "mf_worker_head_points") > 0:
+            await asyncio.sleep(0.5)
+
+    try:
+        for r in range(0, 360, 60):
+            await send_rounds(r, 60)
+        await settle()
+        procs.wait_idle([worker.pid], max_wait=180.0)  # the prefill's cuts and RocksDB flushes are done
+        idle = procs.idle_rates({"w": worker.pid}, 5.0)["w"]
+        cpu0, blocks0, started = procs.proc_cpu(worker.pid), written(), time.monotonic()
+        rounds = cuts * cut_points
+        for r in range(360, 360 + rounds):
+            await send_rounds(r, 1)
+            await asyncio.sleep(max(0.0, started + (r - 359) * cut_interval_s / cut_points - time.monotonic()))
+        await settle()
+        procs.wait_idle([worker.pid], max_wait=180.0)
+        elapsed = time.monotonic() - started
+        cpu = procs.proc_cpu(worker.pid) - cpu0 - idle * elapsed
+        series_cuts = written() - blocks0
+    finally:
+        await producer.stop()
+    return {"series": n_series, "cut_points": cut_points, "points": n_series * rounds, "series_cuts": series_cuts,
+            "worker_cpu_s_net": round(cpu, 3), "idle_rate": round(idle, 4), "elapsed_s": round(elapsed, 1),
+            "us_per_series_cut_incl_points": round(cpu / max(1.0, series_cuts) * 1e6, 1),
+            "points_per_cpu_s": round(n_series * rounds / max(cpu, 1e-9))}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Chunk segments: the samples one cut adds to a block that is not sealed yet.
+
+A cut writes, per (series, unsealed block), only its new points as one segment,
+instead of decoding, merging and re-encoding the whole block (perf/RESULTS.md,
+"Profile findings", finding 1: 0.62 ms per series per cut, 24 rewrites of every
+block at a 300 s cut interval). When the block is sealed its chunk, segments and
+any new points are folded into one compressed chunk and its rollups, once.
+
+A segment value is a raw chunk block (codec tag 0, docs/format/chunks.md), so any
+chunk decoder reads it. Raw, because segments live at most a block plus the
+out-of-order window and the compressing codecs cost 170–390 µs per call even for a
+handful of points, while this costs about 2 µs (``python -m perf.lib.cutcost``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from metricsflow.codecs._wire import Reader, uvarint
+from metricsflow.codecs.raw import TAG as RAW_TAG
+
+_TAG = bytes((RAW_TAG,))
+
+
+def encode_runs(ts: np.ndarray, vals: np.ndarray, bounds: list[int]) -> list[bytes]:
+    """One raw block per run [bounds[i], bounds[i+1]) of sorted, unique (ts, vals) columns."""
+    ts_bytes = ts.astype("<i8", copy=False)
+    val_bytes = vals.astype("<f8", copy=False)
+    return [b"".join((_TAG, uvarint(b - a), ts_bytes[a:b].tobytes(), val_bytes[a:b].tobytes()))
+            for a, b in itertools.pairwise(bounds)]
+
+
+def last_timestamp(value: bytes) -> int | None:
+    """Newest timestamp of a segment without decoding it (a restart reads one per segment)."""
+    reader = Reader(value, 1)
+    n = reader.count()
+    if n == 0:
+        return None
+    at = reader.pos + 8 * (n - 1)
+    return int.from_bytes(value[at:at + 8], "little", signed=True)
+
+
+def fold(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Union of sorted columns; for a repeated timestamp the part listed last wins."""
+    parts = [p for p in parts if p[0].size]
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    if len(parts) == 1:
+        return parts[0]
+    ts = np.concatenate([p[0] for p in parts])
+    vals = np.concatenate([p[1] for p in parts])
+    if bool((ts[1:] > ts[:-1]).all()):
+        return ts, vals  # parts in time order without overlap: the common case of appended cuts
+    order = np.argsort(ts, kind="stable")  # stable: for equal ts the later part stays last
+    ts, vals = ts[order], vals[order]
+    last = np.ones(ts.size, dtype=bool)
+    last[:-1] = ts[1:] != ts[:-1]
+    return ts[last], vals[last]

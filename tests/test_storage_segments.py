@@ -1,0 +1,283 @@
+"""WorkerStorage over real RocksDB: segments per cut, folding at seal, replays and expiry."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rocksdict import Rdict
+
+from metricsflow import codecs, rollup
+from metricsflow.config import Settings
+from metricsflow.pointbatch import encode_batches
+from tables import keys, segments
+from tables.storage import StorageTables, WorkerStorage
+
+HOUR_MS = 3_600_000
+BLOCK_MS = 2 * HOUR_MS
+T0 = 1_795_000_000_000 // BLOCK_MS * BLOCK_MS  # a block start
+P = 0
+
+
+class LocalStore:
+    """The PartitionStore surface over one real RocksDB per partition, without a changelog."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self._root = root / name
+        self._dbs: dict[int, Rdict] = {}
+
+    def _db(self, partition: int) -> Rdict:
+        if partition not in self._dbs:
+            self._dbs[partition] = Rdict(str(self._root / str(partition)))
+        return self._dbs[partition]
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        self._db(partition)[key] = value
+
+    def delete(self, partition: int, key: bytes) -> None:
+        del self._db(partition)[key]
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self._db(partition).get(key)
+
+    def scan(self, partition: int, lo: bytes = b"", hi: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        it = self._db(partition).iter()
+        it.seek(lo) if lo else it.seek_to_first()
+        while it.valid() and (hi is None or it.key() < hi):
+            yield it.key(), it.value()
+            it.next()
+
+    def items(self, partition: int = P) -> dict[bytes, bytes]:
+        return dict(self.scan(partition))
+
+
+class Flush:
+    def __init__(self) -> None:
+        self.fail_next = False
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("producer flush failed")
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> StorageTables:
+    def store(name: str) -> LocalStore:
+        return LocalStore(tmp_path, name)
+    return StorageTables(wal=store("wal"), chunks=store("chunks"), segments=store("segments"),  # type: ignore[arg-type]
+                         series=store("series"), rollups={"1m": store("rollup_1m"), "1h": store("rollup_1h")})
+
+
+def make(tables: StorageTables, flush: Flush | None = None, **overrides: int) -> WorkerStorage:
+    settings = Settings(**{"block_ms": BLOCK_MS, "out_of_order_window_ms": HOUR_MS, **overrides})
+    return WorkerStorage(settings, tables, lambda: {P}, flush or Flush())
+
+
+class Feed:
+    """Writes mf.points messages with increasing offsets, like the consumer does."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.sent: list[tuple[int, bytes]] = []
+
+    def send(self, storage: WorkerStorage, sid: int, ts: list[int] | np.ndarray,
+             vals: list[float] | np.ndarray) -> None:
+        run = (sid, np.asarray(ts, np.int64), np.asarray(vals, np.float64))
+        (msg,) = encode_batches([run], 100_000, 1)
+        storage.ingest_points(P, self.offset, msg)
+        self.sent.append((self.offset, msg))
+        self.offset += 1
+
+
+def every_10s(start_ms: int, end_ms: int) -> np.ndarray:
+    return np.arange(start_ms, end_ms, 10_000, dtype=np.int64)
+
+
+def seg_keys(tables: StorageTables) -> list[tuple[int, int, int]]:
+    return [keys.parse_segment_key(k) for k in tables.segments.items()]  # type: ignore[attr-defined]
+
+
+async def test_cuts_append_segments_and_seal_folds_them_once(tables: StorageTables) -> None:
+    storage, feed = make(tables), Feed()
+    ts = every_10s(T0, T0 + BLOCK_MS)
+    for part in np.array_split(ts, 4):  # four cuts into one block
+        feed.send(storage, 7, part, part / 1000.0)
+        stats = await storage.cut(P)
+        assert stats.segments == 1 and stats.sealed == 0
+    assert [(sid, blk) for sid, blk, _ in seg_keys(tables)] == [(7, T0)] * 4
+    assert tables.chunks.items() == {}  # type: ignore[attr-defined]
+    got_ts, got_vals = storage.read(P, 7, T0, T0 + BLOCK_MS)
+    np.testing.assert_array_equal(got_ts, ts)
+    np.testing.assert_array_equal(got_vals, ts / 1000.0)
+    # Unsealed: the rollups come from raw at query time.
+    r = storage.rollup_with_head(P, 7, "1h", T0, T0 + BLOCK_MS - 1)
+    assert r.column("count").tolist() == [360.0, 360.0]
+
+    # One hour (the window) past the block end seals it: one chunk, rollups, no segments.
+    feed.send(storage, 7, [T0 + BLOCK_MS + HOUR_MS], [1.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == 1 and stats.segments == 1 and stats.tombstones == 4
+    assert [blk for _, blk, _ in seg_keys(tables)] == [T0 + BLOCK_MS]
+    chunk = tables.chunks.get(P, keys.chunk_key(7, T0))
+    assert chunk is not None and chunk == codecs.encode(ts, ts / 1000.0)
+    stored = rollup.decode(tables.rollups["1m"].get(P, keys.chunk_key(7, T0)), rollup.TIERS_MS["1m"])
+    assert stored.column("count").sum() == ts.size
+    np.testing.assert_array_equal(storage.read(P, 7, T0, T0 + BLOCK_MS - 1)[0], ts)
+
+
+async def test_out_of_order_and_duplicates_into_an_unsealed_block_read_once(tables: StorageTables) -> None:
+    storage, feed = make(tables), Feed()
+    ts = every_10s(T0, T0 + 600_000)
+    feed.send(storage, 1, ts, np.zeros(ts.size))
+    await storage.cut(P)
+    feed.send(storage, 1, [ts[3], ts[3] + 5_000], [9.0, 5.0])  # a correction and a late sample
+    feed.send(storage, 1, ts[:10], np.zeros(10))  # duplicates
+    await storage.cut(P)
+    got_ts, got_vals = storage.read(P, 1, T0, T0 + BLOCK_MS)
+    assert got_ts.size == ts.size + 1 and bool((np.diff(got_ts) > 0).all())
+    assert got_vals[got_ts == ts[3]].tolist() == [0.0]  # the duplicate of ts[3] came after the correction
+    assert got_vals[got_ts == ts[3] + 5_000].tolist() == [5.0]
+    assert storage.rollup_with_head(P, 1, "1h", T0, T0).column("count").tolist() == [ts.size + 1]
+
+
+async def test_out_of_order_into_a_sealed_block_rewrites_its_chunk_and_rollups(tables: StorageTables) -> None:
+    storage, feed = make(tables), Feed()
+    lagging = every_10s(T0, T0 + BLOCK_MS)
+    feed.send(storage, 2, lagging, np.ones(lagging.size))
+    feed.send(storage, 3, [T0 + 2 * BLOCK_MS], [1.0])  # moves the partition's horizon past block T0
+    stats = await storage.cut(P)
+    assert stats.sealed == 1  # series 2's block was sealed straight away
+    # Series 2's own newest is T0 + 2h - 10s, so a sample at T0 + 1h30m is inside its window.
+    feed.send(storage, 2, [T0 + 90 * 60_000 + 1], [100.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == 1 and stats.segments == 0 and seg_keys(tables) == [(3, T0 + 2 * BLOCK_MS, 0)]
+    got_ts, got_vals = storage.read(P, 2, T0, T0 + BLOCK_MS - 1)
+    assert got_ts.size == lagging.size + 1 and got_vals.max() == 100.0
+    stored = rollup.decode(tables.rollups["1h"].get(P, keys.chunk_key(2, T0)), rollup.TIERS_MS["1h"])
+    assert stored.column("count").tolist() == [360.0, 361.0] and stored.column("max").tolist() == [1.0, 100.0]
+    assert storage.rollup_with_head(P, 2, "1h", T0, T0 + BLOCK_MS - 1).column("max").tolist() == [1.0, 100.0]
+
+
+async def test_a_replay_after_a_failed_cut_rewrites_the_same_bytes(tables: StorageTables, tmp_path: Path) -> None:
+    def run(storage: WorkerStorage, feed: Feed) -> None:
+        a = every_10s(T0, T0 + 1_800_000)
+        feed.send(storage, 4, a, a % 7)
+        feed.send(storage, 5, a[::2], a[::2] % 3)
+
+    clean_tables = StorageTables(**{f: LocalStore(tmp_path / "clean", f) for f in  # type: ignore[arg-type]
+                                    ("wal", "chunks", "segments", "series")},
+                                 rollups={t: LocalStore(tmp_path / "clean", t) for t in ("1m", "1h")})  # type: ignore[misc]
+    clean, clean_feed = make(clean_tables), Feed()
+    run(clean, clean_feed)
+    await clean.cut(P)
+
+    flush = Flush()
+    storage, feed = make(tables, flush), Feed()
+    run(storage, feed)
+    flush.fail_next = True  # segments are in RocksDB, the WAL was not deleted: a crash at step 4
+    with pytest.raises(ConnectionError):
+        await storage.cut(P)
+    assert storage.stats()["head_points"] > 0  # nothing lost from memory either
+    # Restart: state is rebuilt from the tables, the WAL replays into the head, and the
+    # broker redelivers the uncommitted messages once more.
+    storage = make(tables, flush)
+    for offset, msg in feed.sent:
+        storage.ingest_points(P, offset, msg)
+    await storage.cut(P)
+    for name in ("segments", "chunks", "wal"):
+        assert getattr(tables, name).items() == getattr(clean_tables, name).items(), name
+    ts, _ = storage.read(P, 4, T0, T0 + BLOCK_MS)
+    assert ts.size == 180
+
+
+async def test_segments_expire_with_the_raw_retention(tables: StorageTables) -> None:
+    storage, feed = make(tables, raw_retention_ms=24 * HOUR_MS), Feed()
+    feed.send(storage, 6, every_10s(T0, T0 + 600_000), np.ones(60))
+    await storage.cut(P)
+    assert len(seg_keys(tables)) == 1
+    assert storage.expire(P, T0 + 10 * HOUR_MS)["segments"] == 0
+    deleted = storage.expire(P, T0 + BLOCK_MS + 24 * HOUR_MS)
+    assert deleted["segments"] == 1 and seg_keys(tables) == []
+    assert storage.read(P, 6, T0, T0 + BLOCK_MS)[0].size == 0
+    assert storage.stats()["unsealed_blocks"] == 0
+
+
+async def test_retention_seals_unsealed_blocks_before_dropping_their_raw_data(tables: StorageTables) -> None:
+    storage, feed = make(tables, raw_retention_ms=24 * HOUR_MS), Feed()
+    ts = every_10s(T0, T0 + 600_000)
+    feed.send(storage, 11, ts, np.arange(60.0))
+    await storage.cut(P)  # the partition's newest sample is in this block: it stays unsealed
+    deleted = await storage.apply_retention(P, T0 + BLOCK_MS + 24 * HOUR_MS)
+    assert deleted["raw"] == 1 and deleted["segments"] == 0  # sealed into a chunk, then the chunk expired
+    assert seg_keys(tables) == [] and tables.chunks.items() == {}  # type: ignore[attr-defined]
+    assert storage.read(P, 11, T0, T0 + BLOCK_MS)[0].size == 0
+    minutes = storage.rollup_with_head(P, 11, "1m", T0, T0 + BLOCK_MS - 1)
+    assert minutes.column("count").tolist() == [6.0] * 10 and minutes.column("last")[-1] == 59.0
+
+
+async def test_state_reloads_pending_segments_and_seals_them_later(tables: StorageTables) -> None:
+    storage, feed = make(tables), Feed()
+    feed.send(storage, 8, every_10s(T0, T0 + 600_000), np.ones(60))
+    await storage.cut(P)
+    storage = make(tables)  # a restart: pending blocks come back from the segments table
+    assert storage.stats()["unsealed_blocks"] == 0  # loaded lazily
+    assert storage.state(P).pending == {T0: {8}}
+    feed.send(storage, 8, [T0 + 3 * HOUR_MS + 1], [2.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == 1 and [blk for _, blk, _ in seg_keys(tables)] == [T0 + BLOCK_MS]
+    assert storage.read(P, 8, T0, T0 + 4 * HOUR_MS)[0].size == 61
+
+
+@pytest.mark.parametrize("runs", [[0, 1], [0, 3, 3, 7], [0, 0]])
+def test_segment_values_are_raw_chunk_blocks(runs: list[int]) -> None:
+    ts = np.array([-5, 1, 2, 9, 10, 11, 12], np.int64)
+    vals = np.array([np.nan, -0.0, 1.5, np.inf, 2.0, 3.0, 4.0])
+    for (a, b), value in zip(itertools.pairwise(runs), segments.encode_runs(ts, vals, runs), strict=True):
+        got_ts, got_vals = codecs.decode(value)
+        np.testing.assert_array_equal(got_ts, ts[a:b])
+        assert got_vals.tobytes() == vals[a:b].tobytes()
+        assert value == codecs.encode(ts[a:b], vals[a:b], "raw")
+        assert segments.last_timestamp(value) == (int(ts[b - 1]) if b > a else None)
+
+
+async def test_a_seal_whose_flush_failed_is_redone_by_the_next_cut(tables: StorageTables) -> None:
+    flush = Flush()
+    storage, feed = make(tables, flush), Feed()
+    feed.send(storage, 9, every_10s(T0, T0 + 600_000), np.ones(60))
+    await storage.cut(P)
+    feed.send(storage, 10, [T0 + 4 * HOUR_MS], [1.0])  # another series moves the horizon past block T0
+    flush.fail_next = True
+    with pytest.raises(ConnectionError):
+        await storage.cut(P)
+    # The chunk may be written, but the segments stay until a flush made it durable.
+    assert (9, T0) in [(sid, blk) for sid, blk, _ in seg_keys(tables)]
+    assert storage.state(P).pending.get(T0) == {9}
+    stats = await storage.cut(P)
+    assert stats.tombstones == 1 and (9, T0) not in [(sid, blk) for sid, blk, _ in seg_keys(tables)]
+    assert T0 not in storage.state(P).pending
+    assert storage.read(P, 9, T0, T0 + BLOCK_MS)[0].size == 60
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_points_older_than_the_window_are_refused_per_run(tables: StorageTables, repeat: bool) -> None:
+    storage = make(tables)
+    newest = T0 + 3 * HOUR_MS
+    (first,) = encode_batches([(12, np.array([newest], np.int64), np.ones(1))], 100, 1)
+    storage.ingest_points(P, 0, first)
+    runs = [(12, np.array([newest - 2 * HOUR_MS, newest - 600_000], np.int64), np.ones(2)),
+            (13, np.array([T0], np.int64), np.ones(1))]
+    if repeat:  # a foreign producer may repeat a series in one batch: later runs see the earlier ones
+        runs.append((13, np.array([T0 - 2 * HOUR_MS, T0 + 3 * HOUR_MS], np.int64), np.ones(2)))
+    (msg,) = encode_batches(runs, 100, 1)
+    stats = storage.ingest_points(P, 1, msg)
+    assert stats.points == (3 if repeat else 2)  # T0 - 2h is refused against the run before it
+    st = storage.state(P)
+    assert st.newest[12] == newest and st.newest[13] == (T0 + 3 * HOUR_MS if repeat else T0)
+    assert st.top_ms == newest
+    assert storage.read(P, 12, 0, newest)[0].tolist() == [newest - 600_000, newest]
