@@ -10,7 +10,7 @@ from pathlib import Path
 
 import faust
 
-from agents.alerting import RuleRunner
+from agents.alerting import RuleRunner, register_rule_partials_agent
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
@@ -98,8 +98,12 @@ def create_app(settings: Settings) -> faust.App:
             return set()
 
     cluster = Cluster(storage, settings.worker_url, peers)
-    rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)), cluster,
+    # Rules: partial results per partition meet in the group owner's rule_partials table (agents/alerting.py).
+    rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)),
+                       PartitionStore(_raw_table(app, "rule_partials", settings.partitions)), storage, cluster,
                        active_partitions)
+    register_rule_partials_agent(app, app.topic(settings.topic("rule_partials"), partitions=settings.partitions,
+                                                **RAW), rules)
     storage.on_data = rules.notify_data_arrived
 
     @app.task

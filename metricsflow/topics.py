@@ -24,6 +24,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic("series"), p, rf, topic_configs={"cleanup.policy": "compact"}),
         # Alert state transitions, keyed by rule and alert fingerprint.
         NewTopic(settings.topic("alerts"), p, rf, topic_configs={"cleanup.policy": "compact"}),
+        # Partial rule results, each sent to its rule group's partition (the group owner's); read at once.
+        NewTopic(settings.topic("rule_partials"), p, rf,
+                 topic_configs={"cleanup.policy": "delete", "retention.ms": str(3600 * 1000),
+                                "max.message.bytes": str(8 * 1024 * 1024)}),
         NewTopic(settings.topic("ingest"), p, rf,
                  topic_configs={"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000),
                                 "max.message.bytes": str(4 * 1024 * 1024)}),

@@ -506,6 +506,10 @@ def summarise_folded(path: Path) -> dict:
         "instant (": "Engine.instant", "to_bytes": "AlertState.to_bytes", "from_bytes": "AlertState.from_bytes",
         "accept (": "IngestPipeline.accept (write-back)", "alert_transitions": "alert_transitions",
         "submit (": "dispatcher.submit", "_expand": "templates", "fingerprint": "fingerprint",
+        # evaluation in the stream: every worker's partials, the owner's merge
+        "send_partials": "send_partials (agents/alerting.py)", "select_partitions": "select_partitions",
+        "evaluate_partial": "Plan.evaluate_partial", "merge_ready": "merge_ready (agents/alerting.py)",
+        "merge (": "Plan.merge", "accept_partial": "accept_partial",
     }
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
@@ -529,6 +533,8 @@ def summarise_folded(path: Path) -> dict:
                     if k == "instant (" and "promql" not in f:
                         continue
                     if k == "accept (" and "pipeline" not in f:
+                        continue
+                    if k == "merge (" and "pushdown" not in f:
                         continue
                     seen.add(label)
                     incl[label] += n_i

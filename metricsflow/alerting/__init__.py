@@ -9,6 +9,7 @@ Modules, one job each:
 * :mod:`.state` — the per-rule alert state machine and its serialised form;
 * :mod:`.evaluator` — ``evaluate_group`` and the ``/api/v1/rules`` / ``/api/v1/alerts`` shapes;
 * :mod:`.query` — the PromQL engine's instant query as the evaluator's query function;
+* :mod:`.partials` — the per-partition partial results of a group evaluation, and their exact cover;
 * :mod:`.notify` — Alertmanager and webhook notifiers behind bounded queues;
 * :mod:`.metrics` — the subsystem's meta-metrics.
 

@@ -40,6 +40,7 @@ __all__ = [
     "Notification",
     "QueryFunc",
     "RuleEvalError",
+    "RuleQueryFunc",
     "alerts_api_data",
     "evaluate_group",
     "generator_url",
@@ -48,6 +49,10 @@ __all__ = [
 
 QueryFunc = Callable[[str, int], list[tuple[dict[str, str], float]]]
 """``query(expr, time_ms)`` → instant vector as (labels, value); a scalar is ``[({}, v)]``."""
+
+RuleQueryFunc = Callable[[int, str, int], list[tuple[dict[str, str], float]]]
+"""``rule_query(rule_index, expr, time_ms)``: a rule's own result, when it is computed per rule
+(the stream merges each rule's partials); template ``query`` calls still use ``QueryFunc``."""
 
 DEFAULT_RESEND_DELAY_MS = 60_000  # Prometheus --rules.alert.resend-delay
 
@@ -169,6 +174,7 @@ def evaluate_group(
     states: Mapping[str, AlertState],
     options: EvalOptions | None = None,
     write: Callable[[list[Sample]], None] | None = None,
+    rule_query: RuleQueryFunc | None = None,
 ) -> EvalResult:
     """Evaluate every rule of ``group`` at ``time_ms`` (rules in order; one failing rule
     never stops the others). ``states`` maps ``group.rule_key(i)`` to the previous state;
@@ -178,6 +184,9 @@ def evaluate_group(
     next rule runs: Prometheus appends every rule's output to storage at once, so a later
     rule of the same group that queries an earlier rule's ``record`` sees this
     evaluation's value. All samples are also in ``EvalResult.samples``.
+
+    ``rule_query``, if given, answers each rule's own expression (by rule index) instead
+    of ``query``; an exception from it is the rule's error, as from ``query``.
     """
     opts = options or EvalOptions()
     started = time.perf_counter()
@@ -194,7 +203,7 @@ def evaluate_group(
         rule_started = time.perf_counter()
         metrics.RULE_EVALUATIONS.labels(group.key).inc()
         try:
-            vector = query(rule.expr, ts)
+            vector = rule_query(i, rule.expr, ts) if rule_query is not None else query(rule.expr, ts)
             if isinstance(rule, RecordingRule):
                 out = _eval_recording(rule, vector, ts, group.limit)
                 alerts = prev.alerts

@@ -33,3 +33,20 @@ NOTIFICATION_LATENCY_SECONDS = Histogram(
     "mf_alerting_notification_latency_seconds", "Time of one successful send (incl. retries)", ["receiver"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
 )
+RULE_PARTIALS_SENT = Counter(
+    "mf_worker_rule_partials_sent",
+    "Partial rule results this worker computed, one per group evaluation and partition it covered",
+    ["partition"],
+)
+RULE_PARTIALS_RECEIVED = Counter(
+    "mf_alerting_rule_partials_received", "Partial rule results stored by a group owner", ["rule_group"]
+)
+RULE_PARTIALS_REFUSED = Counter(
+    "mf_alerting_rule_partials_refused", "Partial rule results not used, by reason (unreadable, late)", ["reason"]
+)
+RULE_EVALUATIONS_SKIPPED = Counter(
+    "mf_alerting_rule_group_evaluations_skipped",
+    "Evaluation times dropped by a group owner: partials never covered every partition (incomplete) or a later "
+    "time was complete first (superseded)",
+    ["rule_group", "reason"],
+)

@@ -14,7 +14,7 @@ from metricsflow.errors import MetricsflowError
 
 from .evaluator import QueryFunc
 
-__all__ = ["InstantEngine", "RuleResultTypeError", "instant_query_func"]
+__all__ = ["InstantEngine", "RuleResultTypeError", "instant_query_func", "vector_of"]
 
 
 class InstantEngine(Protocol):
@@ -25,7 +25,8 @@ class RuleResultTypeError(MetricsflowError, ValueError):
     """A rule expression evaluated to a range vector or a string."""
 
 
-def _vector(result: Any) -> list[tuple[dict[str, str], float]]:
+def vector_of(result: Any) -> list[tuple[dict[str, str], float]]:
+    """An instant query result as the evaluator's vector."""
     kind = result.result_type
     if kind == "scalar":
         return [({}, float(result.scalar))]  # Prometheus' EngineQueryFunc: scalar -> one sample, no labels
@@ -39,6 +40,6 @@ def instant_query_func(engine: InstantEngine) -> QueryFunc:
     """``query(expr, time_ms)`` over ``engine.instant``; engine errors propagate to the rule's lastError."""
 
     def query(expr: str, time_ms: int) -> list[tuple[dict[str, str], float]]:
-        return _vector(engine.instant(expr, time_ms))
+        return vector_of(engine.instant(expr, time_ms))
 
     return query
