@@ -253,13 +253,13 @@ def main() -> None:
     for wname, (chunks, entropy, what) in workloads.items():
         points = sum(v.size for _, v in chunks)
         print(f"\n## {wname}: {len(chunks)} chunks, {points} points; {what}: {entropy:.3f} B/point")
-        print(f"{'codec':<9}{'B/point':>9}{'x entropy':>11}{'enc Mpt/s':>11}{'dec Mpt/s':>11}")
+        print(f"{'codec':<15}{'B/point':>9}{'x entropy':>11}{'enc Mpt/s':>11}{'dec Mpt/s':>11}")
         row: dict[str, object] = {"points": points, "entropy_bytes_per_point": round(entropy, 4)}
         for cname, m in measure(chunks, repeat).items():
             row[cname] = m
             ratio = m["bytes_per_point"] / entropy if entropy else float("nan")
             print(
-                f"{cname:<9}{m['bytes_per_point']:>9.3f}{ratio:>11.2f}"
+                f"{cname:<15}{m['bytes_per_point']:>9.3f}{ratio:>11.2f}"
                 f"{m['encode_mpts']:>11.2f}{m['decode_mpts']:>11.2f}"
             )
         if wname.startswith("A"):

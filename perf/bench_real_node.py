@@ -2,7 +2,9 @@
 itself) for a while and remote_writes every sample to a metricsflow collector and to
 VictoriaMetrics at once. Afterwards both stores settle (metricsflow: the heads are cut and the
 worker stops; VictoriaMetrics: force_flush + force_merge) and the bytes on disk per point are
-printed for each, with the split by table.
+printed for each, with the split by table. Blocks of the last out-of-order window are still
+unsealed (raw segments) when the run ends; they are also reported folded and compressed as
+their seal will write them (perf/lib/reencode.py).
 
     python perf/bench_real_node.py --minutes 60            # the storage issue's measurement
     python perf/bench_real_node.py --minutes 3 --cut-interval 30   # a quick look
@@ -27,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from perf.lib import procs, promtext, rocks  # noqa: E402
+from perf.lib import procs, promtext, reencode, rocks  # noqa: E402
 from perf.lib.stack import Stack, git_state, python_version  # noqa: E402
 
 PROM_CONFIG = string.Template("""\
@@ -203,6 +205,9 @@ def main() -> None:
             "bytes_per_point_all_tables_incl_rollups": round(everything / n, 3),
             "bytes_per_point_rollup_1m": round(tables.get("rollup_1m", {}).get("total", 0) / n, 3),
             "bytes_per_point_rollup_1h": round(tables.get("rollup_1h", {}).get("total", 0) / n, 3),
+            "bytes_per_point_segments": round(tables.get("segments", {}).get("total", 0) / n, 3),
+            # Blocks still held as raw segments after a short run, folded as their seal will:
+            "as_sealed": reencode.measure(copy, ["decimal_sparse"]),
             "kafka_topic_bytes": rocks.kafka_topic_sizes(stack.kafka_dir),
             "note": "settled copy of the worker's RocksDB dirs (flush + compact_range); "
                     "data = .sst + .log of each table",
@@ -233,6 +238,8 @@ def main() -> None:
             ("metricsflow chunks B/pt", mf["bytes_per_point_chunks"]),
             ("metricsflow chunks + series index B/pt", mf["bytes_per_point_chunks_and_series_index"]),
             ("metricsflow codec output B/pt", mf["bytes_per_point_codec_output"]),
+            ("metricsflow unsealed segments B/pt", mf["bytes_per_point_segments"]),
+            ("metricsflow raw, every block sealed B/pt", mf["as_sealed"]["decimal_sparse"]["on_disk_bytes_per_point"]),
             ("metricsflow 1m / 1h rollups B/pt", f"{mf['bytes_per_point_rollup_1m']} / "
                                                  f"{mf['bytes_per_point_rollup_1h']}"),
             ("metricsflow all tables B/pt", mf["bytes_per_point_all_tables_incl_rollups"]),

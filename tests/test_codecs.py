@@ -222,6 +222,10 @@ def golden_inputs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ),
         "full_floats": (np.arange(32) * 1000, np.array([x / 2**31 for x in r[:32]])),
         "near_decimal": (np.arange(32) * 1000, np.array([x % 10**7 for x in r[:32]]) * 1e-6),
+        "sparse_scrapes": (  # mostly exact 5 s steps, a few shifted scrapes; a counter that rarely moves
+            1_764_000_000_000 + 5_000 * np.arange(64) + np.array([3 if x % 9 == 0 else 0 for x in r]),
+            np.array([float(4096 * (i // 16)) for i in range(64)]),
+        ),
         "constant_with_stale": (
             1_764_000_000_000 + 15_000 * np.arange(40),
             np.concatenate([np.full(39, 1.0), floats_from_bits([STALE_NAN_BITS])]),

@@ -2,7 +2,7 @@
 
 Every encoded block starts with a one-byte tag naming its codec, so blocks written
 with different codecs can sit side by side and ``decode`` needs no context. The
-layouts are documented in docs/format/chunks.md (chunk format version 1); a new
+layouts are documented in docs/format/chunks.md (chunk format version 1, tags 0-4); a new
 layout gets a new tag, existing tags never change meaning.
 
 Contract of every codec: ``encode`` takes int64 ms timestamps (sorted, unique) and
@@ -40,14 +40,17 @@ class Codec(Protocol):
 
 
 CODECS: dict[str, Codec] = {
-    codec.name: codec for codec in (RawCodec(), GorillaCodec(), PcodecCodec(), DecimalCodec())
+    codec.name: codec
+    for codec in (RawCodec(), GorillaCodec(), PcodecCodec(), DecimalCodec(), DecimalCodec(sparse=True))
 }
 _BY_TAG: dict[int, Codec] = {codec.tag: codec for codec in CODECS.values()}
 
-# Chosen by perf/bench_codecs.py (perf/RESULTS.md, "Chunk codecs"): smallest on every
-# workload (random walk 1.19 B/point vs pcodec 1.35, Gorilla 7.08; real node-exporter
-# 0.48 vs 0.77 and 1.38) and decodes 6-26 M points per CPU-second, 0.5-1.1x pcodec.
-DEFAULT_CODEC = "decimal"
+# Chosen by perf/bench_codecs.py (perf/RESULTS.md, "Chunk codecs"): the decimal codec is
+# smallest on every workload (random walk 1.19 B/point vs pcodec 1.35, Gorilla 7.08; real
+# node-exporter 0.48 vs 0.77 and 1.38) and decodes 6-26 M points per CPU-second, 0.5-1.1x
+# pcodec. Its sparse variant (tag 4) is never larger and lists mostly-zero columns: an hour
+# of node-exporter scraped every 5 s, 0.66 -> 0.58 B/point (perf/bench_real_node.py).
+DEFAULT_CODEC = "decimal_sparse"
 
 
 def encode(timestamps_ms: np.ndarray, values: np.ndarray, codec: str | None = None) -> bytes:

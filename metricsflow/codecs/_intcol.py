@@ -3,11 +3,19 @@
 Layout, for a column whose length ``n`` the caller already knows::
 
     flags u8        bits 0-1: difference order d in {0, 1, 2}
+                    bit 5:    sparse: the differences are listed, not a pcodec stream
                     bit 6:    a common divisor g > 1 follows the seeds
                     bit 7:    the d-th differences are all zero (no pcodec stream)
     d x varint      seeds: x[0], then (x[1] - x[0]) when d = 2 (zigzag, wrapping int64)
     [g uvarint]     the d-th differences are all multiples of g; the stream holds diff / g
-    [pcodec i64]    the n - d differences of order d, when bit 7 is clear and n > d
+    [pcodec i64]    the n - d differences of order d, when bits 7 and 5 are clear and n > d
+    [sparse]        bit 5: k uvarint, then k x (gap uvarint, diff varint): the nonzero
+                    differences, gap = zeros skipped since the previous one
+
+The sparse form is written only when the caller allows it (codec tag 4, ``decimal_sparse``):
+Prometheus scrape timestamps are exact multiples of the interval but for one or two shifted
+scrapes per chunk, and many node-exporter counters change a few times an hour; pcodec spends
+~1.5 bits on every element of such a column, the list ~3 bytes per nonzero.
 
 All arithmetic wraps modulo 2^64, so any int64 column round-trips exactly.
 Orders are ranked by a cheap size estimate, sum(log2(1 + |diff / g - median|)); only
@@ -27,6 +35,8 @@ from metricsflow.codecs._wire import Reader, corrupt, uvarint, wrap_i64, zigzag
 
 _ZERO_FLAG = 0x80
 _DIVISOR_FLAG = 0x40
+_SPARSE_FLAG = 0x20
+_SPARSE_SHARE = 4  # try the list when at most 1 in 4 differences is nonzero
 _ORDER_MASK = 0x03
 _SEED_BITS = 24.0
 _U64_MASK = (1 << 64) - 1  # typical seed varint; a rough price for each extra order
@@ -64,22 +74,53 @@ ZERO_COLUMN = bytes((_ZERO_FLAG,))  # any all-zero column
 _CLOSE_CALL = 1.05
 
 
-def _candidate(seeds: list[int], diffs: np.ndarray, order: int) -> tuple[bytes, bool]:
+def _candidate(seeds: list[int], diffs: np.ndarray, order: int, sparse: bool = False) -> tuple[bytes, bool]:
     zero = not np.any(diffs)
     divisor = 1 if zero else _divisor(diffs)
     flags = order | (_ZERO_FLAG if zero else 0) | (_DIVISOR_FLAG if divisor > 1 else 0)
-    parts = [bytes((flags,))]
-    parts.extend(uvarint(zigzag(seed)) for seed in seeds)
+    parts = [uvarint(zigzag(seed)) for seed in seeds]
     if divisor > 1:
         parts.append(uvarint(divisor))
         diffs = diffs // divisor
-    if not zero:
-        parts.append(_pco.compress(diffs, _pco.config(0)))
-    return b"".join(parts), not zero
+    if zero:
+        return b"".join((bytes((flags,)), *parts)), False
+    stream = _pco.compress(diffs, _pco.config(0))
+    if sparse:
+        nonzero = np.flatnonzero(diffs)
+        if nonzero.size * _SPARSE_SHARE <= diffs.size:
+            listed = _sparse_list(diffs, nonzero)
+            if len(listed) < len(stream):
+                return b"".join((bytes((flags | _SPARSE_FLAG,)), *parts, listed)), False
+    return b"".join((bytes((flags,)), *parts, stream)), True
 
 
-def encode(column: np.ndarray) -> tuple[bytes, bool]:
-    """Encoded column and whether it contains a pcodec stream (needs the pcodec header)."""
+def _sparse_list(diffs: np.ndarray, nonzero: np.ndarray) -> bytes:
+    gaps = np.diff(nonzero, prepend=-1) - 1
+    out = [uvarint(int(nonzero.size))]
+    for gap, value in zip(gaps.tolist(), diffs[nonzero].tolist(), strict=True):
+        out.append(uvarint(gap))
+        out.append(uvarint(zigzag(value)))
+    return b"".join(out)
+
+
+def _read_sparse(reader: Reader, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=np.int64)
+    k = reader.uvarint()
+    if k > size:
+        raise corrupt(f"sparse column lists {k} of {size} differences")
+    index = -1
+    for _ in range(k):
+        index += reader.uvarint() + 1
+        if index >= size:
+            raise corrupt("sparse column index past its end")
+        out[index] = wrap_i64(reader.varint())
+    return out
+
+
+def encode(column: np.ndarray, sparse: bool = False) -> tuple[bytes, bool]:
+    """Encoded column and whether it contains a pcodec stream (needs the pcodec header).
+
+    ``sparse`` allows the listed form of mostly-zero differences (bit 5)."""
     if not np.any(column):
         return ZERO_COLUMN, False
     ranked: list[tuple[float, int, list[int], np.ndarray]] = []
@@ -90,26 +131,30 @@ def encode(column: np.ndarray) -> tuple[bytes, bool]:
             seeds = [*seeds, int(diffs[0])]
             diffs = np.diff(diffs)
         if not np.any(diffs):  # constant or an exact line: no stream at all
-            return _candidate(seeds, diffs, order)
+            return _candidate(seeds, diffs, order, sparse)
         bits = estimate_bits(diffs // _divisor(diffs)) + _SEED_BITS * order
         ranked.append((bits, order, seeds, diffs))
     ranked.sort(key=lambda c: c[0])
     tried = [c for c in ranked[:2] if c[0] <= ranked[0][0] * _CLOSE_CALL]
-    return min((_candidate(s, d, o) for _, o, s, d in tried), key=lambda c: len(c[0]))
+    return min((_candidate(s, d, o, sparse) for _, o, s, d in tried), key=lambda c: len(c[0]))
 
 
 def decode(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None) -> np.ndarray:
     flags = reader.byte()
     order = flags & _ORDER_MASK
-    if flags & ~(_ZERO_FLAG | _DIVISOR_FLAG | _ORDER_MASK) or order == 3 or order > n:
+    if (flags & ~(_ZERO_FLAG | _DIVISOR_FLAG | _SPARSE_FLAG | _ORDER_MASK) or order == 3 or order > n
+            or (flags & _ZERO_FLAG and flags & _SPARSE_FLAG)):
         raise corrupt(f"bad integer column flags {flags:#04x} for {n} values")
     seeds = [reader.varint() for _ in range(order)]
     divisor = reader.uvarint() if flags & _DIVISOR_FLAG else 1
     if flags & _ZERO_FLAG:
         return _polynomial(seeds, n)
-    if pco_file is None or n == order:
+    if flags & _SPARSE_FLAG:
+        current = _read_sparse(reader, n - order)
+    elif pco_file is None or n == order:
         raise corrupt("integer column claims a pcodec stream the block does not declare")
-    current = _pco.decompress(reader, pco_file, n - order, "i64")
+    else:
+        current = _pco.decompress(reader, pco_file, n - order, "i64")
     if divisor > 1:
         current = (current.view(np.uint64) * np.uint64(divisor)).view(np.int64)  # wraps like int64
     # Undo the differences innermost first; cumsum on int64 wraps like the encoder's np.diff.

@@ -28,8 +28,10 @@ def _residuals(ts: np.ndarray, step: int) -> np.ndarray:
     return (ts.view(_U64) - grid).view(np.int64)
 
 
-def encode(ts: np.ndarray) -> tuple[bytes, bool]:
-    """Section bytes and whether they hold a pcodec stream; ``ts`` is non-empty."""
+def encode(ts: np.ndarray, sparse: bool = False) -> tuple[bytes, bool]:
+    """Section bytes and whether they hold a pcodec stream; ``ts`` is non-empty.
+
+    ``sparse`` lets the residual column use the listed form (``_intcol``, bit 5)."""
     head = uvarint(zigzag(int(ts[0])))
     if ts.size == 1:
         return head, False
@@ -48,7 +50,7 @@ def encode(ts: np.ndarray) -> tuple[bytes, bool]:
             best = (cost, step, residuals)
     assert best is not None
     _, step, residuals = best
-    column, uses_pco = _intcol.encode(residuals)
+    column, uses_pco = _intcol.encode(residuals, sparse)
     return b"".join((head, uvarint(step), column)), uses_pco
 
 

@@ -1,4 +1,4 @@
-"""Decimal chunks (tag 3): values as integer mantissas x 10^-k, like VictoriaMetrics.
+"""Decimal chunks (tags 3 and 4): values as integer mantissas x 10^-k, like VictoriaMetrics.
 
 Most metric values are short decimals (exposition text, rounded gauges, counters of
 whole bytes). Their float64 bits look random to XOR coding, but as integers
@@ -11,9 +11,13 @@ stale marker, +-Inf, -0.0, values with too many digits), whose mantissa slot rep
 its neighbour. When too many values need big patches the block stores the float64
 column with pcodec instead.
 
+Tag 4 (``decimal_sparse``, the default) is tag 3 plus the listed form of mostly-zero
+integer columns (``_intcol`` bit 5) for timestamp residuals and mantissa differences;
+one decoder reads both, tag 3 blocks are still written byte for byte as before.
+
 Layout (see docs/format/chunks.md)::
 
-    tag u8 = 3 | n uvarint | (n > 0:) layout u8 | [pcodec header, 2 B] |
+    tag u8 = 3 or 4 | n uvarint | (n > 0:) layout u8 | [pcodec header, 2 B] |
     timestamps (_timecol) | values: decimal (patches, mantissa column) or float
 """
 
@@ -27,6 +31,8 @@ from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint, zigzag
 
 TAG = 3
 NAME = "decimal"
+SPARSE_TAG = 4
+SPARSE_NAME = "decimal_sparse"
 
 MAX_SCALE = 18  # 10^18 is an exact float64; mantissas are capped at 2^53 anyway
 _MAX_MANTISSA = float(1 << 53)
@@ -127,7 +133,7 @@ def _fill_far(mantissas: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _encode_decimal(values: np.ndarray, k: int) -> tuple[bytes, bool, bool]:
+def _encode_decimal(values: np.ndarray, k: int, sparse: bool = False) -> tuple[bytes, bool, bool]:
     """Decimal value section, whether it uses pcodec, and whether it reconstructs by multiplying."""
     mantissas, patch = _approximate(values, k)
     multiply = False
@@ -141,7 +147,7 @@ def _encode_decimal(values: np.ndarray, k: int) -> tuple[bytes, bool, bool]:
     patch = _patches(values, mantissas, k, multiply)
     positions = np.flatnonzero(patch)
     gaps = np.diff(positions, prepend=-1) - 1
-    column, uses_pco = _intcol.encode(mantissas)
+    column, uses_pco = _intcol.encode(mantissas, sparse)
     parts = [uvarint(positions.size)]
     for gap, delta in zip(gaps.tolist(), patch[positions].tolist(), strict=True):
         parts.append(uvarint(gap))
@@ -174,20 +180,25 @@ def _decode_decimal(
 
 
 class DecimalCodec:
-    tag = TAG
-    name = NAME
+    """Tag 3, or with ``sparse`` tag 4 (same decoder; see the module docstring)."""
+
+    def __init__(self, sparse: bool = False) -> None:
+        self.sparse = sparse
+        self.tag = SPARSE_TAG if sparse else TAG
+        self.name = SPARSE_NAME if sparse else NAME
 
     def encode(self, timestamps_ms: np.ndarray, values: np.ndarray) -> bytes:
         n = timestamps_ms.size
+        tag = self.tag
         if n == 0:
-            return bytes((TAG, 0))
-        ts_section, ts_pco = _timecol.encode(timestamps_ms)
-        layout, value_section, value_pco = _encode_values(values)
+            return bytes((tag, 0))
+        ts_section, ts_pco = _timecol.encode(timestamps_ms, self.sparse)
+        layout, value_section, value_pco = _encode_values(values, self.sparse)
         uses_pco = ts_pco or value_pco
         if uses_pco:
             layout |= _HAS_PCO_HEADER
         header = _pco.HEADER if uses_pco else b""
-        return b"".join((bytes((TAG,)), uvarint(n), bytes((layout,)), header, ts_section, value_section))
+        return b"".join((bytes((tag,)), uvarint(n), bytes((layout,)), header, ts_section, value_section))
 
     def decode(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         reader = Reader(data, 1)
@@ -215,11 +226,11 @@ class DecimalCodec:
         return timestamps, values
 
 
-def _encode_values(values: np.ndarray) -> tuple[int, bytes, bool]:
+def _encode_values(values: np.ndarray, sparse: bool = False) -> tuple[int, bytes, bool]:
     """Layout bits (without the pcodec flag), value section, whether it uses pcodec."""
     k = choose_scale(values)
     if k is not None:
-        section, uses_pco, multiply = _encode_decimal(values, k)
+        section, uses_pco, multiply = _encode_decimal(values, k, sparse)
         layout = (k << _SCALE_SHIFT) | (_MULTIPLY if multiply else 0)
         if k < _TRY_FLOAT_SCALE:
             return layout, section, uses_pco

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-TABLES = ("wal", "chunks", "rollup_1m", "rollup_1h", "series", "alerts")
+TABLES = ("wal", "cutmarks", "chunks", "segments", "rollup_1m", "rollup_1h", "series", "alerts", "rule_partials")
 
 
 def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
