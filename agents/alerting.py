@@ -452,6 +452,10 @@ class RuleRunner:
             self._store.put(p, key.encode(), state.to_bytes())
             transitions += alert_transitions(key, before.get(key), state)
         self._store.put(p, self._last_key(g), _I64.pack(t))
+        if transitions:
+            # The state must be in its changelog before anyone hears of it: a successor that
+            # restored an older state would start the alert again (new activeAt) after kill -9.
+            await self._store.flush()
         self._evaluated[self._gkey(g)] = t
         messages = [(self._settings.topic("alerts"), p, k, v) for k, v in transitions]
         if messages:

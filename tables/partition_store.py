@@ -31,6 +31,10 @@ class PartitionStore:
         self._db(partition)[key] = value
         self._table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
 
+    async def flush(self) -> None:
+        """Wait until every changelog write so far is acknowledged by Kafka."""
+        await self._table.app.producer.flush()
+
     def delete(self, partition: int, key: bytes) -> None:
         db = self._db(partition)
         del db[key]
