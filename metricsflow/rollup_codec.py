@@ -25,9 +25,19 @@ predict one another:
 Predictors are computed from columns decoded before (order ``ORDER``) with
 comparisons and correctly rounded arithmetic, so encoder and decoder agree exactly.
 Layout: docs/format/chunks.md, "Rollup blocks".
+
+Speed: blocks of more than ``_SHORT`` windows (the 1m tier) go through numpy, all seven
+columns per call where the steps allow; shorter ones (the 1h tier, sparse series) are
+coded by a scalar twin on Python floats and ints, which writes the same bytes
+(``_encode_columns_scalar``, ``_decode_columns_scalar``; checked against the numpy path
+in tests/test_rollup_format.py). CPU-µs per block: perf/RESULTS.md, "Rollup blocks".
 """
 
 from __future__ import annotations
+
+import itertools
+import math
+import struct
 
 import numpy as np
 from pcodec import wrapped
@@ -72,6 +82,7 @@ _TRY_MULTIPLY_SHARE = 32
 # sparse patch costs 2 bytes).
 _DENSE_SHARE = 8
 _ORDER0 = _pco.config(0)
+_ORDER1 = _pco.config(1)
 _NO_PATCHES = uvarint(0)
 
 
@@ -123,11 +134,15 @@ def predict(name: str, got: dict[str, np.ndarray], n: int) -> np.ndarray:
 # ``last`` moves like the series: its residuals (the mantissas) are coded as
 # first-order differences; the others are residuals of predictors, coded as they are.
 _DELTAS = frozenset({"last"})
+_ZERO_PREDICTED = frozenset({"count", "last"})
 _ELIDE_SHARE = 4  # try eliding zeros when at least n/4 values are 0 (min, max: ~40 %)
 
 
-def _residual_section(residuals: np.ndarray, name: str) -> tuple[int, bytes, bool]:
-    """Residual coding, its bytes, and whether they hold a pcodec stream."""
+def _residual_section(
+    residuals: np.ndarray, name: str, zeros: int, packed: packed_ints.Packing | None
+) -> tuple[int, bytes, bool]:
+    """Residual coding, its bytes, and whether they hold a pcodec stream (``zeros``: how
+    many residuals are 0; ``packed``: their packing, unless ``name`` is coded as deltas)."""
     deltas = name in _DELTAS
     if residuals.size <= _SHORT:  # Python ints: a dozen numpy calls cost more here
         values = residuals.tolist()
@@ -138,21 +153,24 @@ def _residual_section(residuals: np.ndarray, name: str) -> tuple[int, bytes, boo
         if packed is None or len(varints) <= len(packed):
             return _VARINTS, varints, False
         return _PACKED, packed, False
-    zeros = residuals.size - np.count_nonzero(residuals)
     if zeros == residuals.size:
         return _ZERO, b"", False
-    packed = packed_ints.pack(residuals, deltas)
-    if packed is not None and packed[0] & packed_ints.WIDTH_MASK == 0:  # constant (count): 2-3 bytes
-        return _PACKED, packed, False
-    candidates = [(_PCODEC, _pco.compress(residuals, _pco.config(1 if deltas else 0)))]
-    if packed is not None:
-        candidates.append((_PACKED, packed))
+    if deltas:
+        packed = packed_ints.plan(residuals, deltas)
+    # pcodec is tried even for a constant column: the first version-2 encoder meant to
+    # skip it there, but its test (``packed[0] & WIDTH_MASK == 0``, read by Python as
+    # ``packed[0] & False``) never fired, and its bytes are the format now.
+    pcodec = _pco.compress(residuals, _ORDER1 if deltas else _ORDER0)
+    best: packed_ints.Packing | None = None  # the smallest packing, the first on ties
+    if packed is not None and packed.size < len(pcodec):
+        best = packed
     if not deltas and zeros * _ELIDE_SHARE >= residuals.size:
-        elided = packed_ints.pack_zeros_elided(residuals)
-        if elided is not None:
-            candidates.append((_PACKED, elided))
-    coding, section = min(candidates, key=lambda c: len(c[1]))
-    return coding, section, coding == _PCODEC
+        elided = packed_ints.plan_zeros_elided(residuals)
+        if elided is not None and elided.size < (len(pcodec) if best is None else best.size):
+            best = elided
+    if best is None:  # pcodec wins ties
+        return _PCODEC, pcodec, True
+    return _PACKED, best.to_bytes(), False
 
 
 def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
@@ -169,11 +187,11 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
         return uvarint(len(parts)) + b"".join(parts), False
     positions = np.flatnonzero(patch)
     if positions.size * _DENSE_SHARE > patch.size:  # sums: ~1/3 of the windows an ulp off
-        packed = packed_ints.pack(patch, False)
+        packed = packed_ints.plan(patch, False)
         pcodec = uvarint(_DENSE_PCODEC) + _pco.compress(patch, _ORDER0)
-        if packed is None or len(pcodec) < len(packed) + 1:
+        if packed is None or len(pcodec) < packed.size + 1:
             return pcodec, True
-        return uvarint(_DENSE_PACKED) + packed, False
+        return uvarint(_DENSE_PACKED) + packed.to_bytes(), False
     gaps = np.diff(positions, prepend=-1) - 1
     pairs = np.empty(2 * positions.size, dtype=np.int64)
     pairs[0::2] = gaps
@@ -185,7 +203,7 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
 def _float_column(values: np.ndarray) -> tuple[bytes, bool]:
     raw = values.astype("<f8").tobytes()
     if values.size > _SHORT:
-        floats = min((_pco.compress(values, _pco.config(order)) for order in (0, 1)), key=len)
+        floats = min((_pco.compress(values, config) for config in (_ORDER0, _ORDER1)), key=len)
         if len(floats) < len(raw):
             return bytes((_PCO_FLOATS,)) + floats, True
     return bytes((_RAW_FLOATS,)) + raw, False
@@ -206,22 +224,29 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
         approx = mantissas.astype(np.float64)
         patch = _bit_diff(values, approx / pow10)
         alt = _bit_diff(values, approx * (1.0 / pow10))  # 1.0 / 10^k is float("1e-k") for k <= 18
-        use_alt = np.count_nonzero(alt, axis=1) < np.count_nonzero(patch, axis=1)
-        use_alt &= np.count_nonzero(patch, axis=1) > n // _TRY_MULTIPLY_SHARE
-        patch = np.where(use_alt[:, None], alt, patch)
+        wrong = np.count_nonzero(patch, axis=1)
+        use_alt = (np.count_nonzero(alt, axis=1) < wrong) & (wrong > n // _TRY_MULTIPLY_SHARE)
+        if use_alt.any():
+            patch = np.where(use_alt[:, None], alt, patch)
         off_grid = np.abs(patch) > _NEAR_ULPS  # also the NaN/Inf/huge slots, whose mantissa is 0
         predicted = _scaled(predictors * pow10)
         # Far values (NaN, +-Inf, -0.0, too many digits) take the predicted mantissa: no
         # residual, a 9-10 byte patch. Values tens of ulps off (a small increase summed
         # from inexact float deltas) keep theirs and get a 1-3 byte patch.
         far = np.abs(patch) > _FAR_ULPS
-        mantissas = np.where(far, predicted, mantissas)
-        approx = mantissas.astype(np.float64)
-        patch = np.where(use_alt[:, None], _bit_diff(values, approx * (1.0 / pow10)),
-                         _bit_diff(values, approx / pow10))
+        if far.any():  # else the mantissas and so the patches stay
+            mantissas = np.where(far, predicted, mantissas)
+            approx = mantissas.astype(np.float64)
+            patch = np.where(use_alt[:, None], _bit_diff(values, approx * (1.0 / pow10)),
+                             _bit_diff(values, approx / pow10))
     residuals = (mantissas.view(_U64) - predicted.view(_U64)).view(np.int64)
-    same = np.all(values.view(_U64) == predictors.view(_U64), axis=1) & ~np.isnan(values).any(axis=1)
+    same = np.all(values.view(_U64) == predictors.view(_U64), axis=1)
+    if same.any():
+        same &= ~np.isnan(values).any(axis=1)
     floats = (scales < 0) | (np.count_nonzero(off_grid, axis=1) > n // _FAR_SHARE)
+    patched = patch.any(axis=1).tolist()
+    zeros = (n - np.count_nonzero(residuals, axis=1)).tolist()
+    packings = packed_ints.plan_rows(residuals)
     out: list[tuple[bytes, bool]] = []
     for i, name in enumerate(ORDER):
         if same[i]:
@@ -229,8 +254,8 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
         elif floats[i]:
             out.append(_float_column(values[i]))
         else:
-            patches, patch_pco = _patch_section(patch[i])
-            coding, section, res_pco = _residual_section(residuals[i], name)
+            patches, patch_pco = _patch_section(patch[i]) if patched[i] else (_NO_PATCHES, False)
+            coding, section, res_pco = _residual_section(residuals[i], name, zeros[i], packings[i])
             mode = int(k[i]) | (_MULTIPLY if use_alt[i] else 0) | (coding << _CODING_SHIFT)
             out.append((bytes((mode,)) + patches + section, patch_pco or res_pco))
     return out
@@ -238,6 +263,8 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
 
 def _scaled(x: np.ndarray) -> np.ndarray:
     """rint(x) as int64 where it fits in +-2^53, else 0 (NaN, +-Inf, huge)."""
+    if x.size and np.abs(x).max() <= _MAX_MANTISSA:  # all fit (a NaN fails): one call fewer
+        return np.rint(x).astype(np.int64)
     scaled = np.rint(x)
     return np.where(np.abs(scaled) <= _MAX_MANTISSA, scaled, 0.0).astype(np.int64)
 
@@ -247,8 +274,10 @@ def _bit_diff(values: np.ndarray, approx: np.ndarray) -> np.ndarray:
 
 
 def decode_column(
-    reader: Reader, n: int, predictor: np.ndarray, pco_file: wrapped.FileDecompressor | None
+    reader: Reader, n: int, predictor: np.ndarray, pco_file: wrapped.FileDecompressor | None,
+    zero_predicted: bool = False,
 ) -> np.ndarray:
+    """One column; ``zero_predicted``: ``predictor`` is all zeros (count, last)."""
     mode = reader.byte()
     k = mode & _KIND_MASK
     if mode == _PREDICTED:
@@ -259,22 +288,23 @@ def decode_column(
         return _pco.decompress(reader, _need(pco_file), n, "f64")
     if k > MAX_SCALE:
         raise corrupt(f"unknown rollup column mode {mode:#04x}")
-    patch = _read_patches(reader, n, pco_file)
+    patch = _read_patches(reader, n, pco_file)  # None: no patches
     coding = mode >> _CODING_SHIFT
     if coding == _ZERO:
         residuals = np.zeros(n, dtype=np.int64)
     elif coding == _VARINTS:
-        residuals = np.array([reader.varint() for _ in range(n)], dtype=np.int64)
+        residuals = np.array(_read_varints(reader, n), dtype=np.int64)
     elif coding == _PCODEC:
         residuals = _pco.decompress(reader, _need(pco_file), n, "i64")
     else:
         residuals = packed_ints.unpack(reader, n)
     mantissas = residuals
-    if predictor.any():  # count and last are predicted by zeros
+    if not zero_predicted:  # count and last are predicted by zeros
         mantissas = (residuals.view(_U64) + _scaled(predictor * _POW10[k]).view(_U64)).view(np.int64)
     values = reconstruct(mantissas, k, bool(mode & _MULTIPLY))
-    bits = values.view(_U64)
-    bits += patch.view(_U64)  # wraps mod 2^64 like the encoder
+    if patch is not None:
+        bits = values.view(_U64)
+        bits += patch.view(_U64)  # wraps mod 2^64 like the encoder
     return values
 
 
@@ -284,12 +314,12 @@ def _need(pco_file: wrapped.FileDecompressor | None) -> wrapped.FileDecompressor
     return pco_file
 
 
-def _read_patches(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None) -> np.ndarray:
+def _read_patches(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None) -> np.ndarray | None:
     head = reader.uvarint()
-    if head == _DENSE_PCODEC:
-        return _pco.decompress(reader, _need(pco_file), n, "i64")
-    if head == _DENSE_PACKED:
-        return packed_ints.unpack(reader, n)
+    if head == 0:
+        return None
+    if head in (_DENSE_PCODEC, _DENSE_PACKED):
+        return _read_dense_patches(reader, head, n, pco_file)
     count = head >> 1
     if head & 1 or count > n:
         raise corrupt(f"bad patch header {head} for a column of {n} windows")
@@ -301,6 +331,14 @@ def _read_patches(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | N
             raise corrupt("patch position beyond the column")
         patch[position] = unzigzag(reader.uvarint())
     return patch
+
+
+def _read_dense_patches(
+    reader: Reader, head: int, n: int, pco_file: wrapped.FileDecompressor | None
+) -> np.ndarray:
+    if head == _DENSE_PCODEC:
+        return _pco.decompress(reader, _need(pco_file), n, "i64")
+    return packed_ints.unpack(reader, n)
 
 
 # ---------------------------------------------------------------- blocks
@@ -317,25 +355,67 @@ def _value_scale(first: np.ndarray, last: np.ndarray) -> int:
 
     Sums and differences of k-digit decimals are k-digit decimals (an ulp or two off,
     which patches absorb), so one scan serves all six. The cost model is the decimal
-    chunk codec's (``choose_scale``), evaluated for every k in one 19-row numpy pass:
-    its loop over k cost ~100 µs of numpy call overhead per block.
+    chunk codec's (``choose_scale``), evaluated for every k in two numpy passes (its
+    loop over k cost ~100 µs of numpy call overhead per block): k < 4 for all values,
+    then the larger k for those not on a grid yet (one 19-row pass spent ~5x the
+    arithmetic on series that are all integers or 2-decimal).
     """
     values = np.concatenate([first, last])
-    n = values.size
+    hit = _grid_hits(values, _POW10_COLUMN[:_FIRST_SCALES])
+    digits = np.argmax(hit, axis=0)  # the first k on the grid
+    found = hit.any(axis=0)
+    if not found.all():
+        rest = np.flatnonzero(~found)
+        more = _grid_hits(values[rest], _POW10_COLUMN[_FIRST_SCALES:])
+        digits[rest] = np.where(more.any(axis=0), _FIRST_SCALES + np.argmax(more, axis=0), MAX_SCALE + 1)
+    return _best_scale(np.bincount(digits, minlength=MAX_SCALE + 2).tolist(), values.size)
+
+
+_FIRST_SCALES = 4  # integers, tenths, percentages, milliseconds
+
+
+def _grid_hits(values: np.ndarray, pow10: np.ndarray) -> np.ndarray:
+    """Row i: which values are within ``_NEAR_ULPS`` of rint(v * pow10[i]) / pow10[i]."""
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.rint(values * _POW10_COLUMN)
-        fits = np.abs(scaled) <= _MAX_MANTISSA
-        patch = _bit_diff(np.broadcast_to(values, scaled.shape), scaled / _POW10_COLUMN)
-    hit = fits & (np.abs(patch) <= _NEAR_ULPS)
-    digits = np.where(hit.any(axis=0), np.argmax(hit, axis=0), MAX_SCALE + 1)
-    counts = np.bincount(digits, minlength=MAX_SCALE + 2)
-    candidates = np.flatnonzero(counts[: MAX_SCALE + 1])
-    if candidates.size == 0:
-        return -1
-    needs_more = n - np.cumsum(counts)
-    costs = candidates * (_DIGIT_COST_BITS * n) + _FAR_COST_BITS * needs_more[candidates]
-    best = int(candidates[int(np.argmin(costs))])
-    return -1 if needs_more[best] > n // _FAR_SHARE else best
+        scaled = np.rint(values * pow10)
+        patch = _bit_diff(values, scaled / pow10)  # values broadcast over the rows
+    return (np.abs(scaled) <= _MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
+
+
+def _best_scale(counts: list[int], n: int) -> int:
+    """The cheapest k given how many of the n values first fit the grid at each k
+    (``counts[MAX_SCALE + 1]``: at none); -1 for floats. Python floats: the same
+    products and sums as numpy's float64, the first minimum as ``np.argmin``."""
+    best, best_cost, best_below, below = -1, 0.0, 0, n
+    for k in range(MAX_SCALE + 1):
+        below -= counts[k]
+        if counts[k]:
+            cost = k * (_DIGIT_COST_BITS * n) + _FAR_COST_BITS * below
+            if best < 0 or cost < best_cost:
+                best, best_cost, best_below = k, cost, below
+    return -1 if best < 0 or best_below > n // _FAR_SHARE else best
+
+
+def _encode_columns_vector(values: np.ndarray, n: int, sections: list[bytes]) -> bool:
+    """Append the column sections of a block of more than ``_SHORT`` windows; whether
+    one holds a pcodec stream."""
+    by_name = dict(zip(ORDER, values, strict=True))
+    with np.errstate(all="ignore"):
+        predictors = np.stack([predict(name, by_name, n) for name in ORDER])
+    k = _value_scale(values[ORDER.index("first")], values[ORDER.index("last")])
+    scales = np.array([0 if name == "count" else k for name in ORDER])
+    uses_pco = False
+    for section, col_pco in encode_columns(values, predictors, scales):
+        sections.append(section)
+        uses_pco |= col_pco
+    return uses_pco
+
+
+def _increasing(starts: np.ndarray) -> bool:
+    if starts.size <= _SHORT:  # Python ints: 3 numpy calls cost more
+        values = starts.tolist()
+        return all(a < b for a, b in itertools.pairwise(values))
+    return bool(np.all(starts[1:] > starts[:-1]))
 
 
 def encode(starts: np.ndarray, columns: dict[str, np.ndarray], digests: list[sketch.Digest] | None) -> bytes:
@@ -346,21 +426,17 @@ def encode(starts: np.ndarray, columns: dict[str, np.ndarray], digests: list[ske
     uses_pco = False
     if n:
         starts = np.ascontiguousarray(starts, dtype=np.int64)
-        if n > 1 and not np.all(starts[1:] > starts[:-1]):
+        if n > 1 and not _increasing(starts):
             flags |= _RAW_STARTS
             sections.append(starts.astype("<i8").tobytes())
         else:
             section, uses_pco = _timecol.encode(starts)
             sections.append(section)
-        values = np.stack([np.asarray(columns[name], dtype=np.float64) for name in ORDER])
-        by_name = dict(zip(ORDER, values, strict=True))
-        with np.errstate(all="ignore"):
-            predictors = np.stack([predict(name, by_name, n) for name in ORDER])
-        k = _value_scale(values[ORDER.index("first")], values[ORDER.index("last")])
-        scales = np.array([0 if name == "count" else k for name in ORDER])
-        for section, col_pco in encode_columns(values, predictors, scales):
-            sections.append(section)
-            uses_pco |= col_pco
+        values = np.array([columns[name] for name in ORDER], dtype=np.float64)
+        if n <= _SHORT:
+            sections += _encode_columns_scalar(values)
+        else:
+            uses_pco |= _encode_columns_vector(values, n, sections)
     if digests is not None:
         for d in digests:
             raw = d.to_bytes()
@@ -371,6 +447,16 @@ def encode(starts: np.ndarray, columns: dict[str, np.ndarray], digests: list[ske
     return b"".join((bytes((VERSION, flags)), uvarint(n), *sections))
 
 
+def _decode_columns_vector(
+    reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None
+) -> dict[str, np.ndarray]:
+    got: dict[str, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for name in ORDER:
+            got[name] = decode_column(reader, n, predict(name, got, n), pco_file, name in _ZERO_PREDICTED)
+    return got
+
+
 def decode(data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], list[sketch.Digest] | None]:
     """Starts, columns by name and digests of a version 2 block; corrupt_chunk on bad input."""
     reader = Reader(data, 1)
@@ -379,14 +465,15 @@ def decode(data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], list[sketch.
         raise corrupt(f"unknown rollup block flags {flags:#04x}")
     n = reader.count()
     pco_file = _pco.file_decompressor(reader.take(_pco.HEADER_SIZE)) if flags & _PCO_HEADER else None
-    got: dict[str, np.ndarray] = {name: np.zeros(0) for name in ORDER}
-    starts = np.zeros(0, dtype=np.int64)
     if n:
         starts = reader.array("<i8", n) if flags & _RAW_STARTS else _timecol.decode(reader, n, pco_file)
-        got = {}
-        with np.errstate(all="ignore"):
-            for name in ORDER:
-                got[name] = decode_column(reader, n, predict(name, got, n), pco_file)
+        if n <= _SHORT:
+            got = dict(zip(ORDER, _decode_columns_scalar(reader, n, pco_file), strict=True))
+        else:
+            got = _decode_columns_vector(reader, n, pco_file)
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+        got = {name: np.zeros(0) for name in ORDER}
     digests = None
     if flags & _DIGESTS:
         digests = []
@@ -398,3 +485,257 @@ def decode(data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], list[sketch.
                 raise corrupt(f"digest: {exc}") from None
     reader.finish()
     return starts, got, digests
+
+
+# ---------------------------------------------------------------- short blocks, scalar twin
+#
+# A 1h block holds 2 windows and a node-exporter 1m block ~4: there the numpy path
+# above spent ~200 µs on ~150 calls of a few elements each. These functions do the
+# same IEEE operations on Python floats (correctly rounded like numpy's, ``round`` is
+# rint's ties-to-even) and must write the same bytes: tests/test_rollup_format.py checks
+# both paths against each other. Bits go through ``struct`` (a memcpy: NaN payloads keep).
+
+_I64_MIN = -(1 << 63)
+_I64_HALF = 1 << 63  # ((x + half) & mask) - half wraps x into int64 like numpy
+_INV_POW10 = [1.0 / p for p in _POW10]  # equals float("1e-k"), the decoder's, for k <= 18
+
+
+def _structs(count: int) -> tuple[struct.Struct, struct.Struct]:
+    """Compiled ``<count d`` and ``<count Q``: formatting the string per call cost ~10 %
+    of a short block's encode."""
+    found = _STRUCTS.get(count)
+    if found is None:
+        found = _STRUCTS[count] = (struct.Struct(f"<{count}d"), struct.Struct(f"<{count}Q"))
+    return found
+
+
+_STRUCTS: dict[int, tuple[struct.Struct, struct.Struct]] = {}  # counts up to 7 x _SHORT
+
+
+def _bits(floats: list[float]) -> tuple[int, ...]:
+    as_floats, as_bits = _structs(len(floats))
+    return as_bits.unpack(as_floats.pack(*floats))
+
+
+def _floats(bits: list[int]) -> list[float]:
+    as_floats, as_bits = _structs(len(bits))
+    return list(as_floats.unpack(as_bits.pack(*bits)))
+
+
+def _far(x: int, limit: int) -> bool:
+    """``np.abs(x) > limit`` for an int64 x: the absolute value of -2^63 stays negative."""
+    return x > limit or (x < -limit and x != _I64_MIN)
+
+
+def _rint_fit(floats: list[float], scale: float) -> list[int]:
+    """``_scaled(floats * scale)``: rint where within +-2^53, else 0 (NaN, +-Inf, huge)."""
+    top = _MAX_MANTISSA
+    return [round(s) if -top <= (s := x * scale) <= top else 0 for x in floats]
+
+
+def _predict_scalar(name: str, got: dict[str, list[float]], n: int) -> list[float]:
+    """``predict`` on Python floats: the same comparisons and operations, element by element."""
+    if name in ("count", "last"):
+        return [0.0] * n
+    last = got["last"]
+    if name == "first":
+        return last[:1] + last[:-1]
+    first = got["first"]
+    if name == "min":
+        return [f if f <= x else x for f, x in zip(first, last, strict=True)]
+    if name == "max":
+        return [f if f >= x else x for f, x in zip(first, last, strict=True)]
+    if name == "sum":
+        return [c * ((a + b) / 2) for c, a, b in zip(got["count"], got["min"], got["max"], strict=True)]
+    if name == "increase":
+        return [s if (s := x - f) > 0 else 0.0 for f, x in zip(first, last, strict=True)]
+    raise ValueError(f"no predictor for column {name!r}")
+
+
+def _value_scale_scalar(values: list[float], bits: list[int]) -> int:
+    """``_value_scale`` of a few floats: the first k at which each is on the grid, then
+    the same cost model."""
+    n = len(values)
+    counts = [0] * (MAX_SCALE + 2)
+    for x, xb in zip(values, bits, strict=True):
+        digits = MAX_SCALE + 1
+        for k in range(MAX_SCALE + 1):
+            scaled = x * _POW10[k]
+            if not -_MAX_MANTISSA <= scaled <= _MAX_MANTISSA:  # NaN, +-Inf; |scaled| grows with k
+                break
+            back = math.copysign(round(scaled), scaled) / _POW10[k]  # np.rint keeps the sign of 0
+            if back == x or not _far(((xb - _bits([back])[0] + _I64_HALF) & _U64_MASK) - _I64_HALF, _NEAR_ULPS):
+                digits = k
+                break
+        counts[digits] += 1
+    return _best_scale(counts, n)
+
+
+def _uvarints(values: list[int]) -> bytes:
+    """Zigzag varints of int64 values."""
+    return b"".join([packed_ints.zigzag_varint(x) for x in values])
+
+
+def _patch_section_scalar(patch: list[int]) -> bytes:
+    parts, previous = [], -1
+    for position, delta in enumerate(patch):
+        if delta:
+            parts += [uvarint(position - previous - 1), packed_ints.zigzag_varint(delta)]
+            previous = position
+    return uvarint(len(parts)) + b"".join(parts)
+
+
+def _residual_section_scalar(values: list[int], name: str) -> tuple[int, bytes]:
+    if not any(values):
+        return _ZERO, b""
+    varints = _uvarints(values)
+    packed = packed_ints.pack_small(values, name in _DELTAS)
+    if packed is None or len(varints) <= len(packed):
+        return _VARINTS, varints
+    return _PACKED, packed
+
+
+def _encode_columns_scalar(values: np.ndarray) -> list[bytes]:
+    """Sections of the rows of ``values`` (``ORDER``) of a block of at most ``_SHORT``
+    windows: what ``_encode_columns_vector`` writes."""
+    n = values.shape[1]
+    rows = values.tolist()
+    row_bits = values.view(_U64).tolist()
+    got = dict(zip(ORDER, rows, strict=True))
+    scale = _value_scale_scalar(got["first"] + got["last"], row_bits[2] + row_bits[1])
+    out: list[bytes] = []
+    for name, v, vb in zip(ORDER, rows, row_bits, strict=True):
+        pred = _predict_scalar(name, got, n)
+        if pred == v and list(_bits(pred)) == vb and all(x == x for x in v):  # never for NaN: hardware payloads
+            out.append(bytes((_PREDICTED,)))
+            continue
+        k = 0 if name == "count" else scale
+        if k < 0:
+            out.append(bytes((_RAW_FLOATS,)) + struct.pack(f"<{n}Q", *vb))
+            continue
+        pw, inv = _POW10[k], _INV_POW10[k]
+        mantissas = _rint_fit(v, pw)
+        approx = [float(m) for m in mantissas]
+        back = _bits([a / pw for a in approx] + [a * inv for a in approx])
+        patch = [((b - a + _I64_HALF) & _U64_MASK) - _I64_HALF for b, a in zip(vb, back[:n], strict=True)]
+        wrong = n - patch.count(0)
+        multiply = False
+        if wrong:
+            alt = [((b - a + _I64_HALF) & _U64_MASK) - _I64_HALF for b, a in zip(vb, back[n:], strict=True)]
+            if n - alt.count(0) < wrong and wrong > n // _TRY_MULTIPLY_SHARE:
+                multiply, patch = True, alt
+            if sum(_far(d, _NEAR_ULPS) for d in patch) > n // _FAR_SHARE:
+                out.append(bytes((_RAW_FLOATS,)) + struct.pack(f"<{n}Q", *vb))
+                continue
+        zero_predicted = name in ("count", "last")
+        predicted = [0] * n if zero_predicted else _rint_fit(pred, pw)
+        if wrong:
+            for i, d in enumerate(patch):
+                if _far(d, _FAR_ULPS):  # NaN, +-Inf, -0.0, many digits: the predicted mantissa, a full patch
+                    mantissas[i] = predicted[i]
+                    a = float(predicted[i])
+                    a = _bits([a * inv if multiply else a / pw])[0]
+                    patch[i] = ((vb[i] - a + _I64_HALF) & _U64_MASK) - _I64_HALF
+        if zero_predicted:
+            residuals = mantissas
+        else:
+            residuals = [((m - p + _I64_HALF) & _U64_MASK) - _I64_HALF
+                         for m, p in zip(mantissas, predicted, strict=True)]
+        coding, section = _residual_section_scalar(residuals, name)
+        mode = k | (_MULTIPLY if multiply else 0) | (coding << _CODING_SHIFT)
+        out.append(bytes((mode,)) + (_patch_section_scalar(patch) if wrong else _NO_PATCHES) + section)
+    return out
+
+
+def _decode_columns_scalar(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None) -> np.ndarray:
+    """The 7 x n columns of a short block (``decode_column`` on Python ints and floats)."""
+    got: dict[str, list[float]] = {}
+    rows: list[list[int]] = []
+    for name in ORDER:
+        mode = reader.byte()
+        k = mode & _KIND_MASK
+        if mode == _PREDICTED:
+            floats = _predict_scalar(name, got, n)
+            bits = list(_bits(floats))
+        elif mode == _RAW_FLOATS:
+            raw = reader.take(8 * n)
+            floats, bits = list(struct.unpack(f"<{n}d", raw)), list(struct.unpack(f"<{n}Q", raw))
+        elif mode == _PCO_FLOATS:
+            column = _pco.decompress(reader, _need(pco_file), n, "f64")
+            floats, bits = column.tolist(), column.view(_U64).tolist()
+        elif k > MAX_SCALE:
+            raise corrupt(f"unknown rollup column mode {mode:#04x}")
+        else:
+            patch = _read_patches_scalar(reader, n, pco_file)
+            coding = mode >> _CODING_SHIFT
+            if coding == _ZERO:
+                mantissas = [0] * n
+            elif coding == _VARINTS:
+                mantissas = _read_varints(reader, n)
+            elif coding == _PCODEC:
+                mantissas = _pco.decompress(reader, _need(pco_file), n, "i64").tolist()
+            else:
+                mantissas = packed_ints.unpack(reader, n).tolist()
+            pw = _POW10[k]
+            if name not in ("count", "last"):  # the others are predicted by zeros
+                predicted = _rint_fit(_predict_scalar(name, got, n), pw)
+                mantissas = [((r + p + _I64_HALF) & _U64_MASK) - _I64_HALF
+                             for r, p in zip(mantissas, predicted, strict=True)]
+            if mode & _MULTIPLY:
+                inv = _INV_POW10[k]
+                floats = [float(m) * inv for m in mantissas]
+            else:
+                floats = [float(m) / pw for m in mantissas]
+            if patch is None:
+                bits = list(_bits(floats))
+            else:
+                bits = [(b + d) & _U64_MASK for b, d in zip(_bits(floats), patch, strict=True)]
+                floats = _floats(bits)
+        got[name] = floats
+        rows.append(bits)
+    return np.array(rows, dtype=_U64).view(np.float64)
+
+
+def _read_patches_scalar(reader: Reader, n: int, pco_file: wrapped.FileDecompressor | None) -> list[int] | None:
+    """``_read_patches`` as a list, None for no patches."""
+    head = reader.uvarint()
+    if head == 0:
+        return None
+    if head in (_DENSE_PCODEC, _DENSE_PACKED):
+        return _read_dense_patches(reader, head, n, pco_file).tolist()
+    count = head >> 1
+    if head & 1 or count > n:
+        raise corrupt(f"bad patch header {head} for a column of {n} windows")
+    patch = [0] * n
+    position = -1
+    for _ in range(count):
+        position += reader.uvarint() + 1
+        if position >= n:
+            raise corrupt("patch position beyond the column")
+        patch[position] = unzigzag(reader.uvarint())
+    return patch
+
+
+def _read_varints(reader: Reader, count: int) -> list[int]:
+    """``count`` zigzag varints (``Reader.varint`` inlined: two calls per value were a
+    third of a short block's decode)."""
+    buf, pos, end = reader.buf, reader.pos, len(reader.buf)
+    out = []
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            if pos >= end:
+                raise corrupt(f"truncated varint at byte {pos}")
+            byte = buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift >= 70:
+                raise corrupt(f"varint longer than 10 bytes at byte {pos}")
+        if value > _U64_MASK:
+            raise corrupt(f"varint overflows 64 bits at byte {pos}")
+        out.append((value >> 1) ^ -(value & 1))
+    reader.pos = pos
+    return out

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metricsflow import packed_ints, rollup
-from metricsflow.codecs._wire import Reader
+from metricsflow import packed_ints, rollup, rollup_codec
+from metricsflow.codecs._wire import Reader, uvarint, zigzag
 from metricsflow.errors import InvalidInput
 from metricsflow.model import STALE_NAN_BITS
 
@@ -219,6 +219,41 @@ def test_any_rollup_round_trips_exactly(data: st.DataObject, n: int, increasing:
     assert_round_trip(rollup.Rollup(60_000, starts, *cols))
 
 
+def _short_columns(data: st.DataObject) -> np.ndarray:
+    """7 x n columns of a short block: random bits, or a computed rollup of 1h windows."""
+    if data.draw(st.booleans()):
+        ts, vals = data.draw(sample_series())
+        r = rollup.compute(ts, vals, 3_600_000)
+        n = min(len(r), rollup_codec._SHORT)
+        return np.stack([r.column(c)[:n] for c in rollup_codec.ORDER])
+    n = data.draw(st.integers(1, rollup_codec._SHORT))
+    return np.array([data.draw(st.lists(any_float, min_size=n, max_size=n)) for _ in rollup_codec.ORDER])
+
+
+@EXAMPLES
+@given(st.data())
+def test_short_block_scalar_twin_writes_and_reads_like_the_vector_path(data: st.DataObject) -> None:
+    """Blocks of up to ``_SHORT`` windows (the 1h tier) are coded on Python floats;
+    the bytes and decoded bits must be those of the numpy path."""
+    values = _short_columns(data)
+    n = values.shape[1]
+    if n == 0:
+        return
+    vector: list[bytes] = []
+    assert not rollup_codec._encode_columns_vector(values, n, vector)
+    assert rollup_codec._encode_columns_scalar(values) == vector
+    body = b"".join(vector)
+    reader = Reader(body)
+    scalar = rollup_codec._decode_columns_scalar(reader, n, None)
+    reader.finish()
+    reader = Reader(body)
+    by_name = rollup_codec._decode_columns_vector(reader, n, None)
+    reader.finish()
+    for i, name in enumerate(rollup_codec.ORDER):
+        np.testing.assert_array_equal(scalar[i].view(np.uint64), by_name[name].view(np.uint64), err_msg=name)
+        np.testing.assert_array_equal(scalar[i].view(np.uint64), values[i].view(np.uint64), err_msg=name)
+
+
 @EXAMPLES
 @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-300, 300) | st.just(0), min_size=1, max_size=200),
        st.booleans())
@@ -226,8 +261,19 @@ def test_packed_int_columns_round_trip(values: list[int], deltas: bool) -> None:
     """Both packers (Python ints up to 32 values, numpy beyond) and the zero-eliding one."""
     column = np.array(values, dtype=np.int64)
     blocks = [packed_ints.pack(column, deltas), packed_ints.pack_zeros_elided(column)]
-    if column.size <= 32:
-        assert blocks[0] == packed_ints.pack_small(values, deltas)
+    assert blocks[0] == packed_ints.pack_small(values, deltas)  # the numpy packer writes the same bytes
+    assert all(packed_ints.zigzag_varint(x) == uvarint(zigzag(x)) for x in values)
+    rows = np.stack([column, column[::-1]])
+    for row, packing in zip(rows, packed_ints.plan_rows(rows), strict=True):
+        want = packed_ints.pack(row, False)
+        assert (packing is None) == (want is None)
+        if packing is not None:
+            assert packing.to_bytes() == want and packing.size == len(want)
+    for packing, want in ((packed_ints.plan(column, deltas), blocks[0]),
+                          (packed_ints.plan_zeros_elided(column), blocks[1])):
+        assert (packing is None) == (want is None)
+        if packing is not None and want is not None:  # sizes are known before the bytes
+            assert packing.size == len(want)
     for block in blocks:
         if block is None:  # offsets that need 64 bits are never packed
             continue
