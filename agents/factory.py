@@ -15,6 +15,8 @@ from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
 from tables.partition_store import PartitionStore
+from tables.replay import PointsReplay, check_points_retention
+from tables.rocks_options import use_zstd
 from tables.storage import StorageTables, WorkerStorage
 from web.cluster import Cluster
 from web.server import WebServer
@@ -28,6 +30,8 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> faust.Table:
 
 
 def create_app(settings: Settings) -> faust.App:
+    check_points_retention(settings)  # the heads are replayed from mf.points: its records must outlive a cut
+    use_zstd()  # before Faust opens any table
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -55,7 +59,8 @@ def create_app(settings: Settings) -> faust.App:
     points = app.topic(settings.topic("points"), partitions=settings.partitions, **RAW)
     series = app.topic(settings.topic("series"), partitions=settings.partitions, **RAW)
     # Table changelogs are the "segment topics": compacted, one partition per source partition.
-    wal = _raw_table(app, "wal", settings.partitions)
+    # No copy of mf.points: it is the log of the heads, replayed from each partition's cut offset.
+    cutmarks = _raw_table(app, "cutmarks", settings.partitions)
     chunks = _raw_table(app, "chunks", settings.partitions)
     segments = _raw_table(app, "segments", settings.partitions)
     series_table = _raw_table(app, "series", settings.partitions)
@@ -70,25 +75,36 @@ def create_app(settings: Settings) -> faust.App:
     async def flush() -> None:
         await app.producer.flush()
 
-    tables = StorageTables(wal=PartitionStore(wal), chunks=PartitionStore(chunks), segments=PartitionStore(segments),
-                           series=PartitionStore(series_table), rollups=rollups)
+    tables = StorageTables(cutmarks=PartitionStore(cutmarks), chunks=PartitionStore(chunks),
+                           segments=PartitionStore(segments), series=PartitionStore(series_table), rollups=rollups)
     storage = WorkerStorage(settings, tables, active_partitions, flush)
-    register_agents(app, storage, points, series,
+
+    async def recovered() -> None:
+        await app.tables.recovery.completed.wait()
+
+    replay = PointsReplay(settings, storage, app.conf.id, recovered, app.crash)
+    register_agents(app, storage, replay, points, series,
                     cut_check_interval_s=min(5.0, max(0.25, settings.head_cut_interval_s / 4)))
     register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(_app: faust.App, revoked: set, **_: object) -> None:  # type: ignore[type-arg]
-        storage.drop({tp.partition for tp in revoked if tp.topic == points_topic})
+        moved = {tp.partition for tp in revoked if tp.topic == points_topic}
+        replay.stop(moved)
+        storage.drop(moved)
 
     @app.on_rebalance_complete.connect
     async def on_rebalanced(_app: faust.App, **_: object) -> None:
-        # Restored tables may hold WAL entries and series this worker has not seen in memory.
+        # Restored tables may hold segments and series this worker has not seen in memory;
+        # every head is rebuilt from mf.points before Faust resumes fetching the partitions.
+        replay.stop()
         storage.drop_all()
+        await replay.run(active_partitions())
 
     def ready() -> bool:
         recovery = app.tables.recovery
-        return bool(recovery.completed.is_set() and not recovery.in_recovery and active_partitions())
+        return bool(recovery.completed.is_set() and not recovery.in_recovery and active_partitions()
+                    and replay.idle())
 
     def peers() -> set[str]:
         # Every worker that owns table partitions, as announced in the group's assignment.

@@ -26,3 +26,6 @@ INGEST_REJECTED = Counter("mf_worker_ingest_rejected", "Points or messages from 
                           ["reason"])
 POINTS_REFUSED = Counter("mf_worker_points_refused", "Points the worker did not store, by reason", ["reason"])
 BLOCKS_EXPIRED = Counter("mf_worker_blocks_expired", "Blocks deleted by retention, by tier", ["tier"])
+REPLAYED_POINTS = Counter("mf_worker_replayed_points", "Points replayed from mf.points into heads after an assignment")
+REPLAY_SECONDS = Histogram("mf_worker_replay_seconds", "Time to replay one partition's head from mf.points",
+                           buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))

@@ -13,13 +13,14 @@ import faust
 
 from agents import metrics
 from metricsflow.errors import InvalidInput
+from tables.replay import PointsReplay
 from tables.storage import WorkerStorage
 
 log = logging.getLogger(__name__)
 
 
-def register_agents(app: faust.App, storage: WorkerStorage, points: faust.TopicT, series: faust.TopicT,
-                    cut_check_interval_s: float) -> None:
+def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay, points: faust.TopicT,
+                    series: faust.TopicT, cut_check_interval_s: float) -> None:
     @app.agent(series, name="series-indexer")
     async def index_series(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -34,6 +35,10 @@ def register_agents(app: faust.App, storage: WorkerStorage, points: faust.TopicT
     async def store_points(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            if not replay.is_ready(msg.partition):
+                # Only for a partition no assignment announced: the head must first get the
+                # messages below this offset back from mf.points (tables/replay.py).
+                await replay.wait(msg.partition)
             try:
                 stats = storage.ingest_points(msg.partition, msg.offset, event.value)
             except InvalidInput as exc:

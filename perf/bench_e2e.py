@@ -316,7 +316,7 @@ def main() -> int:
         total_du = procs.du(str(wdir))
         total = sum(t["total"] for t in tables.values())
         chunks = tables.get("chunks", {}).get("total", 0)
-        data_no_wal = total - tables.get("wal", {}).get("total", 0)
+        data_no_wal = total - tables.get("wal", {}).get("total", 0)  # no wal table since "No WAL table": 0
         ktopics = rocks.kafka_topic_sizes(stack.kafka_dir)
         copy = root / "worker_copy"
         rocks.compact_copy(wdir, copy)

@@ -1,9 +1,12 @@
 """The in-memory head of one partition: samples not yet cut into chunks.
 
-Everything in the head is also in the partition's WAL table (and its
-changelog), so the head is rebuilt from the WAL after a restart or a
-rebalance. Points are appended as whole batches (columns); the sorted,
-deduplicated view that reads and cuts need is built lazily, once per change.
+Everything in the head is still in mf.points, from the partition's cut offset
+on, so after a restart or a rebalance the head is rebuilt by replaying mf.points
+(tables/replay.py). The head remembers the range of mf.points offsets it was
+built from: the first one names the cut's segments, the one after the last one
+becomes the next cut offset. Points are appended as whole batches (columns);
+the sorted, deduplicated view that reads and cuts need is built lazily, once
+per change.
 """
 
 from __future__ import annotations
@@ -20,18 +23,27 @@ _EMPTY_F64 = np.empty(0, dtype=np.float64)
 class Head:
     def __init__(self) -> None:
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.wal_keys: list[bytes] = []
+        self.first_offset: int | None = None  # first mf.points offset appended
+        self.next_offset: int | None = None  # one past the last mf.points offset appended
         self.points = 0
         self.opened_at = time.monotonic()
         self._view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def append(self, sids: np.ndarray, ts: np.ndarray, values: np.ndarray, wal_key: bytes | None) -> None:
+    def append(self, sids: np.ndarray, ts: np.ndarray, values: np.ndarray, offset: int | None) -> None:
+        """Add one message's points; ``offset`` is its mf.points offset (None: points moved from another head)."""
         if ts.size:
             self._parts.append((sids, ts, values))
             self.points += int(ts.size)
             self._view = None
-        if wal_key is not None:
-            self.wal_keys.append(wal_key)
+        if offset is not None:
+            self.note_offsets(offset, offset + 1)
+
+    def note_offsets(self, first: int, end: int) -> None:
+        """Record that mf.points offsets [first, end) were consumed into this head."""
+        if self.first_offset is None or first < self.first_offset:
+            self.first_offset = first
+        if self.next_offset is None or end > self.next_offset:
+            self.next_offset = end
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sids, ts, values) sorted by (sid, ts); for a repeated (sid, ts) the latest append wins."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import struct
 
-KEY_FORMAT_VERSION = 2  # 2 added the segments table
+KEY_FORMAT_VERSION = 3  # 2 added the segments table; 3 replaced the wal table by the cutmarks table
 # Faust keeps its own bookkeeping key in every partition DB; scans skip it.
 FAUST_RESERVED_PREFIX = b"__faust"
 
 _SID = struct.Struct(">Q")
 _SID_TIME = struct.Struct(">QQ")
 _SEGMENT = struct.Struct(">QQQ")
-_WAL = struct.Struct(">IQ")
+_OFFSET = struct.Struct(">Q")
 _TIME_BIAS = 1 << 63
 
 
@@ -64,10 +64,14 @@ def segment_range(sid: int, first_block_ms: int, last_block_ms: int) -> tuple[by
     return _SID_TIME.pack(sid, first_block_ms + _TIME_BIAS), _SID_TIME.pack(sid, last_block_ms + _TIME_BIAS + 1)
 
 
-def wal_key(partition: int, offset: int) -> bytes:
-    """wal table: (source partition, mf.points offset) → the PointBatch as received."""
-    return _WAL.pack(partition, offset)
+# cutmarks table: one key per partition DB (the table is partitioned like mf.points).
+CUT_OFFSET_KEY = b"cut_offset"
 
 
-def parse_wal_key(key: bytes) -> tuple[int, int]:
-    return _WAL.unpack(key)
+def encode_cut_offset(offset: int) -> bytes:
+    """cutmarks table value: the first mf.points offset of the partition no cut has made durable."""
+    return _OFFSET.pack(offset)
+
+
+def decode_cut_offset(value: bytes) -> int:
+    return _OFFSET.unpack(value)[0]

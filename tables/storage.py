@@ -1,8 +1,9 @@
 """The worker's time-series store over its Faust tables.
 
-Per assigned partition: a WAL table (each mf.points message as received, so an
-acknowledged point is in a changelog before its offset is committed), an
-in-memory head rebuilt from that WAL, a segments table (per series and unsealed
+Per assigned partition: an in-memory head of the points consumed since the last
+cut (mf.points itself is its log: no copy is written, tables/replay.py rebuilds
+it), a cutmarks table holding the partition's *cut offset* (the first mf.points
+offset no cut has made durable), a segments table (per series and unsealed
 block, the new points of each cut, tables/segments.py), a chunks table (one
 compressed block of raw samples per series and sealed block), rollup tables
 (1 m and 1 h aggregates per series and sealed block) and a series table feeding
@@ -22,11 +23,25 @@ Cut protocol (``cut``), per partition:
      (series, block, seq), seq = the head's first mf.points offset;
   3. seal every pending block the horizon has passed: fold into chunk + rollups;
   4. flush the producer, so chunks, rollups and segments are in their changelogs;
-  5. delete the folded segments and the WAL entries the old head was built from
-     (tombstones; a lost tombstone only leaves data that the chunk already holds).
-A crash anywhere replays the WAL into a head with the same first offset, whose
-cut rewrites the same segment keys and folds into the same chunk bytes and
-rollups, so the protocol is idempotent.
+  5. write the cut offset (one past the old head's last mf.points offset), only
+     now: the changelogs of several topics are not written atomically, so a mark
+     sent with the data could land while some of the data did not. A lost mark
+     only makes the next replay start earlier;
+  6. delete the folded segments (tombstones; a lost tombstone only leaves data
+     that the chunk already holds).
+A crash anywhere leaves the old cut offset (with none, some or all of the new
+data) or the new one with all of it: never a mark ahead of its data. The replay
+from the durable cut offset builds a head with the same first offset, whose cut
+rewrites the same segment keys and folds into the same chunk bytes and rollups,
+so the protocol is idempotent. Two details keep it so when the data landed but
+the mark did not: a restart ignores segments at or past the cut offset when it
+loads the newest timestamps (the replay must refuse exactly what the first
+ingest refused), and a cut that rewrites an existing segment key merges with
+what is stored (later wins), so it never drops a point the lost cut kept.
+
+Faust may commit mf.points offsets long before the cut: the records between the
+cut offset and the committed offset stay in mf.points, whose retention must
+outlive them (``tables.replay.check_points_retention``).
 
 Retention (``apply_retention``) first seals the pending blocks the raw retention
 is about to drop, so their rollups are computed and flushed before the raw data
@@ -41,7 +56,6 @@ its rollups are recomputed.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,10 +66,9 @@ import numpy as np
 from agents import metrics
 from metricsflow import codecs, rollup
 from metricsflow.config import Settings
-from metricsflow.errors import InvalidInput
 from metricsflow.model import MetricKind
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.pointbatch import Run, decode_batch, encode_batches
+from metricsflow.pointbatch import decode_batch
 from metricsflow.promql.source import SeriesData
 from metricsflow.samples import clip, merge
 from tables import keys, segments
@@ -75,7 +88,7 @@ _NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-time
 class StorageTables:
     """The worker's tables, each one partition-explicit store (docs/format/keys.md)."""
 
-    wal: PartitionStore
+    cutmarks: PartitionStore  # per partition: the cut offset (keys.CUT_OFFSET_KEY)
     chunks: PartitionStore
     segments: PartitionStore
     series: PartitionStore
@@ -92,6 +105,7 @@ class PartitionState:
     top_ms: int | None = None  # newest timestamp of the partition: the seal horizon follows it
     pending: dict[int, set[int]] = field(default_factory=dict)  # unsealed block start → series with segments
     last_seq: int = -1  # highest segment seq written or loaded
+    cut_offset: int | None = None  # durable: every mf.points offset below it is in segments or chunks
     last_retention: float = 0.0
     last_cut: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -116,14 +130,6 @@ class CutStats:
         return self.segments + self.sealed
 
 
-def _runs(sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> list[Run]:
-    if ts.size == 0:
-        return []
-    cut = np.flatnonzero(sids[1:] != sids[:-1]) + 1
-    bounds = np.concatenate([[0], cut, [ts.size]]).tolist()
-    return [(int(sids[a]), ts[a:b], vals[a:b]) for a, b in itertools.pairwise(bounds)]
-
-
 class _Slicer:
     """Yields to the event loop once every CUT_SLICE_S of work."""
 
@@ -141,7 +147,7 @@ class WorkerStorage:
     def __init__(self, settings: Settings, tables: StorageTables, active_partitions: Callable[[], set[int]],
                  flush: Callable[[], Awaitable[None]]) -> None:
         self._settings = settings
-        self._wal = tables.wal
+        self._cutmarks = tables.cutmarks
         self._chunks = tables.chunks
         self._segments = tables.segments
         self._series = tables.series
@@ -181,51 +187,43 @@ class WorkerStorage:
             last_block[keys.parse_chunk_key(key)[0]] = value  # key order: the last one wins
         for sid, value in last_block.items():
             st.newest[sid] = int(codecs.decode(value)[0][-1])
+        mark = self._cutmarks.get(partition, keys.CUT_OFFSET_KEY)
+        st.cut_offset = None if mark is None else keys.decode_cut_offset(mark)
         n_segments = 0
         for key, value in self._segments.scan(partition):
             sid, block, seq = keys.parse_segment_key(key)
             st.pending.setdefault(block, set()).add(sid)
             st.last_seq = max(st.last_seq, seq)
             t = segments.last_timestamp(value)
-            if t is not None:
+            # A segment at or past the cut offset comes from a cut whose mark was lost: the replay
+            # re-ingests its messages, and must judge their age as the first ingest did.
+            if t is not None and seq < (st.cut_offset or 0):
                 st.newest[sid] = max(t, st.newest.get(sid, t))
             n_segments += 1
-        for key, value in self._wal.scan(partition):
-            try:
-                batch = decode_batch(value)
-            except InvalidInput:
-                continue
-            st.head.append(batch.point_series_ids(), batch.timestamps_ms, batch.values, key)
-        sids, ts, _ = st.head.view()
-        if ts.size:
-            last = np.concatenate([np.flatnonzero(sids[1:] != sids[:-1]), [ts.size - 1]])
-            for sid, t in zip(sids[last].tolist(), ts[last].tolist(), strict=True):
-                st.newest[sid] = max(t, st.newest.get(sid, t))
         st.top_ms = max(st.newest.values()) if st.newest else None
-        log.info("partition %d loaded: %d series, %d segments, %d head points from %d WAL entries in %.2fs",
-                 partition, len(st.index), n_segments, st.head.points, len(st.head.wal_keys),
-                 time.monotonic() - started)
+        log.info("partition %d loaded: %d series, %d segments, cut offset %s in %.2fs",
+                 partition, len(st.index), n_segments, st.cut_offset, time.monotonic() - started)
         return st
+
+    def cut_offset(self, partition: int) -> int | None:
+        """The first mf.points offset of ``partition`` not yet durable in segments or chunks (None: no cut yet)."""
+        return self.state(partition).cut_offset
 
     # -- writes (called from the agents, inside stream iteration) -------------
     def ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
         batch = decode_batch(value)  # raises InvalidInput before anything is written
         st = self.state(partition)
         sids, ts, vals = batch.point_series_ids(), batch.timestamps_ms, batch.values
+        # A replay from the cut offset meets the same newest timestamps in the same order,
+        # so it refuses exactly the points refused the first time.
         keep = self._in_order_window(st, batch.series_ids, batch.run_lengths, ts)
         if keep is not None:
             refused = int(ts.size - keep.sum())
             metrics.POINTS_REFUSED.labels("out_of_order_too_old").inc(refused)
             sids, ts, vals = sids[keep], ts[keep], vals[keep]
-            # The WAL must hold what was stored, or a replay would store what was refused.
-            runs = _runs(sids, ts, vals)
-            value = encode_batches(runs, max(1, ts.size), batch.produced_at_ms)[0] if runs else b""
-        key = keys.wal_key(partition, offset)
-        if value:
-            self._wal.put(partition, key, value)
-            st.head.append(sids, ts, vals, key)
-            if self.on_data is not None:
-                self.on_data()
+        st.head.append(sids, ts, vals, offset)
+        if ts.size and self.on_data is not None:
+            self.on_data()
         return IngestStats(int(ts.size), batch.produced_at_ms)
 
     def _in_order_window(self, st: PartitionState, run_sids: np.ndarray, run_lengths: np.ndarray,
@@ -311,7 +309,8 @@ class WorkerStorage:
         """Cut when due (interval passed, or the head is over its size); None when no cut ran."""
         st = self.state(partition)
         due = time.monotonic() - st.last_cut >= self._settings.head_cut_interval_s
-        if (due and st.head.points) or st.head.points >= self._settings.head_max_points:
+        # A head of refused points only still moves the cut offset past its messages.
+        if (due and st.head.next_offset is not None) or st.head.points >= self._settings.head_max_points:
             return await self.cut(partition)
         return None
 
@@ -331,17 +330,20 @@ class WorkerStorage:
                 slicer = _Slicer()
                 await self._write_head(st, old, stats, slicer)  # steps 1-2
                 await self._seal_pending(st, stats, slicer, self.seal_horizon_ms(partition))  # step 3
-                await self._flush()  # step 4: chunks before the segments and the WAL lose them
-                self._drop_folded(st, stats)  # step 5
-                for key in old.wal_keys:
-                    self._wal.delete(partition, key)
+                await self._flush()  # step 4: chunks before the cut offset moves and the segments go
+                if old.next_offset is not None and (st.cut_offset is None or old.next_offset > st.cut_offset):
+                    st.cut_offset = old.next_offset  # step 5
+                    self._cutmarks.put(partition, keys.CUT_OFFSET_KEY, keys.encode_cut_offset(old.next_offset))
+                self._drop_folded(st, stats)  # step 6
             except BaseException:
-                # Put the points back so nothing is lost from memory; the WAL still has them.
+                # Put the points back so nothing is lost from memory; mf.points still has them.
                 # Old first: for a repeated timestamp the newer append must keep winning.
                 newer, st.head = st.head, Head()
                 st.head.append(*old.view(), None)
                 st.head.append(*newer.view(), None)
-                st.head.wal_keys = old.wal_keys + newer.wal_keys
+                for h in (old, newer):
+                    if h.first_offset is not None and h.next_offset is not None:
+                        st.head.note_offsets(h.first_offset, h.next_offset)
                 raise
             finally:
                 st.cutting = None
@@ -364,8 +366,8 @@ class WorkerStorage:
 
     def _seq(self, st: PartitionState, head: Head) -> int:
         """The cut's segment seq: the head's first mf.points offset, so a replay reuses it."""
-        if head.wal_keys:
-            seq = min(keys.parse_wal_key(k)[1] for k in head.wal_keys)
+        if head.first_offset is not None:
+            seq = head.first_offset
         else:
             seq = st.last_seq + 1
         st.last_seq = max(st.last_seq, seq)
@@ -383,6 +385,7 @@ class WorkerStorage:
         run_sids = sids[bounds[:-1]].tolist()
         run_blocks = blocks[bounds[:-1]].tolist()
         horizon = self.seal_horizon_ms(partition)
+        rewrite = head.first_offset is not None and head.first_offset <= st.last_seq
         seq = self._seq(st, head)
         values = segments.encode_runs(ts, vals, bounds)  # one vectorised pass over the whole head
         for i, (sid, block) in enumerate(zip(run_sids, run_blocks, strict=True)):
@@ -392,13 +395,24 @@ class WorkerStorage:
                 self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats)
                 continue
             key = keys.segment_key(sid, block, seq)
-            self._segments.put(partition, key, values[i])
+            value = values[i]
+            if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
+                value = self._merged_segment(partition, key, value)
+            self._segments.put(partition, key, value)
             self._blocks.drop(partition, key)  # a replay may have rewritten it with more points
             pending = st.pending.get(block)
             if pending is None:
                 pending = st.pending[block] = set()
             pending.add(sid)
             stats.segments += 1
+
+    def _merged_segment(self, partition: int, key: bytes, value: bytes) -> bytes:
+        """``value`` over the segment already stored under ``key`` (later wins): usually the same points."""
+        old = self._segments.get(partition, key)
+        if old is None or old == value:
+            return value
+        ts, vals = segments.fold([codecs.decode(old), codecs.decode(value)])
+        return segments.encode_runs(ts, vals, [0, int(ts.size)])[0]
 
     async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None) -> None:
         """Step 3: fold every pending block that ends at or before ``horizon``."""

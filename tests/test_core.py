@@ -119,11 +119,11 @@ def test_merge_is_idempotent_and_new_values_win() -> None:
 def test_head_dedups_replayed_batches_and_answers_per_series() -> None:
     head = Head()
     sids = np.array([5, 5, 9], dtype=np.uint64)
-    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.0, 3.0]), b"k1")
-    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.5, 3.0]), b"k2")  # replay, one value changed
+    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.0, 3.0]), 1)
+    head.append(sids, np.array([10, 20, 10]), np.array([1.0, 2.5, 3.0]), 2)  # replay, one value changed
     ts, vals = head.series(5, 0, 100)
     assert ts.tolist() == [10, 20] and vals.tolist() == [1.0, 2.5]
-    assert head.series_count() == 2 and head.wal_keys == [b"k1", b"k2"]
+    assert head.series_count() == 2 and (head.first_offset, head.next_offset) == (1, 3)
     assert head.series(7, 0, 100)[0].size == 0
 
 

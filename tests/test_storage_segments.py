@@ -1,4 +1,4 @@
-"""WorkerStorage over real RocksDB: segments per cut, folding at seal, replays and expiry."""
+"""WorkerStorage over real RocksDB: segments per cut, folding at seal, cut offsets, replays and expiry."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Flush:
 def tables(tmp_path: Path) -> StorageTables:
     def store(name: str) -> LocalStore:
         return LocalStore(tmp_path, name)
-    return StorageTables(wal=store("wal"), chunks=store("chunks"), segments=store("segments"),  # type: ignore[arg-type]
+    return StorageTables(cutmarks=store("cutmarks"), chunks=store("chunks"), segments=store("segments"),  # type: ignore[arg-type]
                          series=store("series"), rollups={"1m": store("rollup_1m"), "1h": store("rollup_1h")})
 
 
@@ -171,7 +171,7 @@ async def test_a_replay_after_a_failed_cut_rewrites_the_same_bytes(tables: Stora
         feed.send(storage, 5, a[::2], a[::2] % 3)
 
     clean_tables = StorageTables(**{f: LocalStore(tmp_path / "clean", f) for f in  # type: ignore[arg-type]
-                                    ("wal", "chunks", "segments", "series")},
+                                    ("cutmarks", "chunks", "segments", "series")},
                                  rollups={t: LocalStore(tmp_path / "clean", t) for t in ("1m", "1h")})  # type: ignore[misc]
     clean, clean_feed = make(clean_tables), Feed()
     run(clean, clean_feed)
@@ -180,17 +180,19 @@ async def test_a_replay_after_a_failed_cut_rewrites_the_same_bytes(tables: Stora
     flush = Flush()
     storage, feed = make(tables, flush), Feed()
     run(storage, feed)
-    flush.fail_next = True  # segments are in RocksDB, the WAL was not deleted: a crash at step 4
+    flush.fail_next = True  # segments are in RocksDB, the cut offset did not move: a crash at step 4
     with pytest.raises(ConnectionError):
         await storage.cut(P)
     assert storage.stats()["head_points"] > 0  # nothing lost from memory either
-    # Restart: state is rebuilt from the tables, the WAL replays into the head, and the
-    # broker redelivers the uncommitted messages once more.
+    assert storage.cut_offset(P) is None
+    # Restart: state is rebuilt from the tables, and mf.points is replayed from the cut offset
+    # (none yet: from the start), then the broker redelivers the uncommitted messages once more.
     storage = make(tables, flush)
-    for offset, msg in feed.sent:
+    assert storage.cut_offset(P) is None
+    for offset, msg in feed.sent + feed.sent:
         storage.ingest_points(P, offset, msg)
     await storage.cut(P)
-    for name in ("segments", "chunks", "wal"):
+    for name in ("segments", "chunks", "cutmarks"):
         assert getattr(tables, name).items() == getattr(clean_tables, name).items(), name
     ts, _ = storage.read(P, 4, T0, T0 + BLOCK_MS)
     assert ts.size == 180
@@ -281,3 +283,90 @@ def test_points_older_than_the_window_are_refused_per_run(tables: StorageTables,
     assert st.newest[12] == newest and st.newest[13] == (T0 + 3 * HOUR_MS if repeat else T0)
     assert st.top_ms == newest
     assert storage.read(P, 12, 0, newest)[0].tolist() == [newest - 600_000, newest]
+
+
+async def test_the_cut_offset_follows_the_flushed_cuts_only(tables: StorageTables) -> None:
+    flush = Flush()
+    storage, feed = make(tables, flush), Feed()
+    a = every_10s(T0, T0 + 600_000)
+    feed.send(storage, 1, a, a % 5)
+    feed.send(storage, 2, a, a % 3)
+    await storage.cut(P)
+    assert storage.cut_offset(P) == 2  # offsets 0 and 1 are in segments
+    b = every_10s(T0 + 600_000, T0 + 1_200_000)
+    feed.send(storage, 1, b, b % 5)
+    flush.fail_next = True
+    with pytest.raises(ConnectionError):
+        await storage.cut(P)
+    assert storage.cut_offset(P) == 2  # never ahead of its data
+    assert make(tables, flush).cut_offset(P) == 2  # and that is what a restart reads
+    await storage.cut(P)
+    assert make(tables, flush).cut_offset(P) == 3
+
+
+async def test_a_restart_replays_from_the_cut_offset_to_the_same_bytes(tables: StorageTables, tmp_path: Path) -> None:
+    """Points consumed but not cut are rebuilt from mf.points; replaying the cut range once more changes nothing."""
+    def clean_tables(name: str) -> StorageTables:
+        return StorageTables(**{f: LocalStore(tmp_path / name, f) for f in  # type: ignore[arg-type]
+                                ("cutmarks", "chunks", "segments", "series")},
+                             rollups={t: LocalStore(tmp_path / name, t) for t in ("1m", "1h")})  # type: ignore[misc]
+
+    def first(storage: WorkerStorage, feed: Feed) -> None:
+        a = every_10s(T0, T0 + 1_800_000)
+        feed.send(storage, 4, a, a % 7)
+        feed.send(storage, 5, a[::2], a[::2] % 3)
+
+    def second(storage: WorkerStorage, feed: Feed) -> None:
+        b = every_10s(T0 + 1_800_000, T0 + 3_600_000)
+        feed.send(storage, 4, b, b % 11)
+        feed.send(storage, 4, b[:10], b[:10] + 0.5)  # a later message rewrites some samples: later wins
+
+    ref_tables = clean_tables("ref")
+    ref, ref_feed = make(ref_tables), Feed()
+    first(ref, ref_feed)
+    await ref.cut(P)
+    second(ref, ref_feed)
+    await ref.cut(P)
+
+    storage, feed = make(tables), Feed()
+    first(storage, feed)
+    await storage.cut(P)
+    second(storage, feed)  # consumed (and committed by Faust), then the worker dies before the cut
+    storage = make(tables)
+    start = storage.cut_offset(P)
+    assert start == 2
+    assert storage.read(P, 4, T0 + 1_800_000, T0 + 3_600_000)[0].size == 0  # lost without the replay
+    # The replay may start early (a lost cut mark): messages already cut are rewritten idempotently.
+    for offset, msg in feed.sent[start - 1:]:
+        storage.ingest_points(P, offset, msg)
+    await storage.cut(P)
+    ts, vals = storage.read(P, 4, T0, T0 + 3_600_000)
+    want_ts, want_vals = ref.read(P, 4, T0, T0 + 3_600_000)
+    np.testing.assert_array_equal(ts, want_ts)
+    np.testing.assert_array_equal(vals, want_vals)
+    assert ts.size == 360 and vals[180] == T0 + 1_800_000 + 0.5
+    assert storage.cut_offset(P) == ref.cut_offset(P) == 4
+
+
+@pytest.mark.parametrize("segments_lost", [False, True])
+async def test_a_replay_after_a_lost_cut_offset_keeps_every_point(tables: StorageTables, segments_lost: bool) -> None:
+    """A cut whose mark was lost: the replay judges the messages' age as the first ingest did."""
+    storage, feed = make(tables), Feed()
+    early = every_10s(T0 + BLOCK_MS, T0 + BLOCK_MS + 6_600_000)  # 1 h 50 min of backfill in one message
+    late = every_10s(T0 + BLOCK_MS + 6_600_000, T0 + BLOCK_MS + 6_900_000)
+    feed.send(storage, 9, early, early % 13)
+    feed.send(storage, 9, late, late % 13)
+    await storage.cut(P)
+    assert storage.read(P, 9, T0, T0 + 2 * BLOCK_MS)[0].size == early.size + late.size
+    tables.cutmarks.delete(P, keys.CUT_OFFSET_KEY)  # the mark never reached its changelog
+    if segments_lost:  # nor did the segments
+        for key in list(tables.segments.items()):  # type: ignore[attr-defined]
+            tables.segments.delete(P, key)
+    storage = make(tables)
+    for offset, msg in feed.sent:  # the replay from the start: no durable cut offset
+        storage.ingest_points(P, offset, msg)
+    await storage.cut(P)
+    ts, vals = storage.read(P, 9, T0, T0 + 2 * BLOCK_MS)
+    np.testing.assert_array_equal(ts, np.concatenate([early, late]))
+    np.testing.assert_array_equal(vals, np.concatenate([early, late]) % 13)
+    assert storage.cut_offset(P) == 2

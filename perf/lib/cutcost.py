@@ -138,6 +138,7 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
     from aiokafka import AIOKafkaProducer
 
     from metricsflow.pointbatch import encode_batches
+    from perf.lib import rocks
 
     parts = stack.partitions
     sids = (np.arange(1, n_series + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
@@ -180,6 +181,7 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
         await settle()
         procs.wait_idle([worker.pid], max_wait=180.0)  # the prefill's cuts and RocksDB flushes are done
         idle = procs.idle_rates({"w": worker.pid}, 5.0)["w"]
+        bytes0 = rocks.kafka_topic_sizes(stack.kafka_dir)
         cpu0, blocks0, started = procs.proc_cpu(worker.pid), written(), time.monotonic()
         rounds = cuts * cut_points
         for r in range(360, 360 + rounds):
@@ -190,12 +192,22 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
         elapsed = time.monotonic() - started
         cpu = procs.proc_cpu(worker.pid) - cpu0 - idle * elapsed
         series_cuts = written() - blocks0
+        bytes1 = rocks.kafka_topic_sizes(stack.kafka_dir)
     finally:
         await producer.stop()
     return {"series": n_series, "cut_points": cut_points, "points": n_series * rounds, "series_cuts": series_cuts,
             "worker_cpu_s_net": round(cpu, 3), "idle_rate": round(idle, 4), "elapsed_s": round(elapsed, 1),
             "us_per_series_cut_incl_points": round(cpu / max(1.0, series_cuts) * 1e6, 1),
-            "points_per_cpu_s": round(n_series * rounds / max(cpu, 1e-9))}
+            "points_per_cpu_s": round(n_series * rounds / max(cpu, 1e-9)),
+            # Kafka bytes (RF 1, log segments) per measured point: what the worker writes, and mf.points itself.
+            "kafka_bytes_per_point": _bytes_per_point(bytes0, bytes1, n_series * rounds, stack.topic_prefix)}
+
+
+def _bytes_per_point(before: dict[str, int], after: dict[str, int], points: int, prefix: str) -> dict[str, float]:
+    grown = {t: after.get(t, 0) - before.get(t, 0) for t in after}
+    out = {t: round(b / points, 2) for t, b in sorted(grown.items()) if b > 0}
+    out["worker_total"] = round(sum(b for t, b in grown.items() if t.endswith("-changelog")) / points, 2)
+    return out
 
 
 if __name__ == "__main__":

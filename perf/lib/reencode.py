@@ -55,6 +55,10 @@ def _on_disk(rows: list[tuple[str, bytes, bytes]]) -> int:
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import Rdict
 
+    from tables.rocks_options import use_zstd
+
+    use_zstd()  # the worker's own options
+
     root = Path(tempfile.mkdtemp(prefix="mf-reencode-"))
     try:
         dbs: dict[str, Rdict] = {}

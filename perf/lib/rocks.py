@@ -16,6 +16,10 @@ def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import Rdict
 
+    from tables.rocks_options import use_zstd
+
+    use_zstd()  # the worker's own options
+
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(worker_dir, dest, ignore=shutil.ignore_patterns("LOCK"))

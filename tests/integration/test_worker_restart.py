@@ -1,13 +1,18 @@
-"""A stopped worker comes back with all its data: from local RocksDB, or from the changelogs alone."""
+"""A stopped worker comes back with all its data: from local RocksDB, or from the changelogs alone, with
+the points no cut has made durable yet replayed from mf.points."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 import time
 
 import numpy as np
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support import Stack, http, query_raw, wait_for
 
@@ -38,7 +43,7 @@ def assert_all(worker: str, metric: str, base_ms: int) -> None:
 
 def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     stack.start_collector()
-    # A long cut interval keeps one batch in the head (WAL) and one cut into chunks.
+    # A long cut interval keeps the first batch in the head only (mf.points holds it); the restart cuts it.
     worker_proc, worker = stack.start_worker("w1", MF_HEAD_CUT_INTERVAL_S="3600")
     base = int(time.time() * 1000) - 600_000
     write_points(stack, "restart_chunked", base)
@@ -46,7 +51,7 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     worker_proc.stop()  # graceful: SIGTERM
 
     worker_proc, worker = stack.start_worker("w1", MF_HEAD_CUT_INTERVAL_S="0.5")
-    assert_all(worker, "restart_chunked", base)  # restored from the local RocksDB + WAL
+    assert_all(worker, "restart_chunked", base)  # replayed from mf.points, then cut
     write_points(stack, "restart_head", base)
     wait_for(lambda: count(worker, "restart_head", base) == N_SERIES * N_POINTS, 60, "second batch visible")
     worker_proc.stop()
@@ -56,3 +61,55 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     worker_proc, worker = stack.start_worker("w1")
     assert_all(worker, "restart_chunked", base)
     assert_all(worker, "restart_head", base)
+
+
+def committed_everything(stack: Stack) -> bool:
+    """Faust committed every mf.points offset: a restart re-reads nothing from the group's position."""
+    async def check() -> bool:
+        topic = stack.prefix + "points"
+        tps = [TopicPartition(topic, p) for p in range(stack.partitions)]
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(stack.prefix + "app", partitions=tps)
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        return all(tp in committed and committed[tp].offset == ends[tp] for tp in tps)
+    return asyncio.run(check())
+
+
+def test_kill9_after_commit_before_cut_replays_mf_points(stack: Stack) -> None:
+    """Points whose offsets Faust committed but that no cut has written come back from mf.points, once."""
+    stack.start_collector()
+    worker_proc, worker = stack.start_worker("w1", MF_HEAD_CUT_INTERVAL_S="3600")
+    base = int(time.time() * 1000) - 600_000
+    write_points(stack, "uncut", base)
+    wait_for(lambda: count(worker, "uncut", base) == N_SERIES * N_POINTS, 60, "points in the head")
+    wait_for(lambda: committed_everything(stack), 30, "Faust committed every consumed offset")
+    worker_proc.kill9()  # no cut ran: the points are only in mf.points
+
+    worker_proc, worker = stack.start_worker("w1", MF_HEAD_CUT_INTERVAL_S="3600")
+    assert_all(worker, "uncut", base)  # exactly once: every value in place, no extra sample
+    assert re.search(r"replayed \d+ messages, [1-9]\d* points", worker_proc.tail(400)), "a replay ran"
+    assert count(worker, "uncut", base) == N_SERIES * N_POINTS
+
+
+def test_a_worker_refuses_an_mf_points_topic_that_forgets_the_head(stack: Stack) -> None:
+    """The topic keeps the retention it was created with; the worker checks the topic, not only its setting."""
+    stack.start_collector(MF_POINTS_RETENTION_MS="60000")  # creates the topics with a 60 s retention
+
+    async def points_topic_exists() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            return stack.prefix + "points" in await admin.list_topics()
+        finally:
+            await admin.close()
+    wait_for(lambda: asyncio.run(points_topic_exists()), 30, "mf.points created by the collector")
+    worker_proc, _ = stack.start_worker("w1", wait_ready=False, MF_HEAD_CUT_INTERVAL_S="300")
+    wait_for(lambda: not worker_proc.alive(), 90, f"the worker stops\n{worker_proc.tail()}")
+    assert "retention.ms=60000 is below" in worker_proc.tail(400)
