@@ -243,7 +243,7 @@ class RuleRunner:
         self._storage = storage
         self._cluster = cluster
         self._owned = owned
-        self._writer = KafkaWriter(settings.kafka_bootstrap, ack_timeout_s=10.0)
+        self._writer = KafkaWriter(settings.kafka_bootstrap, ack_timeout_s=10.0, compression=settings.kafka_compression)
         self._pipeline = IngestPipeline(settings, self._writer)
         self.dispatcher: NotificationDispatcher | None = None
         self._options = EvalOptions(external_url=settings.external_url or settings.worker_url)

@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         producer_max_request_size=8 * 1024 * 1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
@@ -115,9 +116,14 @@ def create_app(settings: Settings) -> faust.App:
 
     cluster = Cluster(storage, settings.worker_url, peers)
     # Rules: partial results per partition meet in the group owner's rule_partials table (agents/alerting.py).
+    def rule_partitions() -> set[int]:
+        # Until the tables are restored and the heads replayed, a partial would undercount and an
+        # owner would start its alerts afresh (new activeAt) over the state it has not restored yet.
+        return active_partitions() if ready() else set()
+
     rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)),
                        PartitionStore(_raw_table(app, "rule_partials", settings.partitions)), storage, cluster,
-                       active_partitions)
+                       rule_partitions)
     register_rule_partials_agent(app, app.topic(settings.topic("rule_partials"), partitions=settings.partitions,
                                                 **RAW), rules)
     storage.on_data = rules.notify_data_arrived

@@ -27,7 +27,7 @@ PROTOCOL = "kafka"
 
 
 def register_ingest_agent(app: faust.App, settings: Settings, topic: faust.TopicT) -> None:
-    writer = KafkaWriter(settings.kafka_bootstrap, ack_timeout_s=30.0)
+    writer = KafkaWriter(settings.kafka_bootstrap, ack_timeout_s=30.0, compression=settings.kafka_compression)
     pipeline = IngestPipeline(settings, writer)
 
     @app.agent(topic, name="ingest-repartition")

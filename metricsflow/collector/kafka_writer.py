@@ -25,8 +25,10 @@ Message = tuple[str, int, bytes | None, bytes]
 
 
 class KafkaWriter:
-    def __init__(self, bootstrap: str, ack_timeout_s: float, retry_after_s: float = 2.0) -> None:
+    def __init__(self, bootstrap: str, ack_timeout_s: float, retry_after_s: float = 2.0,
+                 compression: str = "none") -> None:
         self._bootstrap = bootstrap
+        self._compression = None if compression == "none" else compression
         self._ack_timeout_s = ack_timeout_s
         self._retry_after_s = retry_after_s
         self._producer: AIOKafkaProducer | None = None
@@ -47,7 +49,7 @@ class KafkaWriter:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
                 linger_ms=2, max_request_size=8 * 1024 * 1024, request_timeout_ms=30_000,
-                max_batch_size=1024 * 1024,
+                max_batch_size=1024 * 1024, compression_type=self._compression,
             )
             try:
                 await producer.start()

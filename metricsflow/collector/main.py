@@ -22,7 +22,8 @@ log = logging.getLogger("metricsflow.collector")
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    writer = KafkaWriter(settings.kafka_bootstrap, settings.kafka_ack_timeout_s, settings.retry_after_s)
+    writer = KafkaWriter(settings.kafka_bootstrap, settings.kafka_ack_timeout_s, settings.retry_after_s,
+                         compression=settings.kafka_compression)
     writer.start()
     # Topics are created by whoever starts first; a collector without Kafka still starts (and answers 503).
     topics = asyncio.create_task(_ensure_topics_forever(settings))
