@@ -41,7 +41,7 @@ _CARD = {
     "VectorMatchCardinality.OneToMany": "one-to-many",
     "VectorMatchCardinality.ManyToMany": "many-to-many",
 }
-_DATE_FUNCS = {
+DATE_FUNCS = frozenset({
     "minute",
     "hour",
     "day_of_month",
@@ -50,7 +50,7 @@ _DATE_FUNCS = {
     "days_in_month",
     "month",
     "year",
-}
+})
 _RANGE_ARG_FUNCS = {
     *rangefuncs.SIMPLE,
     "quantile_over_time",
@@ -553,7 +553,7 @@ class _Evaluator:
                 vec, sample_ts = self._instant_selector(args[0], ctx)
                 return functions.timestamp_fn(vec, sample_ts, ctx.times)
             return functions.timestamp_fn(self._vector(args[0], ctx), None, ctx.times)
-        if name in _DATE_FUNCS:
+        if name in DATE_FUNCS:
             return functions.date_fn(name, self._vector(args[0], ctx) if args else None, ctx.times)
         if name == "label_replace":
             vec = self._vector(args[0], ctx)

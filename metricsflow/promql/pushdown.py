@@ -45,7 +45,7 @@ import promql_parser as pp
 from . import aggregate as agg
 from . import rangefuncs
 from .astutil import parse, selector_matchers, unwrap_parens
-from .engine import Engine, check_query_times
+from .engine import DATE_FUNCS, Engine, check_query_times
 from .errors import PromQLExecutionError
 from .functions import MATH
 from .labels import Labels
@@ -68,14 +68,7 @@ _INSTANT_LOCAL = {
     "clamp_min",
     "clamp_max",
     "timestamp",
-    "minute",
-    "hour",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "month",
-    "year",
+    *DATE_FUNCS,
 }
 _SCALAR_FUNCS = {"time", "pi", "start", "end", "range", "step", "min_of", "max_of"}
 _SET_OPS = {"and", "or", "unless"}
