@@ -43,24 +43,18 @@ import numpy as np
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from perf.lib.procs import proc_cpu  # noqa: E402
+from perf.lib.stack import wait_for  # noqa: E402
+
 PY = os.environ.get("MF_PERF_PY", "/work/.venv-dev/bin/python")
-CLK = os.sysconf("SC_CLK_TCK")
 METRICS = ("user", "system", "idle", "nice", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1",
            "ap-southeast-2", "ap-northeast-1", "sa-east-1")
 
 
 # ---------------------------------------------------------------- process helpers
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of the process (all threads), seconds."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(rest[11]) + int(rest[12])) / CLK
-
 
 def loadavg() -> list[float]:
     with open("/proc/loadavg") as f:
@@ -163,15 +157,6 @@ class Procs:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.3) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def wait_idle(pid: int, max_wait: float, window: float = 3.0, thresh: float = 0.08) -> float:

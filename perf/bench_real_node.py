@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from perf.lib import procs, promtext, reencode, rocks  # noqa: E402
-from perf.lib.stack import Stack, git_state, python_version  # noqa: E402
+from perf.lib.stack import Stack, git_state, python_version, wait_for  # noqa: E402
 
 PROM_CONFIG = string.Template("""\
 global:
@@ -62,15 +62,6 @@ def _up(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _wait(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(what)
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -151,8 +142,8 @@ def main() -> None:
                      f"-storageDataPath={vm_dir}", "-retentionPeriod=100y"], root / "vm.log")
         node = _start(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{node_port}"],
                       root / "node.log")
-        _wait(lambda: _up(f"http://127.0.0.1:{vm_port}/health"), 60, "victoria-metrics")
-        _wait(lambda: _up(f"http://127.0.0.1:{node_port}/metrics"), 60, "node-exporter")
+        wait_for(lambda: _up(f"http://127.0.0.1:{vm_port}/health"), 60, "victoria-metrics")
+        wait_for(lambda: _up(f"http://127.0.0.1:{node_port}/metrics"), 60, "node-exporter")
         cfg = root / "prometheus.yml"
         cfg.write_text(PROM_CONFIG.substitute(
             self_interval=a.self_interval, node_interval=a.node_interval, node_port=node_port,
@@ -160,7 +151,7 @@ def main() -> None:
         prom_base = f"http://127.0.0.1:{prom_port}"
         prom = _start(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={root / 'prom'}",
                        f"--web.listen-address=127.0.0.1:{prom_port}"], root / "prometheus.log")
-        _wait(lambda: _up(prom_base + "/-/ready"), 60, "prometheus")
+        wait_for(lambda: _up(prom_base + "/-/ready"), 60, "prometheus")
 
         t0 = time.monotonic()
         end = t0 + a.minutes * 60
@@ -184,7 +175,7 @@ def main() -> None:
         # metricsflow settles: every head cut (the timer cuts after --cut-interval), then a clean stop.
         def heads_empty() -> bool:
             return promtext.total(promtext.scrape(worker.url + "/metrics"), "mf_worker_head_points") == 0
-        _wait(heads_empty, a.cut_interval + 180, "worker heads cut")
+        wait_for(heads_empty, a.cut_interval + 180, "worker heads cut")
         series = promtext.total(promtext.scrape(worker.url + "/metrics"), "mf_worker_series")
         procs.wait_idle([worker.pid], max_wait=120)
         wdir = stack.worker_dir(worker)

@@ -29,7 +29,7 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait(check, timeout: float, what: str, interval: float = 0.3) -> None:
+def wait_for(check, timeout: float, what: str, interval: float = 0.3) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -141,7 +141,7 @@ class Stack:
                              stdin=subprocess.DEVNULL, env=self.env(), cwd=REPO, start_new_session=True)
         proc = Proc(f"collector{i}", p.pid, p, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
         self.collectors.append(proc)
-        _wait(lambda: p.poll() is None and _http_ok(proc.url + "/healthz")
+        wait_for(lambda: p.poll() is None and _http_ok(proc.url + "/healthz")
               and b'"kafka_connected":true' in urllib.request.urlopen(proc.url + "/healthz").read().replace(b" ", b""),
               90, f"collector {i}")
         return proc
@@ -164,7 +164,7 @@ class Stack:
             if proc.popen is not None and proc.popen.poll() is not None:
                 raise RuntimeError(f"worker {proc.name} exited rc={proc.popen.returncode}; see {self.root}")
             return _http_ok(proc.url + "/readyz")
-        _wait(ok, timeout, f"worker {proc.name} ready")
+        wait_for(ok, timeout, f"worker {proc.name} ready")
 
     def worker_dir(self, proc: Proc) -> Path:
         return self.root / "workers" / proc.name
