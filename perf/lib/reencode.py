@@ -55,7 +55,8 @@ def _on_disk(rows: list[tuple[str, bytes, bytes]]) -> int:
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import Rdict
 
-    from tables.rocks_options import use_zstd
+    from perf.lib.rocks import table_of
+    from tables.rocks_options import table_options, use_zstd
 
     use_zstd()  # the worker's own options
 
@@ -64,7 +65,8 @@ def _on_disk(rows: list[tuple[str, bytes, bytes]]) -> int:
         dbs: dict[str, Rdict] = {}
         for name, key, value in rows:
             if name not in dbs:
-                dbs[name] = Rdict(str(root / name), options=RocksDBOptions().as_options())
+                options = table_options(table_of(Path(name))) or {}
+                dbs[name] = Rdict(str(root / name), options=RocksDBOptions(**options).as_options())
             dbs[name][key] = value
         for db in dbs.values():
             db.flush(True)

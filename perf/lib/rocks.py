@@ -16,7 +16,7 @@ def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import Rdict
 
-    from tables.rocks_options import use_zstd
+    from tables.rocks_options import table_options, use_zstd
 
     use_zstd()  # the worker's own options
 
@@ -26,11 +26,18 @@ def compact_copy(worker_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
     for db_dir in sorted(dest.rglob("*.db")):
         if not db_dir.is_dir():
             continue
-        db = Rdict(str(db_dir), options=RocksDBOptions().as_options())
+        options = table_options(table_of(db_dir)) or {}
+        db = Rdict(str(db_dir), options=RocksDBOptions(**options).as_options())
         db.flush(True)
         db.compact_range(None, None)
         db.close()
     return {}
+
+
+def table_of(db_dir: Path) -> str:
+    """The worker table a RocksDB directory belongs to (``…-series-3.db`` → ``series``)."""
+    name = db_dir.name.rsplit("-", 1)[0]
+    return next((t for t in TABLES if name == t or name.endswith("-" + t) or name.endswith("." + t)), name)
 
 
 def table_sizes(worker_dir: Path) -> dict[str, dict[str, int]]:
@@ -39,8 +46,7 @@ def table_sizes(worker_dir: Path) -> dict[str, dict[str, int]]:
     for db in worker_dir.rglob("*.db"):
         if not db.is_dir():
             continue
-        name = db.name.rsplit("-", 1)[0]
-        t = next((t for t in TABLES if name == t or name.endswith("-" + t) or name.endswith("." + t)), name)
+        t = table_of(db)
         d = out.setdefault(t, {"total": 0, "sst": 0, "log": 0, "other": 0})  # total = sst + log (data)
         for f in db.rglob("*"):
             if f.is_file():
