@@ -41,7 +41,7 @@ import logging
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -227,9 +227,61 @@ class GroupPlans:
         return rule_query
 
 
+class WatermarkGate:
+    """When a worker may compute its partial for evaluation time ``t``.
+
+    Once each of its partitions has consumed every mf.points record that existed at ``t``
+    (the end offsets, read at or after ``t``), so nothing acknowledged before ``t`` is
+    missed; or, when consumption lags, after ``wait_ms`` past ``t`` with what is there
+    (counted). Event time so advances with the data, and with the wall clock when none comes.
+    """
+
+    def __init__(self, end_offsets: Callable[[list[int]], Awaitable[dict[int, int]]] | None,
+                 consumed: Callable[[int], int], wait_ms: int) -> None:
+        self._end_offsets = end_offsets
+        self._consumed = consumed
+        self._wait_ms = wait_ms
+        self._targets: dict[tuple[int, tuple[int, ...]], asyncio.Future] = {}  # shared by groups of one t
+        self._observed: set[tuple[int, tuple[int, ...]]] = set()
+
+    async def due(self, t: int, parts: list[int], now_ms: int) -> bool:
+        if self._end_offsets is None:
+            return True
+        key = (t, tuple(parts))
+        task = self._targets.get(key)
+        if task is None:
+            for old in [k for k in self._targets if k[0] < t - 600_000]:
+                del self._targets[old]
+                self._observed.discard(old)
+            task = self._targets[key] = asyncio.ensure_future(self._read(parts))
+        try:
+            read_at, targets = await asyncio.shield(task)
+        except Exception as exc:  # no end offsets (the consumer is rebalancing): do not hold rules back
+            log.debug("end offsets for %s not read: %s", parts, exc)
+            del self._targets[key]
+            return True
+        behind = [p for p in parts if self._consumed(p) + 1 < targets.get(p, 0)]
+        if not behind:
+            if key not in self._observed:
+                self._observed.add(key)
+                alert_metrics.RULE_WATERMARK_WAIT_SECONDS.observe(max(0.0, time.monotonic() - read_at))
+            return True
+        if now_ms >= t + self._wait_ms:
+            for p in behind:
+                alert_metrics.RULE_PARTIALS_BEHIND.labels(str(p)).inc()
+            return True
+        return False
+
+    async def _read(self, parts: list[int]) -> tuple[float, dict[int, int]]:
+        assert self._end_offsets is not None
+        read_at = time.monotonic()
+        return read_at, await self._end_offsets(parts)
+
+
 class RuleRunner:
     def __init__(self, settings: Settings, store: PartitionStore, partials: PartitionStore, storage: WorkerStorage,
-                 cluster: Cluster, owned: Callable[[], set[int]]) -> None:
+                 cluster: Cluster, owned: Callable[[], set[int]],
+                 end_offsets: Callable[[list[int]], Awaitable[dict[int, int]]] | None = None) -> None:
         loaded = load_rule_files(settings.rules_files)
         for err in loaded.errors:
             log.error("rule refused: %s", err)
@@ -249,6 +301,10 @@ class RuleRunner:
         self._options = EvalOptions(external_url=settings.external_url or settings.worker_url)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rules")
         self._next_send: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}  # group → evaluation time whose partial waits for the watermark
+        self._gate = WatermarkGate(end_offsets, storage.consumed_offset if storage is not None else lambda p: -1,
+                                   int(settings.rule_watermark_wait_s * 1000))
+        self._owning: set[str] = set()  # groups this worker evaluated since it last gained them
         self._evaluated: dict[str, int] = {}  # group → last evaluated t seen here (the table has the truth)
         self.last_result: dict[str, EvalResult] = {}
         self._wakes: dict[str, asyncio.Event] = {}
@@ -319,18 +375,30 @@ class RuleRunner:
             now = int(time.time() * 1000)
             t = now // g.interval_ms * g.interval_ms
             parts = sorted(self._owned())
-            if t >= self._next_send.get(key, 0) and parts:
+            if not parts:
+                self._waiting.pop(key, None)
+            elif t >= self._next_send.get(key, 0) or key in self._waiting:
+                t_eval = self._waiting.setdefault(key, t)
                 try:
-                    await self.send_partials(g, t, parts)
-                    self._next_send[key] = t + g.interval_ms
+                    if await self._gate.due(t_eval, parts, now):
+                        del self._waiting[key]
+                        await self.send_partials(g, t_eval, parts)
+                        self._next_send[key] = t_eval + g.interval_ms
                 except BackendUnavailable as exc:
-                    log.warning("group %s: partials for %d not sent: %s", g.name, t, exc)
+                    log.warning("group %s: partials for %d not sent: %s", g.name, t_eval, exc)
                 except Exception:  # one broken evaluation must not end the group's schedule
                     if self._closed:
                         return  # the pool is shut down during the worker's shutdown
-                    log.exception("group %s: partials for %d failed", g.name, t)
-                    self._next_send[key] = t + g.interval_ms
+                    log.exception("group %s: partials for %d failed", g.name, t_eval)
+                    self._next_send[key] = t_eval + g.interval_ms
             if self.partition_of(g) in self._owned():
+                if key not in self._owning:
+                    self._owning.add(key)
+                    states = self.states_of(g)
+                    firing = sum(a.state == "firing" for s in states.values() for a in s.alerts.values())
+                    log.info("group %s: evaluated here from now (partition %d): %d rule states, %d alerts firing, "
+                             "last evaluation %d", g.name, self.partition_of(g), len(states), firing,
+                             self.last_evaluated(g))
                 try:
                     await self.merge_ready(g)
                 except BackendUnavailable as exc:
@@ -339,6 +407,8 @@ class RuleRunner:
                     if self._closed:
                         return
                     log.exception("group %s: evaluation failed", g.name)
+            else:
+                self._owning.discard(key)
             try:
                 await asyncio.wait_for(wake.wait(), self._settings.rule_tick_s)
             except TimeoutError:
@@ -414,7 +484,9 @@ class RuleRunner:
                 result = await self.evaluate(g, t, msgs)  # steps 2-4
                 last = t
                 break
-        horizon = int(time.time() * 1000) - max(3 * g.interval_ms, MIN_PARTIAL_HORIZON_MS)
+        # A worker may wait MF_RULE_WATERMARK_WAIT_S before it sends: keep the others' partials longer.
+        wait_ms = int(self._settings.rule_watermark_wait_s * 1000)
+        horizon = int(time.time() * 1000) - max(3 * g.interval_ms, MIN_PARTIAL_HORIZON_MS, wait_ms + 5000)
         for t, items in pending.items():  # step 5
             if t > last and t >= horizon:
                 continue

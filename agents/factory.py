@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
+from faust.types import TP
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
 from agents.ingest import register_ingest_agent
@@ -16,7 +17,7 @@ from agents.topology import register_agents
 from metricsflow.config import Settings
 from tables.partition_store import PartitionStore
 from tables.replay import PointsReplay, check_points_retention
-from tables.rocks_options import use_zstd
+from tables.rocks_options import table_options, use_zstd
 from tables.storage import StorageTables, WorkerStorage
 from web.cluster import Cluster
 from web.server import WebServer
@@ -26,7 +27,7 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 
 def _raw_table(app: faust.App, name: str, partitions: int) -> faust.Table:
     # bytes key/value types make Faust use the "raw" serializer, also when it applies changelogs in recovery.
-    return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+    return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=table_options(name))
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -119,11 +120,17 @@ def create_app(settings: Settings) -> faust.App:
     def rule_partitions() -> set[int]:
         # Until the tables are restored and the heads replayed, a partial would undercount and an
         # owner would start its alerts afresh (new activeAt) over the state it has not restored yet.
-        return active_partitions() if ready() else set()
+        # ``app.rebalancing`` covers the gap Faust leaves between a new assignment and the start
+        # of its recovery, where ``recovery.completed`` is still set from the previous one.
+        return active_partitions() if ready() and not app.rebalancing else set()
+
+    async def points_end_offsets(parts: list[int]) -> dict[int, int]:
+        ends = await app.consumer.highwaters(*(TP(points_topic, p) for p in parts))
+        return {tp.partition: int(end) for tp, end in ends.items() if end is not None}
 
     rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)),
                        PartitionStore(_raw_table(app, "rule_partials", settings.partitions)), storage, cluster,
-                       rule_partitions)
+                       rule_partitions, points_end_offsets)
     register_rule_partials_agent(app, app.topic(settings.topic("rule_partials"), partitions=settings.partitions,
                                                 **RAW), rules)
     storage.on_data = rules.notify_data_arrived

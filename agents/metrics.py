@@ -29,3 +29,7 @@ BLOCKS_EXPIRED = Counter("mf_worker_blocks_expired", "Blocks deleted by retentio
 REPLAYED_POINTS = Counter("mf_worker_replayed_points", "Points replayed from mf.points into heads after an assignment")
 REPLAY_SECONDS = Histogram("mf_worker_replay_seconds", "Time to replay one partition's head from mf.points",
                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+EVENT_LOOP_LAG = Histogram("mf_worker_event_loop_lag_seconds",
+                           "How late a 100 ms timer on the worker's event loop wakes: consumption, cuts and "
+                           "queries share that loop, so this is how long any of them held it",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

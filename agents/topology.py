@@ -6,6 +6,7 @@ per-event cost is paid per batch, never per point (invariant 3).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ from tables.replay import PointsReplay
 from tables.storage import WorkerStorage
 
 log = logging.getLogger(__name__)
+LOOP_PROBE_S = 0.1
 
 
 def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay, points: faust.TopicT,
@@ -54,6 +56,14 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             if highwater is not None:
                 metrics.LAG.labels(str(msg.partition)).set(max(0, highwater - msg.offset - 1))
             # Cuts run from the timer only: inline they stalled consumption for the whole cut.
+
+    @app.task
+    async def watch_event_loop() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            planned = loop.time() + LOOP_PROBE_S
+            await asyncio.sleep(LOOP_PROBE_S)
+            metrics.EVENT_LOOP_LAG.observe(max(0.0, loop.time() - planned))
 
     @app.timer(interval=cut_check_interval_s, name="head-cutter")
     async def cut_idle_heads() -> None:

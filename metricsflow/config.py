@@ -77,6 +77,9 @@ class Settings:
     rules_tenant: str = "default"
     external_url: str = ""
     rule_tick_s: float = 0.5
+    # A partial for evaluation time t waits (at most this long) until its partitions have
+    # consumed every mf.points record that existed at t: nothing acknowledged before t is missed.
+    rule_watermark_wait_s: float = 5.0
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("points")`` → ``mf.points``."""

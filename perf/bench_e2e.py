@@ -372,9 +372,20 @@ def main() -> int:
             s_items = sorted(s_enc.items, key=lambda it: (it.window, it.group))
             procs.wait_idle([coll.pid, worker.pid], max_wait=30, thresh=0.1)
             sc0, st0 = procs.cpu_of(pids), time.perf_counter()
+            wm0 = promtext.scrape(worker.url + "/metrics")
             result["steady"] = asyncio.run(steady_phase(a.protocol, coll, worker.url, s_items, rate,
                                                         a.steady_seconds, concurrency=a.concurrency))
             sc1, st1 = procs.cpu_of(pids), time.perf_counter()
+            wm1 = promtext.scrape(worker.url + "/metrics")
+            # The worker's own view of the steady phase (histogram deltas; bucket upper bounds).
+            delta = {k: v - wm0.get(k, 0.0) for k, v in wm1.items()}
+            for label, metric in (("event_loop_lag", "mf_worker_event_loop_lag_seconds"),
+                                  ("ingest_delay", "mf_worker_ingest_delay_seconds"),
+                                  ("cut", "mf_worker_cut_seconds")):
+                result["steady"][f"worker_{label}_le_p50_s"] = promtext.hist_quantile(delta, metric, 0.5)
+                result["steady"][f"worker_{label}_le_p99_s"] = promtext.hist_quantile(delta, metric, 0.99)
+                result["steady"][f"worker_{label}_count"] = promtext.total(delta, metric + "_count")
+                result["steady"][f"worker_{label}_sum_s"] = round(promtext.total(delta, metric + "_sum"), 3)
             scpu = {k: round(max(1e-9, sc1[k] - sc0[k] - idle[k] * (st1 - st0)), 2) for k in pids}
             result["steady"]["cpu_s_during"] = scpu
             result["steady"]["cpu_util_cores"] = {k: round(v / (st1 - st0), 2) for k, v in scpu.items()}
@@ -459,6 +470,12 @@ def print_table(r: dict) -> None:
         rows.append(("steady ack p50/p99 ms", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}"))
         rows.append(("freshness p50/p99 s", f"{s['freshness_p50_s']} / {s['freshness_p99_s']} "
                                             f"({s['probes_visible']}/{s['probes']} probes)"))
+        rows.append(("worker event-loop lag p50/p99 s (≤ bucket)",
+                     f"{s.get('worker_event_loop_lag_le_p50_s')} / {s.get('worker_event_loop_lag_le_p99_s')}"))
+        rows.append(("worker ingest delay p50/p99 s (≤ bucket)",
+                     f"{s.get('worker_ingest_delay_le_p50_s')} / {s.get('worker_ingest_delay_le_p99_s')}"))
+        rows.append(("worker cuts during steady: n, total s, p99 ≤ s",
+                     f"{s.get('worker_cut_count')}, {s.get('worker_cut_sum_s')}, {s.get('worker_cut_le_p99_s')}"))
     for system, an in r.get("anchors", {}).items():
         rows.append((f"anchor {system} pts/CPU-s", f"{an.get('points_per_server_cpu_s')}"))
         rows.append((f"anchor {system} bytes/pt", f"{an.get('bytes_per_point')}"))

@@ -106,6 +106,7 @@ class PartitionState:
     pending: dict[int, set[int]] = field(default_factory=dict)  # unsealed block start → series with segments
     last_seq: int = -1  # highest segment seq written or loaded
     cut_offset: int | None = None  # durable: every mf.points offset below it is in segments or chunks
+    consumed: int = -1  # highest mf.points offset ingested (or refused) into this state
     last_retention: float = 0.0
     last_cut: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -210,9 +211,15 @@ class WorkerStorage:
         return self.state(partition).cut_offset
 
     # -- writes (called from the agents, inside stream iteration) -------------
+    def consumed_offset(self, partition: int) -> int:
+        """The highest mf.points offset of ``partition`` stored (or refused) here; -1 before the first."""
+        st = self._parts.get(partition)
+        return -1 if st is None else st.consumed
+
     def ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
-        batch = decode_batch(value)  # raises InvalidInput before anything is written
         st = self.state(partition)
+        st.consumed = max(st.consumed, offset)  # a refused batch is consumed too: rule watermarks wait on this
+        batch = decode_batch(value)  # raises InvalidInput before anything is written
         sids, ts, vals = batch.point_series_ids(), batch.timestamps_ms, batch.values
         # A replay from the cut offset meets the same newest timestamps in the same order,
         # so it refuses exactly the points refused the first time.

@@ -302,3 +302,40 @@ def test_owner_evaluates_exact_covers_once_and_drops_the_rest(tmp_path) -> None:
         successor._pool.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_watermark_gate_waits_for_the_end_offsets_read_at_t() -> None:
+    import asyncio
+
+    from agents.alerting import WatermarkGate
+    from metricsflow.alerting import metrics as am
+
+    consumed = {0: 9, 1: 4}
+    reads: list[list[int]] = []
+
+    async def end_offsets(parts: list[int]) -> dict[int, int]:
+        reads.append(parts)
+        return {0: 10, 1: 7}  # partition 0 consumed up to its end; partition 1 three records behind
+
+    async def scenario() -> None:
+        gate = WatermarkGate(end_offsets, lambda p: consumed[p], wait_ms=5000)
+        t = 1_000_000
+        assert await gate.due(t, [0], t + 10), "partition 0 has everything that existed at t"
+        assert not await gate.due(t, [0, 1], t + 10), "partition 1 has not consumed offsets 5 and 6"
+        assert not await gate.due(t, [0, 1], t + 4999)
+        consumed[1] = 6
+        assert await gate.due(t, [0, 1], t + 100), "caught up: due before the wait runs out"
+        assert reads == [[0], [0, 1]], "end offsets are read once per evaluation time and partitions"
+        consumed[1] = 0
+        behind = am.RULE_PARTIALS_BEHIND.labels("1")._value.get()
+        assert not await gate.due(t + 1000, [0, 1], t + 1000)
+        assert await gate.due(t + 1000, [0, 1], t + 6000), "after the wait: sent with what is there"
+        assert am.RULE_PARTIALS_BEHIND.labels("1")._value.get() == behind + 1
+
+        async def broken(parts: list[int]) -> dict[int, int]:
+            raise RuntimeError("rebalancing")
+
+        assert await WatermarkGate(broken, lambda p: -1, 5000).due(t, [0], t), "no offsets: rules are not held"
+        assert await WatermarkGate(None, lambda p: -1, 5000).due(t, [0], t)
+
+    asyncio.run(scenario())

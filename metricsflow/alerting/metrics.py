@@ -50,3 +50,14 @@ RULE_EVALUATIONS_SKIPPED = Counter(
     "time was complete first (superseded)",
     ["rule_group", "reason"],
 )
+RULE_PARTIALS_BEHIND = Counter(
+    "mf_worker_rule_partials_behind_watermark",
+    "Partials sent before the partition consumed every mf.points record that existed at their evaluation time "
+    "(MF_RULE_WATERMARK_WAIT_S ran out)",
+    ["partition"],
+)
+RULE_WATERMARK_WAIT_SECONDS = Histogram(
+    "mf_worker_rule_watermark_wait_seconds",
+    "From reading the end offsets at an evaluation time to every partition having consumed up to them",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
