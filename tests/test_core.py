@@ -153,3 +153,38 @@ def test_query_parameters_parse_like_prometheus() -> None:
     with pytest.raises(InvalidInput):
         parse_selector('{env=~".*"}')
     assert set(parse_selector('cpu{host!="a"}')) == {Matcher("host", "!=", "a"), Matcher("__name__", "=", "cpu")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(st.one_of(
+    st.tuples(st.just("append"), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 30), st.integers(-5, 5)),
+                                          max_size=12)),
+    st.tuples(st.just("read"), st.integers(0, 3), st.integers(0, 30), st.integers(0, 30)),
+    st.tuples(st.just("view"))), max_size=30), scan_min=st.sampled_from([0, 8, 16_384]))
+def test_head_reads_with_an_unsorted_tail_equal_a_rebuilt_view(ops: list, scan_min: int) -> None:
+    """Reads that scan the tail (or rebuild the view part-way) answer as a dict of latest writes."""
+    import tables.head
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tables.head, "TAIL_SCAN_MIN", scan_min)
+        _check_head_ops(ops)
+
+
+def _check_head_ops(ops: list) -> None:
+    head, latest = Head(), {}
+    for op in ops:
+        if op[0] == "append":
+            rows = op[1]
+            head.append(np.array([r[0] for r in rows], dtype=np.uint64), np.array([r[1] for r in rows], dtype=np.int64),
+                        np.array([float(r[2]) for r in rows]), None)
+            latest.update({(r[0], r[1]): float(r[2]) for r in rows})
+        elif op[0] == "read":
+            _, sid, a, b = op
+            want = sorted((t, v) for (s, t), v in latest.items() if s == sid and a <= t <= b)
+            ts, vals = head.series(sid, a, b)
+            assert list(zip(ts.tolist(), vals.tolist(), strict=True)) == want
+        else:
+            sids, ts, vals = head.view()
+            assert list(zip(sids.tolist(), ts.tolist(), vals.tolist(), strict=True)) == sorted(
+                (s, t, v) for (s, t), v in latest.items())
+    assert head.points >= len(latest)
