@@ -256,7 +256,7 @@ class WatermarkGate:
             task = self._targets[key] = asyncio.ensure_future(self._read(parts))
         try:
             read_at, targets = await asyncio.shield(task)
-        except Exception as exc:  # no end offsets (the consumer is rebalancing): do not hold rules back
+        except Exception as exc:  # no end offsets (rebalancing, broker away): do not hold rules back
             log.debug("end offsets for %s not read: %s", parts, exc)
             del self._targets[key]
             return True
@@ -275,7 +275,8 @@ class WatermarkGate:
     async def _read(self, parts: list[int]) -> tuple[float, dict[int, int]]:
         assert self._end_offsets is not None
         read_at = time.monotonic()
-        return read_at, await self._end_offsets(parts)
+        # A broker that does not answer must not hold the rules longer than the wait itself.
+        return read_at, await asyncio.wait_for(self._end_offsets(parts), max(0.5, self._wait_ms / 1000))
 
 
 class RuleRunner:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
-from faust.types import TP
+from faust.transport.producer import ProducerBuffer
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
+from agents.end_offsets import EndOffsets
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
@@ -22,6 +23,7 @@ from tables.storage import StorageTables, WorkerStorage
 from web.cluster import Cluster
 from web.server import WebServer
 
+CHANGELOG_BUFFER_MESSAGES = 200_000
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -58,6 +60,12 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=2.0,
         table_cleanup_interval=60.0,
     )
+    # Faust's conductor stops feeding every stream while its producer buffer holds more than
+    # ProducerBuffer.max_messages (100) unsent records, and a cut sends one changelog record per
+    # segment (~1,250 per partition at 10k series) at once: consumption stalled for each cut
+    # (ingest delay p99 up to 30 s in perf/bench_e2e.py's steady phase). The cut awaits the flush
+    # of what it sent, so the buffer stays bounded by one cut's records.
+    ProducerBuffer.max_messages = CHANGELOG_BUFFER_MESSAGES
     points = app.topic(settings.topic("points"), partitions=settings.partitions, **RAW)
     series = app.topic(settings.topic("series"), partitions=settings.partitions, **RAW)
     # Table changelogs are the "segment topics": compacted, one partition per source partition.
@@ -124,10 +132,7 @@ def create_app(settings: Settings) -> faust.App:
         # of its recovery, where ``recovery.completed`` is still set from the previous one.
         return active_partitions() if ready() and not app.rebalancing else set()
 
-    async def points_end_offsets(parts: list[int]) -> dict[int, int]:
-        ends = await app.consumer.highwaters(*(TP(points_topic, p) for p in parts))
-        return {tp.partition: int(end) for tp, end in ends.items() if end is not None}
-
+    points_end_offsets = EndOffsets(settings.kafka_bootstrap, points_topic)
     rules = RuleRunner(settings, PartitionStore(_raw_table(app, "alerts", settings.partitions)),
                        PartitionStore(_raw_table(app, "rule_partials", settings.partitions)), storage, cluster,
                        rule_partitions, points_end_offsets)
@@ -142,6 +147,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect
     async def close_rules(_app: faust.App, **_: object) -> None:
         await rules.close()
+        await points_end_offsets.close()
 
     web = WebServer(storage, ready, cluster, settings.web_host, settings.web_port, rules=rules)
     # mode starts and stops dependencies with the app, so the API lives as long as the worker.

@@ -137,7 +137,9 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
             "probes": len(got), "probes_visible": len(fresh),
             "freshness_p50_s": pct(fresh, 50), "freshness_p99_s": pct(fresh, 99),
             "freshness_max_s": round(max(fresh), 3) if fresh else None,
-            "probe_ack_p50_ms": pct([g[1] for g in got], 50)}
+            "probe_ack_p50_ms": pct([g[1] for g in got], 50),
+            # in send order (every probe_every s): shows whether the tail is a start-up transient
+            "freshness_s": [None if g[0] is None else round(g[0], 3) for g in got]}
 
 
 def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float = 900) -> dict:

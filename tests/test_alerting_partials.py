@@ -306,6 +306,7 @@ def test_owner_evaluates_exact_covers_once_and_drops_the_rest(tmp_path) -> None:
 
 def test_watermark_gate_waits_for_the_end_offsets_read_at_t() -> None:
     import asyncio
+    import time
 
     from agents.alerting import WatermarkGate
     from metricsflow.alerting import metrics as am
@@ -336,6 +337,14 @@ def test_watermark_gate_waits_for_the_end_offsets_read_at_t() -> None:
             raise RuntimeError("rebalancing")
 
         assert await WatermarkGate(broken, lambda p: -1, 5000).due(t, [0], t), "no offsets: rules are not held"
+
+        async def hanging(parts: list[int]) -> dict[int, int]:
+            await asyncio.sleep(30)
+            return {}
+
+        started = time.monotonic()
+        assert await WatermarkGate(hanging, lambda p: -1, 600).due(t, [0], t), "a silent broker: not held"
+        assert time.monotonic() - started < 5
         assert await WatermarkGate(None, lambda p: -1, 5000).due(t, [0], t)
 
     asyncio.run(scenario())
