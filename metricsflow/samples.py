@@ -27,6 +27,17 @@ def merge(old_ts: np.ndarray, old_vals: np.ndarray, new_ts: np.ndarray,
     return ts[last], vals[last]
 
 
+def sort_and_dedup(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order one series by time; for a repeated timestamp the last value sent wins."""
+    if ts.size < 2 or bool((ts[1:] > ts[:-1]).all()):
+        return ts, values
+    order = np.argsort(ts, kind="stable")
+    ts, values = ts[order], values[order]
+    keep = np.ones(ts.size, dtype=bool)
+    keep[:-1] = ts[1:] != ts[:-1]
+    return ts[keep], values[keep]
+
+
 def clip(ts: np.ndarray, vals: np.ndarray, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """The samples with start_ms <= t <= end_ms."""
     a, b = np.searchsorted(ts, start_ms, "left"), np.searchsorted(ts, end_ms, "right")

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from metricsflow.samples import merge, sort_and_dedup
+
 _EMPTY_U64 = np.empty(0, dtype=np.uint64)
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
@@ -92,14 +94,8 @@ class Head:
         hit = np.flatnonzero((t_sids == key) & (t_ts >= start_ms) & (t_ts <= end_ms))
         if not hit.size:
             return (s_ts, s_vals) if s_ts.size else (_EMPTY_I64, _EMPTY_F64)
-        # The view's points, then the tail's in append order: a stable sort keeps "latest wins" last.
-        m_ts = np.concatenate([s_ts, t_ts[hit]])
-        m_vals = np.concatenate([s_vals, t_vals[hit]])
-        order = np.argsort(m_ts, kind="stable")
-        m_ts, m_vals = m_ts[order], m_vals[order]
-        last = np.ones(m_ts.size, dtype=bool)
-        last[:-1] = m_ts[1:] != m_ts[:-1]
-        return m_ts[last], m_vals[last]
+        # The tail in append order (latest wins a timestamp), then over the view (the tail is newer).
+        return merge(s_ts, s_vals, *sort_and_dedup(t_ts[hit], t_vals[hit]))
 
     def series_count(self) -> int:
         sids = self.view()[0]

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 
 from metricsflow.collector.kafka_writer import Message
 from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentSeries
-from metricsflow.collector.validation import Limits, sort_and_dedup, validate
+from metricsflow.collector.validation import Limits, validate
 from metricsflow.config import Settings
 from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch
+from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
 
 SETTINGS = Settings(partitions=4, max_points_per_message=7, max_past_ms=600_000, max_future_ms=600_000)

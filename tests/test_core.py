@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metricsflow.collector.validation import Limits, check_labels, sort_and_dedup, validate
+from metricsflow.collector.validation import Limits, check_labels, validate
 from metricsflow.errors import InvalidInput
 from metricsflow.model import SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch, encode_batches
 from metricsflow.promql.source import Matcher
-from metricsflow.samples import merge
+from metricsflow.samples import merge, sort_and_dedup
 from metricsflow.series_id import canonical_bytes, partition_for, series_id
 from metricsflow.wire import encode_labels, encode_series, encode_write_request
 from tables.head import Head

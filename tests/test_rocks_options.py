@@ -9,9 +9,10 @@ from faust.stores.rocksdb import RocksDBOptions
 from tables.rocks_options import BLOCK_SIZE, COLD_TABLE_OPTIONS, ZSTD_LEVEL, table_options, use_zstd
 
 
-def _compression(db_dir: Path) -> str:
+def _option(db_dir: Path, name: str) -> str:
+    """One setting as RocksDB wrote it into the DB's OPTIONS file."""
     options = next(db_dir.glob("OPTIONS-*")).read_text()
-    return next(line.split("=", 1)[1] for line in options.splitlines() if line.strip().startswith("compression="))
+    return next(line.split("=", 1)[1] for line in options.splitlines() if line.strip().startswith(name + "="))
 
 
 def test_faust_opened_tables_use_zstd(tmp_path: Path) -> None:
@@ -21,12 +22,7 @@ def test_faust_opened_tables_use_zstd(tmp_path: Path) -> None:
     db[b"k" * 16] = b"v" * 4096
     db.flush(True)
     db.close()
-    assert _compression(tmp_path / "t.db") == "kZSTD"
-
-
-def _option(db_dir: Path, name: str) -> str:
-    options = next(db_dir.glob("OPTIONS-*")).read_text()
-    return next(line.split("=", 1)[1] for line in options.splitlines() if line.strip().startswith(name + "="))
+    assert _option(tmp_path / "t.db", "compression") == "kZSTD"
 
 
 def test_cold_table_options_reach_rocksdb(tmp_path: Path) -> None:

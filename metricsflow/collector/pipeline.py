@@ -13,12 +13,13 @@ import numpy as np
 
 from metricsflow.collector import metrics
 from metricsflow.collector.kafka_writer import KafkaWriter, Message
-from metricsflow.collector.validation import Limits, check_labels, check_tenant, sort_and_dedup, validate
+from metricsflow.collector.validation import Limits, check_labels, check_tenant, validate
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.model import ParseResult, Rejection, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import encode_columns
+from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
 
 MAX_REASONS = 10  # the response lists the first few rejections; the counters have them all

@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from metricsflow.config import Settings
 from metricsflow.model import METRIC_NAME_LABEL, Rejection, SeriesSamples
 
@@ -103,14 +101,3 @@ def validate(series: list[SeriesSamples], limits: Limits, now_ms: int,
             s = SeriesSamples(s.labels, ts[in_window], s.values[in_window], s.kind)
         ok.append(s)
     return ok, rejections
-
-
-def sort_and_dedup(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order one series by time; for a repeated timestamp the last value sent wins."""
-    if ts.size < 2 or bool((ts[1:] > ts[:-1]).all()):
-        return ts, values
-    order = np.argsort(ts, kind="stable")
-    ts, values = ts[order], values[order]
-    keep = np.ones(ts.size, dtype=bool)
-    keep[:-1] = ts[1:] != ts[:-1]
-    return ts[keep], values[keep]

@@ -28,10 +28,11 @@ def _blocks(worker_dir: Path) -> list[tuple[str, bytes, np.ndarray, np.ndarray]]
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import AccessType, Rdict
 
+    from perf.lib.rocks import table_of
+
     parts: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}
     for db_dir in sorted(worker_dir.rglob("*.db")):
-        table = db_dir.name.rsplit("-", 1)[0]
-        if not db_dir.is_dir() or not table.endswith(("chunks", "segments")):
+        if not db_dir.is_dir() or table_of(db_dir) not in ("chunks", "segments"):
             continue
         db_name = db_dir.name.replace("segments", "chunks")
         db = Rdict(str(db_dir), options=RocksDBOptions().as_options(), access_type=AccessType.read_only())
