@@ -19,6 +19,7 @@ from tables.storage import WorkerStorage
 
 log = logging.getLogger(__name__)
 LOOP_PROBE_S = 0.1
+SLOW_CUT_S = 2.0
 
 
 def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay, points: faust.TopicT,
@@ -72,7 +73,11 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             started = time.perf_counter()
             cut = await storage.maybe_cut(p)
             if cut is not None:
-                metrics.CUT_SECONDS.observe(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                metrics.CUT_SECONDS.observe(took)
+                if took >= SLOW_CUT_S:  # consumption shares the loop with it: say what made it long
+                    log.warning("cut of partition %d took %.1f s: %d segments written, %d blocks sealed",
+                                p, took, cut.segments, cut.sealed)
                 metrics.BLOCKS_WRITTEN.inc(cut.blocks)
                 metrics.SEGMENTS_WRITTEN.inc(cut.segments)
                 metrics.BLOCKS_SEALED.inc(cut.sealed)
