@@ -21,7 +21,8 @@ from metricsflow.promql import (
     PromQLUnsupported,
     selections,
 )
-from metricsflow.promql.format import format_go_f, format_timestamp, format_value
+from metricsflow.promql.format import format_go_f, format_timestamp, format_value, format_values
+from metricsflow.promql.result import QueryResult, ResultSeries
 
 MIN = 60_000
 
@@ -72,6 +73,26 @@ def _source() -> MemorySource:
 )
 def test_value_formatting_matches_prometheus(value: float, text: str) -> None:
     assert format_value(value) == text
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**18, 10**18).map(float)
+                | st.floats(min_value=-1e6, max_value=1e6).map(lambda v: round(v, 3)), max_size=60))
+def test_array_formatting_equals_one_by_one(values: list[float]) -> None:
+    assert format_values(np.array(values, dtype=np.float64)) == [format_value(v) for v in values]
+
+
+@given(st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=8), max_size=5),
+       st.integers(0, 7))
+def test_matrix_bytes_equal_matrix_data(columns: list[list[float]], skip: int) -> None:
+    import json
+
+    series = []
+    for i, vals in enumerate(columns):
+        ts = np.arange(len(vals), dtype=np.int64) * 60_000 + 1_050
+        keep = np.arange(len(vals)) != skip  # a gap in the step grid
+        series.append(ResultSeries({"i": str(i), "ü": 'q"\\'}, ts[keep], np.array(vals, dtype=np.float64)[keep]))
+    res = QueryResult("matrix", series)
+    assert json.loads(res.to_json_bytes()) == res.to_json_data()
 
 
 def test_count_values_label_uses_plain_f_format() -> None:

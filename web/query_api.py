@@ -156,10 +156,9 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
     finally:
         metrics.QUERY_SECONDS.labels("range" if step_ms else "instant").observe(time.perf_counter() - started)
     def encode() -> bytes:
-        body = {"status": "success", "data": result.to_json_data(), **(extra or {})}
-        if warnings:
-            body["warnings"] = warnings
-        return orjson.dumps(body)
+        tail = {**(extra or {}), **({"warnings": warnings} if warnings else {})}
+        more = b"," + orjson.dumps(tail)[1:-1] if tail else b""
+        return b'{"status":"success","data":' + result.to_json_bytes() + more + b"}"
 
     # Formatting a large matrix takes longer than evaluating it; keep it off the event loop too.
     payload = await asyncio.get_running_loop().run_in_executor(service.pool, encode)

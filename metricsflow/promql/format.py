@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 
 
 def _positional(r: str) -> str:
@@ -70,18 +71,45 @@ def format_timestamp(t_ms: int) -> float | int:
     return t_ms // 1000 if t_ms % 1000 == 0 else t_ms / 1000
 
 
+def _shortest_texts_repr(arr: np.ndarray) -> list[str]:
+    return list(map(repr, arr.tolist()))
+
+
+def _shortest_texts_orjson(arr: np.ndarray) -> list[str]:
+    # orjson writes float64 arrays with Ryu-style shortest digits, ~4x faster than repr;
+    # non-finite values come out as null, which the caller replaces anyway.
+    return orjson.dumps(np.ascontiguousarray(arr, dtype=np.float64),
+                        option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
+
+
+def _orjson_agrees() -> bool:
+    """orjson's digits must equal repr's in the range format_values does not fix up."""
+    probe = np.array([0.1, 1 / 3, 2 / 3, 47.382910293841, 1e-4, 1.5e-4, 123456.7, 2.0**53, 9.999999999999998e15,
+                      -0.0, 5.0, 1234567890.125, 0.30000000000000004, 7.5e-4 / 7])
+    try:
+        return probe.size > 0 and _shortest_texts_orjson(probe) == _shortest_texts_repr(probe)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
+_shortest_texts = _shortest_texts_orjson if _orjson_agrees() else _shortest_texts_repr
+
+
 def format_values(arr: np.ndarray) -> list[str]:
-    """``format_value`` for a whole array: C-level ``repr`` plus fix-ups only where needed."""
-    vals = arr.tolist()
-    out = list(map(repr, vals))
+    """``format_value`` for a whole array: shortest digits in one C call, fix-ups only where needed."""
+    if arr.size == 0:
+        return []
+    out = _shortest_texts(arr)
     with np.errstate(invalid="ignore"):
         a = np.abs(arr)
         finite = np.isfinite(arr)
         # Non-finite values and the ranges where repr's notation differs from Go's.
         special = ~finite | ((a != 0) & ((a < 1e-4) | (a >= 1e16)))
         whole = finite & ~special & (arr == np.trunc(arr))
-    for i in np.flatnonzero(special).tolist():
-        out[i] = format_value(vals[i])
+    if special.any():
+        vals = arr.tolist()
+        for i in np.flatnonzero(special).tolist():
+            out[i] = format_value(vals[i])
     for i in np.flatnonzero(whole).tolist():
         out[i] = out[i][:-2]  # "12.0" -> "12"
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import orjson
 
 from .format import format_timestamp, format_timestamps, format_value, format_values, timestamp_text
 
@@ -78,21 +79,33 @@ class QueryResult:
                 )
         elif self.series:
             with _gc_paused():
-                texts = format_values(np.concatenate([s.values for s in self.series]))
-                grid, inverse = np.unique(
-                    np.concatenate([s.timestamps_ms for s in self.series]), return_inverse=True
-                )
-                grid_txt = [timestamp_text(t) for t in grid.tolist()]
-                points = [
-                    f'[{grid_txt[i]},"{v}"]' for i, v in zip(inverse.ravel().tolist(), texts, strict=True)
-                ]
-                pos = 0
-                for s in self.series:
-                    n = int(s.timestamps_ms.size)
-                    metric = json.dumps(s.labels, separators=(",", ":"), ensure_ascii=False)
-                    parts.append(f'{{"metric":{metric},"values":[{",".join(points[pos : pos + n])}]}}')
-                    pos += n
+                parts = _matrix_texts(self.series)
         return f'{{"resultType":"{self.result_type}","result":[{",".join(parts)}]}}'.encode()
+
+
+def _matrix_texts(series: list[ResultSeries]) -> list[str]:
+    """One JSON object per series, with no per-point Python string formatting.
+
+    Range results share one step grid, so each distinct timestamp's text is made once
+    as the separator ``"],[<ts>,"`` that precedes a value; a series' points are then
+    one ``join`` over separators and values interleaved.
+    """
+    texts = format_values(np.concatenate([s.values for s in series]))
+    grid, inverse = np.unique(np.concatenate([s.timestamps_ms for s in series]), return_inverse=True)
+    seps = np.array([f'"],[{timestamp_text(t)},"' for t in grid.tolist()], dtype=object)
+    woven: list[str] = [""] * (2 * len(texts))
+    woven[0::2] = seps[inverse.ravel()].tolist()
+    woven[1::2] = texts
+    parts = []
+    pos = 0
+    for s in series:
+        n = 2 * int(s.timestamps_ms.size)
+        metric = orjson.dumps(s.labels).decode()
+        # The first separator's leading '"],' belongs to no previous point.
+        points = "".join(woven[pos : pos + n])[3:] + '"]' if n else ""
+        parts.append(f'{{"metric":{metric},"values":[{points}]}}')
+        pos += n
+    return parts
 
 
 @contextmanager
