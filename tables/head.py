@@ -15,6 +15,7 @@ freshness probe was a fifth of the worker's time under steady load (perf/RESULTS
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -96,6 +97,51 @@ class Head:
             return (s_ts, s_vals) if s_ts.size else (_EMPTY_I64, _EMPTY_F64)
         # The tail in append order (latest wins a timestamp), then over the view (the tail is newer).
         return merge(s_ts, s_vals, *sort_and_dedup(t_ts[hit], t_vals[hit]))
+
+    def series_many(self, sids: Sequence[int], start_ms: int, end_ms: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``series`` of each of ``sids`` in one vectorised pass (a query reads hundreds at once)."""
+        if len(sids) < 4:
+            return [self.series(sid, start_ms, end_ms) for sid in sids]
+        if not self.points:
+            return [(_EMPTY_I64, _EMPTY_F64)] * len(sids)
+        if self._tail_points > max(TAIL_SCAN_MIN, self._sorted[0].size // 8):
+            self.view()
+        want = np.asarray(sids, dtype=np.uint64)
+        v_sids, v_ts, v_vals = self._sorted
+        lo = np.searchsorted(v_sids, want, "left")
+        hi = np.searchsorted(v_sids, want, "right")
+        # Each run is sorted by time: its window starts after the run's points before start_ms.
+        before = np.concatenate([[0], np.cumsum(v_ts < start_ms)])
+        upto = np.concatenate([[0], np.cumsum(v_ts <= end_ms)])
+        firsts = (lo + before[hi] - before[lo]).tolist()
+        lasts = (lo + upto[hi] - upto[lo]).tolist()
+        tail = self._tail_groups(want, start_ms, end_ms) if self._tail else {}
+        out = []
+        for i, sid in enumerate(sids):
+            a, b = firsts[i], lasts[i]
+            ts, vals = (v_ts[a:b], v_vals[a:b]) if b > a else (_EMPTY_I64, _EMPTY_F64)
+            hit = tail.get(sid)
+            if hit is not None:
+                ts, vals = merge(ts, vals, *sort_and_dedup(*hit))
+            out.append((ts, vals))
+        return out
+
+    def _tail_groups(self, want: np.ndarray, start_ms: int,
+                     end_ms: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each wanted series' tail points in the window, in append order."""
+        t_sids, t_ts, t_vals = self._joined_tail()
+        idx = np.flatnonzero((t_ts >= start_ms) & (t_ts <= end_ms))
+        wanted = np.sort(want)
+        at = np.minimum(np.searchsorted(wanted, t_sids[idx]), wanted.size - 1)
+        idx = idx[wanted[at] == t_sids[idx]]
+        if not idx.size:
+            return {}
+        idx = idx[np.argsort(t_sids[idx], kind="stable")]  # grouped by series, append order kept
+        g = t_sids[idx]
+        bounds = np.flatnonzero(g[1:] != g[:-1]) + 1
+        firsts = np.concatenate([[0], bounds]).tolist()
+        return {int(g[a]): (t_ts[pos], t_vals[pos])
+                for a, pos in zip(firsts, np.split(idx, bounds), strict=True)}
 
     def series_count(self) -> int:
         sids = self.view()[0]

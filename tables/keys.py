@@ -18,6 +18,7 @@ _SID_TIME = struct.Struct(">QQ")
 _SEGMENT = struct.Struct(">QQQ")
 _OFFSET = struct.Struct(">Q")
 _TIME_BIAS = 1 << 63
+CHUNK_KEY_LEN = _SID_TIME.size  # also the prefix of a segment key naming its block
 
 
 def series_key(sid: int) -> bytes:

@@ -19,6 +19,8 @@ from metricsflow.promql import (
     PromQLParseError,
     PromQLTimeout,
     PromQLUnsupported,
+    SelectionSource,
+    SeriesSource,
     selections,
 )
 from metricsflow.promql.format import format_go_f, format_timestamp, format_value, format_values
@@ -347,30 +349,52 @@ _PREFETCH_QUERIES = [
 ]
 
 
+def _prefetched(kind: str, full: MemorySource, query: str, start: int, end: int, step: int) -> SeriesSource:
+    """``full`` read through the planned selections, as a worker reads its storage."""
+    windows = selections(query, start, end, step)
+    if kind == "memory":
+        part = MemorySource()
+        for matchers, a, b in windows:
+            part.add_series(full.select(matchers, a, b))
+        return part
+    sel = SelectionSource()
+    for matchers, a, b in windows:
+        sel.add(matchers, full.select(matchers, a, b))
+    return sel
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    query=st.sampled_from(_PREFETCH_QUERIES),
+    query=st.sampled_from(_PREFETCH_QUERIES + ["temp - temp offset 5m", "sum(temp) / count(temp{job=~'.+'})"]),
     start=st.integers(0, 60 * MIN),
     span=st.integers(0, 20 * MIN),
     step=st.sampled_from([15_000, MIN, 7 * MIN]),
+    kind=st.sampled_from(["memory", "selection"]),
 )
-def test_prefetched_windows_answer_like_the_full_source(query: str, start: int, span: int, step: int) -> None:
+def test_prefetched_windows_answer_like_the_full_source(query: str, start: int, span: int, step: int,
+                                                       kind: str) -> None:
     full = _source()
     end = start + span
-    part = MemorySource()
-    for matchers, a, b in selections(query, start, end, step):
-        part.add_series(full.select(matchers, a, b))
+    part = _prefetched(kind, full, query, start, end, step)
     want = Engine(full).range(query, start, end, step).to_json_data()
     got = Engine(part).range(query, start, end, step).to_json_data()
     assert got == want
     # An instant query is a one-step range query: start() and end() are both its time.
-    part_instant = MemorySource()
-    for matchers, a, b in selections(query, end, end, 0):
-        part_instant.add_series(full.select(matchers, a, b))
+    part_instant = _prefetched(kind, full, query, end, end, 0)
     assert (
         Engine(part_instant).instant(query, end).to_json_data()
         == Engine(full).instant(query, end).to_json_data()
     )
+
+
+def test_selection_source_answers_unplanned_matchers_from_every_read() -> None:
+    full = _source()
+    sel = SelectionSource()
+    sel.add([Matcher("__name__", "=", "temp")], full.select([Matcher("__name__", "=", "temp")], 0, 10 * MIN))
+    got = sel.select([Matcher("job", "=", "api"), Matcher("__name__", "=", "temp")], 0, MIN)
+    want = full.select([Matcher("job", "=", "api"), Matcher("__name__", "=", "temp")], 0, MIN)
+    assert [(s.labels, s.timestamps_ms.tolist()) for s in got] == [(s.labels, s.timestamps_ms.tolist()) for s in want]
+    assert got and all(s.timestamps_ms.max() <= MIN for s in got)
 
 
 # -- MemorySource -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from prometheus_client import Counter
 
 from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import PromQLExecutionError
-from metricsflow.promql.source import Matcher, MemorySource, SeriesData
+from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData, SeriesSource
 from tables.storage import WorkerStorage
 
 # (matchers, start ms, end ms) reads raw samples; a fourth and fifth element
@@ -146,6 +146,14 @@ def select_local(storage: WorkerStorage, tenant: str, selections: Sequence[Selec
     return out
 
 
+def local_source(storage: WorkerStorage, tenant: str, selections: Sequence[Selection]) -> SelectionSource:
+    """Every selection read from this worker's storage, for the engine to evaluate on directly."""
+    source = SelectionSource()
+    for sel in selections:
+        source.add(sel[0], select_local(storage, tenant, [sel]))
+    return source
+
+
 class Cluster:
     """Knows the peers (from Faust's assignment) and gathers their series."""
 
@@ -224,15 +232,17 @@ class Cluster:
         return out
 
     async def gather(self, tenant: str, selections: Sequence[Selection],
-                     warnings: list[str] | None = None) -> MemorySource:
+                     warnings: list[str] | None = None) -> SeriesSource:
         """Series of every selection from all owners.
 
         A peer that cannot be reached (it died and the group has not rebalanced yet)
         leaves its partitions out: the answer is partial and says so in ``warnings``,
         as Prometheus' API does, rather than failing every query during a failover.
         """
-        source = MemorySource()
         peers = self.peer_urls()
+        if not peers:
+            return local_source(self._storage, tenant, selections)
+        source = MemorySource()
         body = encode_selections(tenant, selections)
         remote = asyncio.gather(*(self._fetch(url, body) for url in peers), return_exceptions=True)
         source.add_series(select_local(self._storage, tenant, selections))

@@ -1,7 +1,7 @@
 """The Prometheus HTTP query API (and /v1/query with a step) over the one PromQL engine.
 
-With one worker, data is read locally into a ``MemorySource`` and the engine
-evaluates once. With peers, the query is pushed down (metricsflow.promql.pushdown):
+With one worker, data is read locally (``local_source``: the series of each planned
+selection, no copy) and the engine evaluates once. With peers, the query is pushed down (metricsflow.promql.pushdown):
 every partition owner evaluates its share (``POST /internal/v1/partial``: series-local
 work and partial aggregates over its own partitions), and this worker merges the
 partials. If two answers covered the same partition (mid-rebalance), the raw series
@@ -24,7 +24,7 @@ from aiohttp import web
 from agents import metrics
 from metricsflow import rollup
 from metricsflow.errors import BackendUnavailable, InvalidInput
-from metricsflow.promql import Engine, MemorySource, PromQLError, QueryResult, selections
+from metricsflow.promql import Engine, PromQLError, QueryResult, selections
 from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, selector_key
 from metricsflow.promql.pushdown import Plan, plan
 from web.cluster import (
@@ -36,6 +36,7 @@ from web.cluster import (
     decode_selections,
     encode_partitions,
     encode_series,
+    local_source,
     select_local,
 )
 from web.params import now_ms, parse_duration_ms, parse_time_ms
@@ -100,8 +101,7 @@ class QueryService:
         p = self.plan(req.query, req.lookback_ms)
         sels = tier_selections(req.query, p.selections(req.start_ms, req.end_ms, req.step_ms), req.tier)
         partitions = frozenset(self._storage.readable_partitions())
-        source = MemorySource()
-        source.add_series(select_local(self._storage, req.tenant, sels))
+        source = local_source(self._storage, req.tenant, sels)
         run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
                                 timeout_s=timeout_s)
         data = await asyncio.get_running_loop().run_in_executor(self.pool, run)

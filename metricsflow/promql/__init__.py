@@ -6,7 +6,7 @@ See docs/promql.md for what is supported and how it differs from Prometheus.
 from .engine import Engine
 from .errors import PromQLError, PromQLExecutionError, PromQLParseError, PromQLTimeout, PromQLUnsupported
 from .result import QueryResult, ResultSeries
-from .source import Matcher, MemorySource, SeriesData, SeriesSource, selections
+from .source import Matcher, MemorySource, SelectionSource, SeriesData, SeriesSource, selections
 
 __all__ = [
     "Engine",
@@ -19,6 +19,7 @@ __all__ = [
     "PromQLUnsupported",
     "QueryResult",
     "ResultSeries",
+    "SelectionSource",
     "SeriesData",
     "SeriesSource",
     "selections",

@@ -1,0 +1,69 @@
+"""Reads of many series at once: the head's batched search and the cache of folded blocks stay exact."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tables.head import Head
+from tables.storage import FOLDED_BLOCKS_MAX, StorageTables
+from tests.test_storage_segments import BLOCK_MS, HOUR_MS, T0, Feed, P, make, tables  # noqa: F401
+
+_appends = st.lists(
+    st.lists(st.tuples(st.integers(1, 6), st.integers(0, 40), st.integers(-5, 5)), max_size=12),
+    max_size=8,
+)
+
+
+@given(_appends, st.integers(0, 8), st.integers(0, 3), st.integers(0, 40), st.integers(0, 40))
+@settings(max_examples=300, deadline=None)
+def test_series_many_equals_series_one_by_one(batches: list[list[tuple[int, int, int]]], view_after: int,
+                                              extra: int, a: int, b: int) -> None:
+    head = Head()
+    for i, batch in enumerate(batches):
+        if batch:
+            sids, ts, vals = (np.array(c) for c in zip(*batch, strict=True))
+            head.append(sids.astype(np.uint64), ts.astype(np.int64), vals.astype(np.float64), i)
+        if i == view_after:
+            head.view()  # some points sorted, the rest in the tail
+    wanted = [1, 2, 3, 4, 5, 6, 7][: 4 + extra]  # 7 never appears
+    start, end = min(a, b), max(a, b)
+    many = head.series_many(wanted, start, end)
+    for sid, (ts, vals) in zip(wanted, many, strict=True):
+        want_ts, want_vals = head.series(sid, start, end)
+        assert ts.tolist() == want_ts.tolist() and vals.tolist() == want_vals.tolist()
+
+
+def _model_read(model: dict[int, dict[int, float]], sid: int, start: int, end: int) -> tuple[list[int], list[float]]:
+    items = sorted((t, v) for t, v in model.get(sid, {}).items() if start <= t <= end)
+    return [t for t, _ in items], [v for _, v in items]
+
+
+async def test_reads_between_writes_always_see_every_write(tables: StorageTables) -> None:  # noqa: F811
+    """Reads fill the cache of folded blocks; every later cut, seal and out-of-order fold must show."""
+    rng = np.random.default_rng(11)
+    storage, feed = make(tables), Feed()
+    model: dict[int, dict[int, float]] = {}
+    sids = [3, 5, 8, 13, 21]
+    now = T0
+    for step in range(120):
+        now += int(rng.integers(1, 12)) * 60_000  # crosses a block boundary every ~20 steps, so blocks seal
+        for sid in rng.choice(sids, size=int(rng.integers(1, len(sids) + 1)), replace=False).tolist():
+            # Up to 50 minutes back (inside the one-hour window): out of order, repeats, sealed blocks.
+            ts = np.unique(now - rng.integers(0, 50, size=int(rng.integers(1, 6))) * 60_000)
+            vals = np.round(rng.normal(size=ts.size), 3)
+            feed.send(storage, sid, ts, vals)
+            model.setdefault(sid, {}).update(zip(ts.tolist(), vals.tolist(), strict=True))
+        if rng.random() < 0.4:
+            await storage.cut(P)
+        for _ in range(3):
+            wide = rng.random() < 0.2  # past FOLDED_BLOCKS_MAX blocks: the uncached scan
+            span = (FOLDED_BLOCKS_MAX + 2) * BLOCK_MS if wide else int(rng.integers(1, 4 * HOUR_MS))
+            end = now - int(rng.integers(0, 3 * HOUR_MS))
+            start = end - span
+            pick = sids if rng.random() < 0.5 else sids[:2]
+            for sid, (ts, vals) in zip(pick, storage.read_many(P, pick, start, end), strict=True):
+                assert (ts.tolist(), vals.tolist()) == _model_read(model, sid, start, end), (step, sid, start, end)
+    sealed = storage.state(P).pending
+    assert len(sealed) < 3, "the run should have sealed most blocks"
