@@ -64,6 +64,28 @@ def reduceat(ufunc: np.ufunc, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
     return res.reshape(shape)
 
 
+def sliding(ufunc: np.ufunc, x: np.ndarray, width: int) -> np.ndarray:
+    """``ufunc.reduce(x[:, k:k + width])`` for every k, in log2(width) passes over ``x``.
+
+    Level L holds reductions of 2**L consecutive columns; the window is assembled from
+    the levels of width's binary digits, so the cost does not grow with the window.
+    """
+    steps = x.shape[1] - width + 1
+    out: np.ndarray | None = None
+    pos, span, level, rest = 0, 1, x, width
+    while rest:
+        if rest & 1:
+            piece = level[:, pos : pos + steps]
+            out = piece.copy() if out is None else ufunc(out, piece)
+            pos += span
+        rest >>= 1
+        if rest:
+            level = ufunc(level[:, :-span], level[:, span:])
+            span *= 2
+    assert out is not None
+    return out
+
+
 def gather_blocks(
     lo: np.ndarray, hi: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

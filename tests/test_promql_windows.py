@@ -1,0 +1,75 @@
+"""Windowed reductions by step buckets answer like one reduction per window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metricsflow.promql import Engine, MemorySource, rangefuncs
+from metricsflow.promql.windows import sliding
+
+MIN = 60_000
+
+
+@given(st.lists(st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=1, max_size=40), min_size=1,
+                max_size=4).filter(lambda rows: len({len(r) for r in rows}) == 1),
+       st.integers(1, 40), st.sampled_from([np.add, np.fmin, np.fmax]))
+def test_sliding_equals_a_reduction_per_window(rows: list[list[float]], width: int, ufunc: np.ufunc) -> None:
+    x = np.array(rows)
+    if width > x.shape[1]:
+        return
+    got = sliding(ufunc, x, width)
+    want = np.array([[ufunc.reduce(r[k:k + width]) for k in range(x.shape[1] - width + 1)] for r in x])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-6, equal_nan=True)
+
+
+def _source(rng: np.random.Generator, special: bool) -> MemorySource:
+    src = MemorySource()
+    for i in range(6):
+        n = int(rng.integers(0, 400))
+        # Irregular, sometimes sparse sampling: some buckets empty, some with several samples.
+        ts = np.unique(rng.integers(0, 200 * MIN, size=n)) // 1000 * 1000
+        vals = rng.normal(50, 20, ts.size)
+        if special and ts.size:
+            vals[rng.integers(0, ts.size, size=3)] = rng.choice([np.nan, np.inf, -np.inf, 1e300], size=3)
+        src.add({"__name__": "m", "i": str(i)}, ts, vals)
+    return src
+
+
+@pytest.mark.parametrize("func", ["sum_over_time", "avg_over_time", "min_over_time", "max_over_time",
+                                  "stddev_over_time", "count_over_time"])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), special=st.booleans(), rng_steps=st.sampled_from([8, 10, 16, 60]),
+       step_s=st.sampled_from([15, 60, 120]))
+def test_bucketed_windows_answer_like_direct_reductions(func: str, seed: int, special: bool, rng_steps: int,
+                                                        step_s: int) -> None:
+    rng = np.random.default_rng(seed)
+    src = _source(rng, special)
+    query = f"{func}(m[{rng_steps * step_s}s])"
+    start, end, step = int(rng.integers(0, 60)) * MIN, 200 * MIN, step_s * 1000
+    bucketed = Engine(src).range(query, start, end, step)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rangefuncs, "SLIDE_MIN_BUCKETS", 10**9)
+        direct = Engine(src).range(query, start, end, step)
+    assert [s.labels for s in bucketed.series] == [s.labels for s in direct.series]
+    for b, d in zip(bucketed.series, direct.series, strict=True):
+        np.testing.assert_array_equal(b.timestamps_ms, d.timestamps_ms)
+        np.testing.assert_allclose(b.values, d.values, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_bucketed_windows_are_used_for_dashboard_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(np.random.default_rng(3), False)
+    calls = []
+    real = rangefuncs.Windows._find_buckets
+
+    def spy(self: rangefuncs.Windows) -> object:
+        found = real(self)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(rangefuncs.Windows, "_find_buckets", spy)
+    Engine(src).range("avg_over_time(m[1h])", 0, 200 * MIN, MIN)
+    Engine(src).range("avg_over_time(m[5m])", 0, 200 * MIN, MIN)  # five buckets: direct
+    assert calls == [True, False]
