@@ -16,6 +16,8 @@ CUT_SECONDS = Histogram("mf_worker_cut_seconds", "Time to cut one partition's he
 BLOCKS_WRITTEN = Counter("mf_worker_blocks_written", "Segments and sealed chunk blocks written by cuts")
 SEGMENTS_WRITTEN = Counter("mf_worker_segments_written", "Segments (one cut's points of an unsealed block) written")
 BLOCKS_SEALED = Counter("mf_worker_blocks_sealed", "(series, block) folded into one chunk and its rollups")
+SEAL_BACKLOG = Gauge("mf_worker_seal_backlog_blocks",
+                     "(series, block) past the seal horizon waiting for the seal budget (MF_SEAL_SHARE)")
 UNSEALED_BLOCKS = Gauge("mf_worker_unsealed_blocks", "(series, block) held as segments, not sealed yet")
 HEAD_POINTS = Gauge("mf_worker_head_points", "Points in the in-memory heads")
 SERIES = Gauge("mf_worker_series", "Series indexed on this worker's partitions")

@@ -88,3 +88,4 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
         metrics.HEAD_POINTS.set(st["head_points"])
         metrics.SERIES.set(st["series"])
         metrics.UNSEALED_BLOCKS.set(st["unsealed_blocks"])
+        metrics.SEAL_BACKLOG.set(st["seal_backlog"])

@@ -64,6 +64,11 @@ class Settings:
     head_cut_interval_s: float = 300.0
     head_max_points: int = 2_000_000
     block_ms: int = 2 * 3600 * 1000  # raw block; a multiple of every rollup window
+    # Seals may use this share of the worker's time (saved up to seal_burst_s): every series
+    # crosses a block end at once, and a seal burst held consumption back (tables/storage.py).
+    # 0 or less: no bound.
+    seal_share: float = 0.1
+    seal_burst_s: float = 0.5
     raw_retention_ms: int = 15 * DAY_S * 1000
     rollup_1m_retention_ms: int = 90 * DAY_S * 1000
     rollup_1h_retention_ms: int = 0  # 0 keeps forever

@@ -131,6 +131,7 @@ class CutStats:
     tombstones: int = 0  # folded segments deleted
     folded: set[tuple[int, int]] = field(default_factory=set)  # (block, series) sealed by this cut
     doomed: list[bytes] = field(default_factory=list)  # their segments, deleted once the chunks are flushed
+    deferred: bool = False  # the seal budget ran out: blocks past the horizon wait for a later cut
 
     @property
     def blocks(self) -> int:
@@ -162,6 +163,38 @@ def _within(parts: list[Block], start_ms: int, end_ms: int) -> Block:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class SealBudget:
+    """Event-loop seconds seals may use: refilled at ``share`` of wall time, saved up to ``burst_s``.
+
+    Every series of a partition crosses a block end at the same moment, so without a
+    bound one cut sealed ~1,200 blocks per partition, 4-8 s each and one partition
+    after another, while consumption got the pauses between slices only: freshness
+    rose to 9-11 s (perf/RESULTS.md, "Freshness under steady load"). Sealing can wait:
+    unsealed blocks are read from their segments. Seals beyond the budget are left
+    pending for the next cuts.
+    """
+
+    def __init__(self, share: float, burst_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._share = share
+        self._burst_s = burst_s
+        self._clock = clock
+        self._tokens = burst_s
+        self._at = clock()
+
+    def available(self) -> bool:
+        self._refill()
+        return self._share <= 0 or self._tokens > 0
+
+    def spend(self, seconds: float) -> None:
+        self._refill()
+        self._tokens -= seconds
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst_s, self._tokens + (now - self._at) * self._share)
+        self._at = now
+
+
 class WorkerStorage:
     def __init__(self, settings: Settings, tables: StorageTables, active_partitions: Callable[[], set[int]],
                  flush: Callable[[], Awaitable[None]]) -> None:
@@ -175,6 +208,7 @@ class WorkerStorage:
         self._flush = flush
         self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
+        self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s)
         self._blocks = BlockCache()  # per (partition, chunk key): the block's chunk and segments folded
         self.block_ms = settings.block_ms
 
@@ -334,8 +368,10 @@ class WorkerStorage:
         """Cut when due (interval passed, or the head is over its size); None when no cut ran."""
         st = self.state(partition)
         due = time.monotonic() - st.last_cut >= self._settings.head_cut_interval_s
-        # A head of refused points only still moves the cut offset past its messages.
-        if (due and st.head.next_offset is not None) or st.head.points >= self._settings.head_max_points:
+        # A head of refused points only still moves the cut offset past its messages; a quiet
+        # partition still seals the blocks an earlier cut left to its budget.
+        work = st.head.next_offset is not None or self.seal_backlog(partition) > 0
+        if (due and work) or st.head.points >= self._settings.head_max_points:
             return await self.cut(partition)
         return None
 
@@ -354,7 +390,8 @@ class WorkerStorage:
             try:
                 slicer = _Slicer()
                 await self._write_head(st, old, stats, slicer)  # steps 1-2
-                await self._seal_pending(st, stats, slicer, self.seal_horizon_ms(partition))  # step 3
+                await self._seal_pending(st, stats, slicer, self.seal_horizon_ms(partition),
+                                         self._seal_budget)  # step 3
                 await self._flush()  # step 4: chunks before the cut offset moves and the segments go
                 if old.next_offset is not None and (st.cut_offset is None or old.next_offset > st.cut_offset):
                     st.cut_offset = old.next_offset  # step 5
@@ -417,7 +454,9 @@ class WorkerStorage:
             await slicer.tick()
             if horizon is not None and block + self.block_ms <= horizon:
                 a, b = bounds[i], bounds[i + 1]
+                started = time.perf_counter()
                 self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats)
+                self._seal_budget.spend(time.perf_counter() - started)
                 continue
             key = keys.segment_key(sid, block, seq)
             value = values[i]
@@ -439,15 +478,30 @@ class WorkerStorage:
         ts, vals = segments.fold([codecs.decode(old), codecs.decode(value)])
         return segments.encode_runs(ts, vals, [0, int(ts.size)])[0]
 
-    async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None) -> None:
-        """Step 3: fold every pending block that ends at or before ``horizon``."""
+    async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None,
+                            budget: SealBudget | None = None) -> None:
+        """Step 3: fold every pending block that ends at or before ``horizon``, as far as ``budget`` allows."""
         if horizon is None:
             return
         for block in sorted(b for b in st.pending if b + self.block_ms <= horizon):
             for sid in sorted(st.pending[block]):
                 if (block, sid) not in stats.folded:
                     await slicer.tick()
+                    if budget is not None and not budget.available():
+                        stats.deferred = True
+                        return
+                    started = time.perf_counter()
                     self._fold(st, sid, block, None, stats)
+                    if budget is not None:
+                        budget.spend(time.perf_counter() - started)
+
+    def seal_backlog(self, partition: int) -> int:
+        """(series, block) past the seal horizon and not sealed yet."""
+        st = self.state(partition)
+        horizon = self.seal_horizon_ms(partition)
+        if horizon is None:
+            return 0
+        return sum(len(sids) for block, sids in st.pending.items() if block + self.block_ms <= horizon)
 
     def _fold(self, st: PartitionState, sid: int, block: int, new: Block | None, stats: CutStats) -> None:
         """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins)."""
@@ -716,4 +770,5 @@ class WorkerStorage:
             "series": sum(len(st.index) for st in self._parts.values()),
             "head_points": sum(st.head.points for st in self._parts.values()),
             "unsealed_blocks": sum(len(sids) for st in self._parts.values() for sids in st.pending.values()),
+            "seal_backlog": sum(self.seal_backlog(p) for p in self._parts),
         }

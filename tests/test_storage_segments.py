@@ -14,7 +14,7 @@ from metricsflow import codecs, rollup
 from metricsflow.config import Settings
 from metricsflow.pointbatch import encode_batches
 from tables import keys, segments
-from tables.storage import StorageTables, WorkerStorage
+from tables.storage import SealBudget, StorageTables, WorkerStorage
 
 HOUR_MS = 3_600_000
 BLOCK_MS = 2 * HOUR_MS
@@ -129,6 +129,57 @@ async def test_cuts_append_segments_and_seal_folds_them_once(tables: StorageTabl
     stored = rollup.decode(tables.rollups["1m"].get(P, keys.chunk_key(7, T0)), rollup.TIERS_MS["1m"])
     assert stored.column("count").sum() == ts.size
     np.testing.assert_array_equal(storage.read(P, 7, T0, T0 + BLOCK_MS - 1)[0], ts)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_seal_budget_refills_at_its_share_of_wall_time() -> None:
+    clock = Clock()
+    budget = SealBudget(share=0.1, burst_s=0.5, clock=clock)
+    assert budget.available()
+    budget.spend(0.6)
+    assert not budget.available()  # 0.5 - 0.6 < 0
+    clock.now += 0.5  # refills 0.05 s
+    assert not budget.available()
+    clock.now += 1.0
+    assert budget.available()
+    clock.now += 3600  # saved up to the burst only
+    budget.spend(0.5)
+    assert not budget.available()
+
+
+async def test_seals_past_the_budget_wait_for_later_cuts_and_reads_stay_whole(tables: StorageTables) -> None:
+    storage, feed = make(tables, head_cut_interval_s=0), Feed()
+    clock = Clock()
+    storage._seal_budget = SealBudget(share=0.1, burst_s=1e-9, clock=clock)
+    ts = every_10s(T0, T0 + BLOCK_MS)
+    sids = list(range(1, 41))
+    for sid in sids:
+        feed.send(storage, sid, ts, ts / 1000.0 + sid)
+    await storage.cut(P)
+    for sid in sids:  # past the window: every block of the first cut may seal now
+        feed.send(storage, sid, [T0 + BLOCK_MS + HOUR_MS], [float(sid)])
+    stats = await storage.cut(P)
+    assert stats.deferred and stats.sealed == 1  # the first seal spends the burst
+    assert storage.seal_backlog(P) == len(sids) - 1
+    for sid in sids:
+        got_ts, got_vals = storage.read(P, sid, T0, T0 + BLOCK_MS + HOUR_MS)
+        np.testing.assert_array_equal(got_ts, np.append(ts, T0 + BLOCK_MS + HOUR_MS))
+        np.testing.assert_array_equal(got_vals, np.append(ts / 1000.0 + sid, sid))
+    cuts = 0
+    while storage.seal_backlog(P):
+        clock.now += 10.0  # a second of seal time per cut
+        assert await storage.maybe_cut(P) is not None  # nothing new in the head: the backlog makes it due
+        cuts += 1
+        assert cuts < 50
+    assert len(tables.chunks.items()) == len(sids)  # type: ignore[attr-defined]
+    assert [blk for _, blk, _ in seg_keys(tables)] == [T0 + BLOCK_MS] * len(sids)
 
 
 async def test_out_of_order_and_duplicates_into_an_unsealed_block_read_once(tables: StorageTables) -> None:
