@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import faust
 from faust.transport.producer import ProducerBuffer
@@ -24,12 +28,44 @@ from web.cluster import Cluster
 from web.server import WebServer
 
 CHANGELOG_BUFFER_MESSAGES = 200_000
+CHANGELOG_BATCH_BYTES = 1024 * 1024
+COMMIT_EVERY_NEVER = 1 << 62
+SLOW_FLUSH_S = 1.0
+log = logging.getLogger(__name__)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 def _raw_table(app: faust.App, name: str, partitions: int) -> faust.Table:
     # bytes key/value types make Faust use the "raw" serializer, also when it applies changelogs in recovery.
     return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=table_options(name))
+
+
+async def flush_changelogs(producer: Any) -> None:
+    """Every changelog record sent so far is acknowledged by Kafka.
+
+    Faust's buffer hands its records to the Kafka client one per event-loop turn, from a
+    task of its own: behind a busy points agent a cut's ~1,250 segments took 1-5 s to leave
+    it (perf/RESULTS.md, "Cut flushes"). Here they are handed over in one loop, in queue
+    order. Faust's own ``flush()`` also gives up on its buffer after 0.1 s without progress,
+    and the cut moves its offset only after this returns: the buffer is empty before the
+    Kafka client is flushed.
+    """
+    started = time.perf_counter()
+    buffer = producer.buffer
+    queued = buffer.size
+    while True:
+        try:
+            record = buffer.pending.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        await buffer._send_pending(record)
+    buffer.message_sent.set()
+    handed = time.perf_counter()
+    await producer.flush()
+    took = time.perf_counter() - started
+    if took >= SLOW_FLUSH_S:
+        log.warning("changelog flush took %.1f s: %d records queued, %.1f s until handed to the Kafka client",
+                    took, queued, handed - started)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -53,8 +89,16 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         producer_max_request_size=8 * 1024 * 1024,
+        # A cut sends ~1,250 segments per partition at once; at Faust's 16 KB batches the Kafka
+        # client took 0.3-0.45 s to take 1,226 of them, 35 ms at 1 MB (perf/RESULTS.md, "Cut flushes").
+        producer_max_batch_size=CHANGELOG_BATCH_BYTES,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
+        # Faust's fetch loop itself commits after every broker_commit_every (10,000) messages, and
+        # a commit awaits the producer's flush: no stream gets a message until the changelogs
+        # queued by then (a cut's, seconds of them before flush_changelogs) are acknowledged.
+        # The 1 s timer commits in a task of its own; durability rests on the cut offsets.
+        broker_commit_every=COMMIT_EVERY_NEVER,
         # kill -9 of a worker is noticed after the session timeout; 60 s (Faust's default) is too slow a failover.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
@@ -83,7 +127,7 @@ def create_app(settings: Settings) -> faust.App:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == points_topic}
 
     async def flush() -> None:
-        await app.producer.flush()
+        await flush_changelogs(app.producer)
 
     tables = StorageTables(cutmarks=PartitionStore(cutmarks), chunks=PartitionStore(chunks),
                            segments=PartitionStore(segments), series=PartitionStore(series_table), rollups=rollups)

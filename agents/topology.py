@@ -76,8 +76,9 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
                 took = time.perf_counter() - started
                 metrics.CUT_SECONDS.observe(took)
                 if took >= SLOW_CUT_S:  # consumption shares the loop with it: say what made it long
-                    log.warning("cut of partition %d took %.1f s: %d segments written, %d blocks sealed",
-                                p, took, cut.segments, cut.sealed)
+                    log.warning("cut of partition %d took %.1f s: %d segments written in %.1f s, %d blocks sealed"
+                                " in %.1f s%s, changelogs flushed in %.1f s", p, took, cut.segments, cut.write_s,
+                                cut.sealed, cut.seal_s, " (seal budget spent)" if cut.deferred else "", cut.flush_s)
                 metrics.BLOCKS_WRITTEN.inc(cut.blocks)
                 metrics.SEGMENTS_WRITTEN.inc(cut.segments)
                 metrics.BLOCKS_SEALED.inc(cut.sealed)

@@ -181,6 +181,19 @@ async def test_seals_past_the_budget_wait_for_later_cuts_and_reads_stay_whole(ta
     assert len(tables.chunks.items()) == len(sids)  # type: ignore[attr-defined]
     assert [blk for _, blk, _ in seg_keys(tables)] == [T0 + BLOCK_MS] * len(sids)
 
+    # Over the budget, points of a new series for a sealed block become a segment (a series'
+    # own window decides what is too old), and a later cut seals the block.
+    storage._seal_budget.spend(10.0)
+    feed.send(storage, 99, [T0 + 5_000, T0 + 15_000], [-1.0, -2.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == 0 and stats.segments == 1 and storage.seal_backlog(P) == 1
+    assert storage.read(P, 99, T0, T0 + BLOCK_MS)[1].tolist() == [-1.0, -2.0]
+    clock.now += 200.0
+    stats = await storage.cut(P)
+    assert stats.sealed == 1 and storage.seal_backlog(P) == 0
+    assert tables.chunks.get(P, keys.chunk_key(99, T0)) is not None
+    assert storage.read(P, 99, T0, T0 + BLOCK_MS)[1].tolist() == [-1.0, -2.0]
+
 
 async def test_out_of_order_and_duplicates_into_an_unsealed_block_read_once(tables: StorageTables) -> None:
     storage, feed = make(tables), Feed()
