@@ -34,6 +34,7 @@ from prometheus_client import Counter
 
 from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import PromQLExecutionError
+from metricsflow.promql.result import gc_paused
 from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData, SeriesSource
 from tables.storage import WorkerStorage
 
@@ -149,8 +150,9 @@ def select_local(storage: WorkerStorage, tenant: str, selections: Sequence[Selec
 def local_source(storage: WorkerStorage, tenant: str, selections: Sequence[Selection]) -> SelectionSource:
     """Every selection read from this worker's storage, for the engine to evaluate on directly."""
     source = SelectionSource()
-    for sel in selections:
-        source.add(sel[0], select_local(storage, tenant, [sel]))
+    with gc_paused():  # a read allocates per series and block
+        for sel in selections:
+            source.add(sel[0], select_local(storage, tenant, [sel]))
     return source
 
 

@@ -16,7 +16,9 @@ import asyncio
 import functools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import orjson
 from aiohttp import web
@@ -27,6 +29,7 @@ from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import Engine, PromQLError, QueryResult, selections
 from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, selector_key
 from metricsflow.promql.pushdown import Plan, plan
+from metricsflow.promql.result import gc_paused
 from web.cluster import (
     PARTITIONS_HEADER,
     Cluster,
@@ -45,6 +48,7 @@ from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
 LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
+T = TypeVar("T")
 PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
 
 
@@ -91,10 +95,11 @@ class QueryService:
         sels = tier_selections(query, selections(query, start_ms, end_ms, max(step_ms, 1), lookback), tier)
         source = await self.cluster.gather(tenant, sels, warnings)
         engine = Engine(source, lookback_ms=lookback, timeout_s=timeout_s)
-        loop = asyncio.get_running_loop()
         if step_ms == 0:
-            return await loop.run_in_executor(self.pool, engine.instant, query, start_ms)
-        return await loop.run_in_executor(self.pool, engine.range, query, start_ms, end_ms, step_ms)
+            run = functools.partial(engine.instant, query, start_ms)
+        else:
+            run = functools.partial(engine.range, query, start_ms, end_ms, step_ms)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, _without_gc, run)
 
     async def partial(self, req: PartialRequest, timeout_s: float | None = None) -> Partial:
         """This worker's share of ``req``: storage read on the loop, evaluation on the pool."""
@@ -104,7 +109,7 @@ class QueryService:
         source = local_source(self._storage, req.tenant, sels)
         run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
                                 timeout_s=timeout_s)
-        data = await asyncio.get_running_loop().run_in_executor(self.pool, run)
+        data = await asyncio.get_running_loop().run_in_executor(self.pool, _without_gc, run)
         return Partial(data, partitions)
 
     async def _run_pushdown(self, req: PartialRequest, timeout_s: float,
@@ -128,6 +133,11 @@ class QueryService:
 
 
 QUERY_SERVICE_KEY = web.AppKey("query_service", QueryService)
+
+
+def _without_gc(run: Callable[[], T]) -> T:
+    with gc_paused():
+        return run()
 
 
 def _timeout(p: dict[str, list[str]]) -> float:

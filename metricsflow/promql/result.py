@@ -78,7 +78,7 @@ class QueryResult:
                     f'{{"metric":{metric},"value":[{timestamp_text(int(s.timestamps_ms[0]))},"{value}"]}}'
                 )
         elif self.series:
-            with _gc_paused():
+            with gc_paused():
                 parts = _matrix_texts(self.series)
         return f'{{"resultType":"{self.result_type}","result":[{",".join(parts)}]}}'.encode()
 
@@ -109,8 +109,13 @@ def _matrix_texts(series: list[ResultSeries]) -> list[str]:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building ~10^5 small lists triggers many useless GC passes (measured 36 ms -> 8 ms)."""
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a query builds ~10^5 short-lived objects.
+
+    Each allocation burst triggers collections that walk the whole heap, and a worker's
+    heap is large (Faust, the label index): building a matrix answer went 36 -> 8 ms.
+    Safe across threads: whoever disabled it enables it again.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -124,7 +129,7 @@ def _matrix_json(series: list[ResultSeries]) -> list[dict[str, Any]]:
     """Format all points in one batch: per-point Python work is the cost of a range result."""
     if not series:
         return []
-    with _gc_paused():
+    with gc_paused():
         return _matrix_json_batch(series)
 
 
