@@ -89,10 +89,10 @@ log = logging.getLogger(__name__)
 # sleep(0) freshness rose by up to 1.6 s with every cut at 70k pts/s (perf/RESULTS.md).
 CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
-_NEVER = np.iinfo(np.int64).min
+_NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-timestamp lookup
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
 # raw ranges (rare: the tiers answer them) scan, so they do not flush the cache.
-FOLDED_BLOCKS_MAX = 8  # "no sample yet" in the vectorised newest-timestamp lookup
+FOLDED_BLOCKS_MAX = 8
 
 
 @dataclass(slots=True, frozen=True)
@@ -643,7 +643,7 @@ class WorkerStorage:
         if hit is not None:
             return hit
         parts: list[Block] = []
-        chunk = self._chunks.get(partition, keys.chunk_key(sid, block))
+        chunk = self._chunks.get(partition, fkey)
         if chunk is not None:
             parts.append(codecs.decode(chunk))
         lo, hi = keys.segment_range(sid, block, block)
