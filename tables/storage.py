@@ -522,15 +522,7 @@ class WorkerStorage:
         """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins)."""
         partition = st.partition
         key = keys.chunk_key(sid, block)
-        parts: list[Block] = []
-        chunk = self._chunks.get(partition, key)
-        if chunk is not None:
-            parts.append(codecs.decode(chunk))
-        lo, hi = keys.segment_range(sid, block, block)
-        seg_keys = []
-        for seg_key, value in self._segments.scan(partition, lo, hi):
-            parts.append(codecs.decode(value))
-            seg_keys.append(seg_key)
+        parts, seg_keys = self._block_parts(partition, sid, block)
         if new is not None:
             parts.append(new)
         ts, vals = segments.fold(parts)
@@ -621,9 +613,10 @@ class WorkerStorage:
         heads = st.head.series_many(sids, start_ms, end_ms)
         cutting = st.cutting.series_many(sids, start_ms, end_ms) if st.cutting is not None else None
         blocks = range(first, last + 1, self.block_ms)
+        cached = len(blocks) <= FOLDED_BLOCKS_MAX
         out = []
         for i, sid in enumerate(sids):
-            if len(blocks) <= FOLDED_BLOCKS_MAX:
+            if cached:
                 ts, vals = _within([self._stored(partition, sid, b) for b in blocks], start_ms, end_ms)
             else:
                 ts, vals = self._scan_stored(partition, sid, first, last, start_ms, end_ms)
@@ -642,15 +635,22 @@ class WorkerStorage:
         hit = self._blocks.get(partition, fkey)
         if hit is not None:
             return hit
+        folded = segments.fold(self._block_parts(partition, sid, block)[0])
+        self._blocks.put(partition, fkey, *folded)
+        return folded
+
+    def _block_parts(self, partition: int, sid: int, block: int) -> tuple[list[Block], list[bytes]]:
+        """A block's chunk (if any), then its segments in cut order, decoded; and the segments' keys."""
         parts: list[Block] = []
-        chunk = self._chunks.get(partition, fkey)
+        chunk = self._chunks.get(partition, keys.chunk_key(sid, block))
         if chunk is not None:
             parts.append(codecs.decode(chunk))
         lo, hi = keys.segment_range(sid, block, block)
-        parts += [codecs.decode(value) for _key, value in self._segments.scan(partition, lo, hi)]
-        folded = segments.fold(parts)
-        self._blocks.put(partition, fkey, *folded)
-        return folded
+        seg_keys = []
+        for seg_key, value in self._segments.scan(partition, lo, hi):
+            parts.append(codecs.decode(value))
+            seg_keys.append(seg_key)
+        return parts, seg_keys
 
     def _scan_stored(self, partition: int, sid: int, first: int, last: int, start_ms: int,
                      end_ms: int) -> Block:

@@ -131,13 +131,7 @@ class MemorySource:
             s = self._series[i]
             if not all(m.matches(s.labels.get(m.name, "")) for m in negatives):
                 continue
-            ts = s.ts
-            if ts.size and ts[0] >= start_ms and ts[-1] <= end_ms:
-                out.append(SeriesData(dict(s.labels), ts, s.vals))  # whole series in the window
-                continue
-            lo = int(np.searchsorted(ts, start_ms, "left"))
-            hi = int(np.searchsorted(ts, end_ms, "right"))
-            out.append(SeriesData(dict(s.labels), ts[lo:hi], s.vals[lo:hi]))
+            out.append(SeriesData(dict(s.labels), *_window(s.ts, s.vals, start_ms, end_ms)))
         return out
 
 
@@ -164,15 +158,8 @@ class SelectionSource:
         reads = self._reads.get(key)
         if reads is None or len(reads) > 1:
             return self._memory(key if reads else None).select(matchers, start_ms, end_ms)
-        out = []
-        for s in reads[0]:
-            ts, vals = s.timestamps_ms, s.values
-            if ts.size and (ts[0] < start_ms or ts[-1] > end_ms):
-                lo = int(np.searchsorted(ts, start_ms, "left"))
-                hi = int(np.searchsorted(ts, end_ms, "right"))
-                ts, vals = ts[lo:hi], vals[lo:hi]
-            out.append(SeriesData({k: v for k, v in s.labels.items() if v != ""}, ts, vals))
-        return out
+        return [SeriesData({k: v for k, v in s.labels.items() if v != ""},
+                           *_window(s.timestamps_ms, s.values, start_ms, end_ms)) for s in reads[0]]
 
     def _memory(self, key: tuple[Matcher, ...] | None) -> MemorySource:
         """A MemorySource of one matcher set's reads, or (None) of every read."""
@@ -184,6 +171,15 @@ class SelectionSource:
                     for series in reads:
                         found.add_series(series)
         return found
+
+
+def _window(ts: np.ndarray, vals: np.ndarray, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """The samples in [start_ms, end_ms]; the arrays themselves when the whole series is inside."""
+    if ts.size and ts[0] >= start_ms and ts[-1] <= end_ms:
+        return ts, vals
+    lo = int(np.searchsorted(ts, start_ms, "left"))
+    hi = int(np.searchsorted(ts, end_ms, "right"))
+    return ts[lo:hi], vals[lo:hi]
 
 
 def _matcher_key(matchers: Sequence[Matcher]) -> tuple[Matcher, ...]:
