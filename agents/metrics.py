@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 POINTS_CONSUMED = Counter("mf_worker_points_consumed", "Points read from mf.points and stored")
 BATCHES_CONSUMED = Counter("mf_worker_batches_consumed", "mf.points messages processed")
 SERIES_CONSUMED = Counter("mf_worker_series_consumed", "mf.series messages processed")
+SERIES_INDEXED = Counter("mf_worker_series_indexed", "Series new to the index from mf.series (a record may hold many)")
 ERRORS = Counter("mf_worker_errors", "Messages or operations that failed, by reason", ["reason"])
 LAG = Gauge("mf_worker_consumer_lag", "Messages behind the end of mf.points, per partition", ["partition"])
 FRESHNESS = Histogram("mf_worker_ingest_delay_seconds", "Collector send → worker stored",

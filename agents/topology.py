@@ -28,11 +28,14 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
     async def index_series(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            if msg.key is None or len(msg.key) != 8:
-                metrics.ERRORS.labels("bad_series_key").inc()
+            try:
+                added = storage.ingest_series(msg.partition, msg.key or b"", event.value)
+            except InvalidInput as exc:
+                metrics.ERRORS.labels(exc.reason).inc()
+                log.warning("skipping mf.series %d@%d: %s", msg.partition, msg.offset, exc)
                 continue
-            storage.ingest_series(msg.partition, msg.key, event.value)
             metrics.SERIES_CONSUMED.inc()
+            metrics.SERIES_INDEXED.inc(added)
 
     @app.agent(points, name="points-store")
     async def store_points(stream: faust.StreamT) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import struct
 
-KEY_FORMAT_VERSION = 3  # 2 added the segments table; 3 replaced the wal table by the cutmarks table
+# 2 added the segments table; 3 replaced the wal table by the cutmarks table; 4 added SeriesBatch
+# records (16-byte keys) to the series table
+KEY_FORMAT_VERSION = 4
 # Faust keeps its own bookkeeping key in every partition DB; scans skip it.
 FAUST_RESERVED_PREFIX = b"__faust"
 
-_SID = struct.Struct(">Q")
 _SID_TIME = struct.Struct(">QQ")
 _SEGMENT = struct.Struct(">QQQ")
 _OFFSET = struct.Struct(">Q")
@@ -21,13 +22,7 @@ _TIME_BIAS = 1 << 63
 CHUNK_KEY_LEN = _SID_TIME.size  # also the prefix of a segment key naming its block
 
 
-def series_key(sid: int) -> bytes:
-    """series table: sid → SeriesInfo."""
-    return _SID.pack(sid)
-
-
-def parse_series_key(key: bytes) -> int:
-    return _SID.unpack(key)[0]
+# series table: the key of the mf.series record as it came (metricsflow/series_batch.py).
 
 
 def chunk_key(sid: int, block_start_ms: int) -> bytes:

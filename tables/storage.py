@@ -69,10 +69,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents import metrics
-from metricsflow import codecs, rollup
+from metricsflow import codecs, rollup, series_batch
 from metricsflow.config import Settings
+from metricsflow.errors import InvalidInput
 from metricsflow.model import MetricKind
-from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch
 from metricsflow.promql.source import SeriesData
 from metricsflow.samples import clip, merge
@@ -243,7 +243,7 @@ class WorkerStorage:
         started = time.monotonic()
         st = PartitionState(partition)
         for key, value in self._series.scan(partition):
-            self._index_series(st.index, keys.parse_series_key(key), value)
+            self._index_series(st.index, key, value)
         last_block: dict[int, bytes] = {}
         for key, value in self._chunks.scan(partition):
             last_block[keys.parse_chunk_key(key)[0]] = value  # key order: the last one wins
@@ -349,26 +349,36 @@ class WorkerStorage:
                     st.top_ms = top
         return keep
 
-    def ingest_series(self, partition: int, key: bytes, value: bytes | None) -> None:
+    def ingest_series(self, partition: int, key: bytes, value: bytes | None) -> int:
+        """Index the series of one mf.series record (one series or a batch); the number new to the index.
+
+        The record is kept in the series table as it came when it brought a new series:
+        the table's changelog then costs one record per announcement, not per series.
+        Raises InvalidInput for a record that is not one (nothing is indexed then).
+        """
         st = self.state(partition)
-        sid = keys.parse_series_key(key)
         if value is None:
-            return  # deletes of series are retention's business, not the announcer's
-        if self._index_series(st.index, sid, value):
+            return 0  # deletes of series are retention's business, not the announcer's
+        added = self._index_series(st.index, key, value, strict=True)
+        if added:
             self._series.put(partition, key, value)
+        return added
 
     @staticmethod
-    def _index_series(index: SeriesIndex, sid: int, value: bytes) -> bool:
-        if sid in index.labels:
-            return False
-        info = pb.SeriesInfo()
+    def _index_series(index: SeriesIndex, key: bytes, value: bytes, strict: bool = False) -> int:
         try:
-            info.ParseFromString(value)
-        except Exception:  # a foreign producer's garbage must not stop the agent
-            log.warning("ignoring unparsable SeriesInfo for series %016x", sid)
-            return False
-        index.add(sid, info.tenant, {lb.name: lb.value for lb in info.labels}, int(info.kind))
-        return True
+            entries = series_batch.decode(key, value)
+        except InvalidInput as exc:
+            if strict:
+                raise
+            log.warning("ignoring series table entry %s: %s", key.hex(), exc)  # written by an older worker
+            return 0
+        added = 0
+        for sid, info in entries:
+            if sid not in index.labels:
+                index.add(sid, info.tenant, {lb.name: lb.value for lb in info.labels}, int(info.kind))
+                added += 1
+        return added
 
     def loaded_partitions(self) -> list[int]:
         return list(self._parts)

@@ -17,12 +17,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metricsflow import series_batch
 from metricsflow.collector.kafka_writer import Message
 from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentSeries
 from metricsflow.collector.validation import Limits, validate
 from metricsflow.config import Settings
 from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
-from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
@@ -117,8 +117,25 @@ def test_pipeline_matches_per_series_validation(series: list[SeriesSamples], par
     outcome = _accept(pipeline, parsed)
     assert (outcome.accepted, outcome.rejected, outcome.rejections) == want_outcome
     assert _runs(writer.messages) == want_runs
-    announced = [int.from_bytes(k, "big") for t, _p, k, _v in writer.messages if t == SETTINGS.topic("series")]
-    assert announced == want_announced
+    assert _announced(writer.messages) == _by_partition(want_announced)
+
+
+def _announced(messages: Sequence[Message]) -> dict[int, list[int]]:
+    """Series ids of the mf.series records per partition, in record order (every key checked)."""
+    out: dict[int, list[int]] = defaultdict(list)
+    for topic, part, key, value in messages:
+        if topic == SETTINGS.topic("series"):
+            entries = series_batch.decode(key, value)
+            assert key == series_batch.batch_key(np.array([sid for sid, _ in entries], dtype=np.uint64))
+            out[part] += [sid for sid, _ in entries]
+    return dict(out)
+
+
+def _by_partition(sids: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for sid in sids:
+        out[partition_for(sid, SETTINGS.partitions)].append(sid)
+    return dict(out)
 
 
 def test_series_are_announced_once_with_their_labels_and_partition() -> None:
@@ -128,11 +145,11 @@ def test_series_are_announced_once_with_their_labels_and_partition() -> None:
     s = SeriesSamples({"host": "a", "__name__": "cpu", "empty": ""}, [now - 1000, now], [1.0, 2.0], MetricKind.COUNTER)
     _accept(pipeline, ParseResult(series=[s]))
     _accept(pipeline, ParseResult(series=[s]))
-    infos = [(p, k, pb.SeriesInfo.FromString(v)) for t, p, k, v in writer.messages if t == SETTINGS.topic("series")]
-    assert len(infos) == 1
-    part, key, info = infos[0]
+    infos = [(p, series_batch.decode(k, v)) for t, p, k, v in writer.messages if t == SETTINGS.topic("series")]
+    assert len(infos) == 1 and len(infos[0][1]) == 1
+    part, [(got_sid, info)] = infos[0]
     sid = series_id("t1", s.labels)
-    assert key == sid.to_bytes(8, "big") and part == partition_for(sid, SETTINGS.partitions)
+    assert got_sid == sid and part == partition_for(sid, SETTINGS.partitions)
     assert [(lb.name, lb.value) for lb in info.labels] == [("__name__", "cpu"), ("host", "a")]
     assert (info.tenant, info.kind) == ("t1", MetricKind.COUNTER)
 

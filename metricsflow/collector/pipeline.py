@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metricsflow import series_batch
 from metricsflow.collector import metrics
 from metricsflow.collector.kafka_writer import KafkaWriter, Message
 from metricsflow.collector.validation import Limits, check_labels, check_tenant, validate
@@ -245,16 +246,26 @@ class IngestPipeline:
                      np.concatenate([vs for _, vs in runs]), accepted, rejections)
 
     def _build_messages(self, tenant: str, kept: _Kept, now_ms: int) -> tuple[list[Message], list[int]]:
-        """SeriesInfo for series not announced yet, then one PointBatch per partition (split at the size cap)."""
+        """A SeriesBatch per partition of the series not announced yet, then one PointBatch per partition.
+
+        Both are split at their size caps; the series go first, so a worker knows the
+        labels of a series no later than its points.
+        """
         messages: list[Message] = []
         new_series = self._announced.missing(kept.sids)
         if new_series:
             fresh = set(new_series)
+            by_part: dict[int, tuple[list[int], list[pb.SeriesInfo]]] = {}
             for s, sid, part in zip(kept.series, kept.sids, kept.parts, strict=True):
                 if sid in fresh:
                     info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms,
                                          labels=[pb.Label(name=k, value=v) for k, v in sorted(s.labels.items()) if v])
-                    messages.append((self._series_topic, part, sid.to_bytes(8, "big"), info.SerializeToString()))
+                    ids, infos = by_part.setdefault(part, ([], []))
+                    ids.append(sid)
+                    infos.append(info)
+            for part, (ids, infos) in sorted(by_part.items()):
+                for key, value in series_batch.encode_batches(ids, infos):
+                    messages.append((self._series_topic, part, key, value))
         if not kept.sids:
             return messages, new_series
         max_points = self._settings.max_points_per_message

@@ -97,3 +97,13 @@ class SeriesInfo(_message.Message):
     kind: MetricKind
     first_seen_ms: int
     def __init__(self, tenant: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., kind: _Optional[_Union[MetricKind, str]] = ..., first_seen_ms: _Optional[int] = ...) -> None: ...
+
+class SeriesBatch(_message.Message):
+    __slots__ = ("format_version", "series_ids", "series")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERIES_IDS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    series_ids: bytes
+    series: _containers.RepeatedCompositeFieldContainer[SeriesInfo]
+    def __init__(self, format_version: _Optional[int] = ..., series_ids: _Optional[bytes] = ..., series: _Optional[_Iterable[_Union[SeriesInfo, _Mapping]]] = ...) -> None: ...

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from metricsflow import series_batch
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.series_id import series_id
+from metricsflow.series_id import partition_for, series_id
 from tests.support import REPO, Stack, http, query_raw, wait_for
 
 pytestmark = pytest.mark.integration
@@ -45,13 +47,17 @@ def base_ms() -> int:
     return (int(time.time() * 1000) - 3_600_000) // 1000 * 1000
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None,
+            records: list[tuple[int, bytes, bytes]] = ()) -> None:
+    """``values`` with one key to any partition, then ``records`` as (partition, key, value)."""
     async def go() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
         await producer.start()
         try:
             for value in values:
                 await producer.send_and_wait(topic, value, key=key)
+            for part, rec_key, value in records:
+                await producer.send_and_wait(topic, value, key=rec_key, partition=part)
         finally:
             await producer.stop()
 
@@ -161,6 +167,39 @@ def test_ingest_rejections_are_counted_and_valid_series_survive(stack: Stack) ->
     for reason in ("bad_protobuf", "invalid_tenant", "invalid_metric_name", "too_old"):
         wait_for(lambda reason=reason: worker_counter(worker, "mf_worker_ingest_rejected_total", reason=reason) >= 1,
                  20, f"mf_worker_ingest_rejected_total{{reason={reason!r}}}")
+
+
+def test_series_records_of_other_producers_are_indexed_or_counted(stack: Stack) -> None:
+    """mf.series: a single SeriesInfo record (the format before batches) is indexed like a batch; garbage is
+    counted by reason and the records after it are still indexed."""
+    _, worker = stack.start_worker()
+
+    def info(host: str) -> tuple[int, int, pb.SeriesInfo]:
+        labels = {"__name__": "announced_only", "host": host}
+        sid = series_id("default", labels)
+        return sid, partition_for(sid, stack.partitions), pb.SeriesInfo(
+            tenant="default", kind=pb.METRIC_KIND_GAUGE, first_seen_ms=base_ms(),
+            labels=[pb.Label(name=k, value=v) for k, v in sorted(labels.items())])
+
+    single_sid, single_part, single = info("single")
+    batch_sid, batch_part, batched = info("batched")
+    [(batch_key, batch_value)] = series_batch.encode_batches([batch_sid], [batched])
+    produce(stack.bootstrap, f"{stack.prefix}series", [], records=[
+        (single_part, b"\x00" * 9, single.SerializeToString()),  # a key of neither length
+        (batch_part, b"\x01" * 16, b"\xff\xff\xff"),  # a batch key with an unparsable value
+        (single_part, series_batch.single_key(single_sid), single.SerializeToString()),
+        (batch_part, batch_key, batch_value),
+    ])
+
+    def hosts() -> list[str] | None:
+        status, _, body = http("GET", worker + "/api/v1/series?match[]=announced_only")
+        found = sorted(s["host"] for s in orjson.loads(body)["data"]) if status == 200 else []
+        return found if len(found) == 2 else None
+
+    assert wait_for(hosts, STORE_TIMEOUT_S, "both announced series listed") == ["batched", "single"]
+    assert worker_counter(worker, "mf_worker_errors_total", reason="bad_series_key") == 1
+    assert worker_counter(worker, "mf_worker_errors_total", reason="bad_series_info") == 1
+    assert worker_counter(worker, "mf_worker_series_indexed_total") == 2
 
 
 def test_tenant_field_is_honoured_when_another_series_has_invalid_utf8(stack: Stack) -> None:

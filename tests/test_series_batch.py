@@ -1,0 +1,77 @@
+"""mf.series records: batches and single records decode to the same series; the worker indexes both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metricsflow import series_batch
+from metricsflow.errors import InvalidInput
+from metricsflow.pb import metricsflow_pb2 as pb
+from tables.storage import StorageTables
+from tests.test_storage_segments import P, make, tables  # noqa: F401
+
+
+def _info(i: int, tenant: str = "t1") -> pb.SeriesInfo:
+    return pb.SeriesInfo(tenant=tenant, kind=1 + i % 3, first_seen_ms=1_700_000_000_000 + i,
+                         labels=[pb.Label(name="__name__", value="cpu"), pb.Label(name="host", value=f"h{i}")])
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=series_batch.MAX_SERIES_PER_BATCH * 2 + 3))
+@settings(max_examples=40, deadline=None)
+def test_batches_carry_every_series_in_order(sids: list[int]) -> None:
+    infos = [_info(i) for i in range(len(sids))]
+    records = list(series_batch.encode_batches(sids, infos))
+    assert all(len(key) == series_batch.BATCH_KEY_LEN for key, _ in records)
+    assert max((len(pb.SeriesBatch.FromString(v).series) for _, v in records), default=0) \
+        <= series_batch.MAX_SERIES_PER_BATCH
+    decoded = [entry for key, value in records for entry in series_batch.decode(key, value)]
+    assert [sid for sid, _ in decoded] == sids
+    assert [info for _, info in decoded] == infos
+
+
+def test_batch_key_names_the_set_not_its_order() -> None:
+    a = series_batch.batch_key(np.array([3, 1, 2], dtype=np.uint64))
+    assert a == series_batch.batch_key(np.array([1, 2, 3], dtype=np.uint64))
+    assert a != series_batch.batch_key(np.array([1, 2, 4], dtype=np.uint64))
+
+
+def test_a_single_record_decodes_as_one_series() -> None:
+    info = _info(7)
+    [(sid, got)] = series_batch.decode(series_batch.single_key(2**63 + 5), info.SerializeToString())
+    assert (sid, got) == (2**63 + 5, info)
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), [
+    (b"\x00" * 9, b"", "bad_series_key"),
+    (b"", b"", "bad_series_key"),
+    (b"\x00" * 8, b"\xff\xff\xff", "bad_series_info"),
+    (b"\x00" * 16, b"\xff\xff\xff", "bad_series_info"),
+    (b"\x00" * 16, pb.SeriesBatch(format_version=2).SerializeToString(), "bad_series_info"),
+    (b"\x00" * 16, pb.SeriesBatch(format_version=1, series_ids=b"\x00" * 8).SerializeToString(), "bad_series_info"),
+])
+def test_bad_records_name_their_reason(key: bytes, value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        series_batch.decode(key, value)
+    assert err.value.reason == reason
+
+
+def test_worker_indexes_batches_and_single_records_and_rebuilds_from_its_table(tables: StorageTables) -> None:  # noqa: F811
+    storage = make(tables)
+    [(key, value)] = series_batch.encode_batches([10, 11, 12], [_info(0), _info(1), _info(2)])
+    assert storage.ingest_series(P, key, value) == 3
+    assert storage.ingest_series(P, key, value) == 0  # announced again (another collector)
+    assert storage.ingest_series(P, series_batch.single_key(13), _info(3).SerializeToString()) == 1
+    [(key2, value2)] = series_batch.encode_batches([12, 14], [_info(2), _info(4)])
+    assert storage.ingest_series(P, key2, value2) == 1  # only 14 is new
+    with pytest.raises(InvalidInput):
+        storage.ingest_series(P, b"\x00" * 16, b"\xff\xff")
+    index = storage.state(P).index
+    assert sorted(index.labels) == [10, 11, 12, 13, 14]
+    assert index.labels[14] == {"__name__": "cpu", "host": "h4"} and index.kinds[13] == _info(3).kind
+
+    fresh = make(tables)  # a restarted worker: the index comes back from the series table alone
+    assert fresh.state(P).index.labels == index.labels
+    assert fresh.state(P).index.select("t1", []) == index.select("t1", [])
