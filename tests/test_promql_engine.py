@@ -90,11 +90,39 @@ def test_matrix_bytes_equal_matrix_data(columns: list[list[float]], skip: int) -
 
     series = []
     for i, vals in enumerate(columns):
-        ts = np.arange(len(vals), dtype=np.int64) * 60_000 + 1_050
+        ts = np.arange(len(vals), dtype=np.int64) * 60_000 + 1_050 + (i == 2) * 7  # series 2 off the grid
         keep = np.arange(len(vals)) != skip  # a gap in the step grid
         series.append(ResultSeries({"i": str(i), "ü": 'q"\\'}, ts[keep], np.array(vals, dtype=np.float64)[keep]))
     res = QueryResult("matrix", series)
     assert json.loads(res.to_json_bytes()) == res.to_json_data()
+
+
+@given(st.lists(st.lists(st.integers(-3, 40), max_size=12), max_size=5), st.sampled_from([1, 7, 60_000]),
+       st.integers(-10**12, 10**12), st.booleans())
+def test_step_grid_equals_unique(runs: list[list[int]], step: int, origin: int, jitter: bool) -> None:
+    """Grids with gaps, repeats, several series, negative times; one off-grid time forces the sort."""
+    from metricsflow.promql.result import step_grid
+
+    ts = np.array([origin + k * step for run in runs for k in sorted(run)], dtype=np.int64)
+    if jitter and ts.size:
+        ts[-1] += 1
+    grid, inverse = step_grid(ts)
+    want_grid, want_inverse = np.unique(ts, return_inverse=True)
+    assert grid[inverse].tolist() == ts.tolist()
+    assert set(want_grid.tolist()) <= set(grid.tolist()) and len(grid) <= 2 * ts.size + 1025
+    assert np.all(np.diff(grid) > 0)
+    if not (np.diff(grid) == (grid[1] - grid[0] if grid.size > 1 else 0)).all():  # the sorted path
+        assert grid.tolist() == want_grid.tolist() and inverse.tolist() == want_inverse.ravel().tolist()
+
+
+def test_matrix_bytes_are_prometheus_bytes() -> None:
+    series = [ResultSeries({"a": "x"}, np.array([1_050, 61_050]), np.array([1.0, 0.5])),
+              ResultSeries({"a": "y"}, np.zeros(0, np.int64), np.zeros(0)),
+              ResultSeries({"a": "z"}, np.array([61_050]), np.array([np.nan]))]
+    assert QueryResult("matrix", series).to_json_bytes() == (
+        b'{"resultType":"matrix","result":[{"metric":{"a":"x"},"values":[[1.050,"1"],[61.050,"0.5"]]},'
+        b'{"metric":{"a":"y"},"values":[]},{"metric":{"a":"z"},"values":[[61.050,"NaN"]]}]}')
+    assert QueryResult("matrix", []).to_json_bytes() == b'{"resultType":"matrix","result":[]}'
 
 
 def test_count_values_label_uses_plain_f_format() -> None:

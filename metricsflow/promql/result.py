@@ -69,43 +69,68 @@ class QueryResult:
             value = format_value(self.scalar) if self.result_type == "scalar" else self.string
             body = f"[{timestamp_text(self.time_ms)},{json.dumps(value)}]"
             return f'{{"resultType":"{self.result_type}","result":{body}}}'.encode()
-        parts: list[str] = []
-        if self.result_type == "vector":
-            for s in self.series:
-                metric = json.dumps(s.labels, separators=(",", ":"), ensure_ascii=False)
-                value = format_value(float(s.values[0]))
-                parts.append(
-                    f'{{"metric":{metric},"value":[{timestamp_text(int(s.timestamps_ms[0]))},"{value}"]}}'
-                )
-        elif self.series:
+        if self.result_type == "matrix":
             with gc_paused():
-                parts = _matrix_texts(self.series)
-        return f'{{"resultType":"{self.result_type}","result":[{",".join(parts)}]}}'.encode()
+                return _matrix_text(self.series).encode()
+        parts: list[str] = []
+        for s in self.series:
+            metric = json.dumps(s.labels, separators=(",", ":"), ensure_ascii=False)
+            value = format_value(float(s.values[0]))
+            parts.append(f'{{"metric":{metric},"value":[{timestamp_text(int(s.timestamps_ms[0]))},"{value}"]}}')
+        return f'{{"resultType":"vector","result":[{",".join(parts)}]}}'.encode()
 
 
-def _matrix_texts(series: list[ResultSeries]) -> list[str]:
-    """One JSON object per series, with no per-point Python string formatting.
+_MATRIX_OPEN = '{"resultType":"matrix","result":['
+
+
+def _matrix_text(series: list[ResultSeries]) -> str:
+    """The whole matrix answer as one ``join``, with no per-point Python string formatting.
 
     Range results share one step grid, so each distinct timestamp's text is made once
-    as the separator ``"],[<ts>,"`` that precedes a value; a series' points are then
-    one ``join`` over separators and values interleaved.
+    as the separator ``"],[<ts>,"`` that precedes a value; the answer is then one join
+    over separators and values interleaved, where the first separator of each series
+    also closes the series before it and opens its own.
     """
+    if not series:
+        return _MATRIX_OPEN + "]}"
     texts = format_values(np.concatenate([s.values for s in series]))
-    grid, inverse = np.unique(np.concatenate([s.timestamps_ms for s in series]), return_inverse=True)
+    grid, inverse = step_grid(np.concatenate([s.timestamps_ms for s in series]))
     seps = np.array([f'"],[{timestamp_text(t)},"' for t in grid.tolist()], dtype=object)
     woven: list[str] = [""] * (2 * len(texts))
-    woven[0::2] = seps[inverse.ravel()].tolist()
+    woven[0::2] = seps[inverse].tolist()
     woven[1::2] = texts
-    parts = []
+    before = _MATRIX_OPEN  # what the next series' text follows: the answer's start or the last series' close
     pos = 0
     for s in series:
-        n = 2 * int(s.timestamps_ms.size)
-        metric = orjson.dumps(s.labels).decode()
-        # The first separator's leading '"],' belongs to no previous point.
-        points = "".join(woven[pos : pos + n])[3:] + '"]' if n else ""
-        parts.append(f'{{"metric":{metric},"values":[{points}]}}')
-        pos += n
-    return parts
+        opener = before + '{"metric":' + orjson.dumps(s.labels).decode() + ',"values":['
+        n = int(s.timestamps_ms.size)
+        if n == 0:
+            before = opener + "]},"
+            continue
+        woven[pos] = opener + woven[pos][3:]  # the separator without the '"],' that closes a previous point
+        before = '"]]},'
+        pos += 2 * n
+    return "".join(woven) + before[:-1] + "]}"
+
+
+def step_grid(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ts, return_inverse=True)`` without the sort when ``ts`` lie on one step grid.
+
+    A range result's timestamps are start + k·step: the grid's index of each is one
+    division. Anything else (instant vectors of several times, raw samples) is sorted.
+    """
+    if ts.size > 1:
+        lo, hi = int(ts.min()), int(ts.max())
+        gaps = np.diff(ts)
+        gaps = gaps[gaps > 0]
+        if gaps.size:
+            step = int(gaps.min())
+            offsets = ts - lo
+            steps = (hi - lo) // step
+            if steps <= 2 * ts.size + 1024 and not (offsets % step).any():
+                return lo + step * np.arange(steps + 1, dtype=np.int64), offsets // step
+    grid, inverse = np.unique(ts, return_inverse=True)
+    return grid, inverse.ravel()
 
 
 @contextmanager
@@ -138,9 +163,9 @@ def _matrix_json_batch(series: list[ResultSeries]) -> list[dict[str, Any]]:
     all_vals = np.concatenate([s.values for s in series])
     texts = format_values(all_vals)
     # Range results share one step grid: each distinct timestamp is formatted once.
-    grid, inverse = np.unique(all_ts, return_inverse=True)
+    grid, inverse = step_grid(all_ts)
     grid_fmt = format_timestamps(grid)
-    ts_objs = [grid_fmt[i] for i in inverse.ravel().tolist()]
+    ts_objs = [grid_fmt[i] for i in inverse.tolist()]
     pairs = list(map(list, zip(ts_objs, texts, strict=True)))
     out = []
     pos = 0
