@@ -49,7 +49,8 @@ def counters(urls: list[str]) -> dict[str, float]:
 def run_one(n_workers: int, n_collectors: int, enc: rq.Encoded, a: argparse.Namespace) -> dict:
     stack = Stack(root=Path(a.root), kafka_port=a.kafka_port, collector_http_base=28180, collector_grpc_base=25151,
                   worker_web_base=26166, partitions=a.partitions, cut_interval_s=a.cut_interval,
-                  standby_replicas=a.standby_replicas, app_id=f"mfscale-{n_workers}w", topic_prefix="mfscale.")
+                  standby_replicas=a.standby_replicas, app_id=f"mfscale-{n_workers}w", topic_prefix="mfscale.",
+                  extra_env={"MF_LOG_LEVEL": a.log_level})
     try:
         t_up = time.time()
         stack.start_kafka()
@@ -134,6 +135,7 @@ def main() -> int:
     ap.add_argument("--root", default="/tmp/mfperf/scaling")
     ap.add_argument("--kafka-port", type=int, default=29192)
     ap.add_argument("--out", default="/tmp/mfperf/results/scaling.json")
+    ap.add_argument("--log-level", default="warning", help="of the collectors and workers (logs under --root)")
     a = ap.parse_args()
     rows = []
     for nw in [int(x) for x in a.workers.split(",")]:

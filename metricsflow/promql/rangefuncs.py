@@ -107,8 +107,11 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
         if is_counter:
             prev, first = _prev_within_series(w)
             drop = np.where((v < prev) & ~first, prev, 0.0)
-            corr = reduceat(np.add, drop, np.where(ok, w.lo + 1, 0), np.where(ok, w.hi, 0))
-            result = result + np.where(ok, corr, 0.0)
+            if drop.any():
+                corr = reduceat(np.add, drop, np.where(ok, w.lo + 1, 0), np.where(ok, w.hi, 0))
+                result = result + np.where(ok, corr, 0.0)
+            else:  # no reset anywhere (the usual case): the correction is 0 in every window
+                result = result + 0.0  # as adding it would (-0 becomes 0)
         range_start = (w.ends - w.range_ms)[None, :]
         dur_start = (first_t - range_start) / 1000.0
         dur_end = (w.ends[None, :] - last_t) / 1000.0
