@@ -52,6 +52,18 @@ class SeriesSamples:
     def __len__(self) -> int:
         return int(self.values.shape[0])
 
+    @classmethod
+    def of_columns(cls, labels: dict[str, str], timestamps_ms: np.ndarray, values: np.ndarray,
+                   kind: MetricKind) -> SeriesSamples:
+        """For parsers that already hold int64 and float64 1-d columns of equal length: no checks.
+
+        The checks of ``__init__`` were a fifth of parsing a native request (500 series
+        of 10 points: ~1 µs per series).
+        """
+        s = object.__new__(cls)
+        s.labels, s.timestamps_ms, s.values, s.kind = labels, timestamps_ms, values, kind
+        return s
+
 
 @dataclass(slots=True, frozen=True)
 class Rejection:

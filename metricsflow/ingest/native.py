@@ -95,9 +95,10 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     timestamps_ms = np.frombuffer(b"".join(ts_parts), dtype=_I64_LE)
     values = np.frombuffer(b"".join(vs_parts), dtype=_F64_LE)
     at = 0
+    of_columns = SeriesSamples.of_columns  # the columns are int64/float64 views of equal length
     for labels, kind, n in kept:
         end = at + n
-        series_out.append(SeriesSamples(labels, timestamps_ms[at:end], values[at:end], _KIND.get(kind, _UNSPECIFIED)))
+        series_out.append(of_columns(labels, timestamps_ms[at:end], values[at:end], _KIND.get(kind, _UNSPECIFIED)))
         at = end
     result.rejections = merged(rejections)
     return result, tenant

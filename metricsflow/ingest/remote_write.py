@@ -226,7 +226,8 @@ def _append_series(
         if kinds
         else MetricKind.UNSPECIFIED
     )
-    result.series.append(SeriesSamples(labels, timestamps_ms, values, kind))
+    # Every caller passes int64/float64 columns of one length (the views checked the counts).
+    result.series.append(SeriesSamples.of_columns(labels, timestamps_ms, values, kind))
 
 
 def _kinds_from_metadata(entries: Iterable[tuple[str, int]]) -> dict[str, MetricKind]:
