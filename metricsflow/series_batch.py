@@ -20,8 +20,11 @@ from metricsflow.pb import metricsflow_pb2 as pb
 FORMAT_VERSION = 1
 SINGLE_KEY_LEN = 8
 BATCH_KEY_LEN = 16
-# ~200 bytes of labels per series keep a record of this many well under Kafka's 1 MB message limit.
+# A record stays well under Kafka's default 1 MB message limit (mf.series and the series table's
+# changelog keep it): a bounded count, and a bounded size for series with long labels (one series
+# is at most 30 labels of 256 + 4,096 bytes, about 130 KB).
 MAX_SERIES_PER_BATCH = 2000
+MAX_BATCH_BYTES = 512 * 1024
 
 
 def single_key(sid: int) -> bytes:
@@ -34,12 +37,23 @@ def batch_key(sids: np.ndarray) -> bytes:
 
 
 def encode_batches(sids: Sequence[int], infos: Sequence[pb.SeriesInfo]) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) records of at most MAX_SERIES_PER_BATCH series each, in the given order."""
-    for at in range(0, len(sids), MAX_SERIES_PER_BATCH):
-        ids = np.array(sids[at:at + MAX_SERIES_PER_BATCH], dtype="<u8")
-        value = pb.SeriesBatch(format_version=FORMAT_VERSION, series_ids=ids.tobytes(),
-                               series=infos[at:at + MAX_SERIES_PER_BATCH]).SerializeToString()
-        yield batch_key(ids), value
+    """(key, value) records in the given order, each of at most MAX_SERIES_PER_BATCH series and, unless
+    one series alone is larger, MAX_BATCH_BYTES of series."""
+    start, size = 0, 0
+    for i, info in enumerate(infos):
+        n = info.ByteSize()
+        if i > start and (i - start >= MAX_SERIES_PER_BATCH or size + n > MAX_BATCH_BYTES):
+            yield _encode(sids[start:i], infos[start:i])
+            start, size = i, 0
+        size += n
+    if start < len(infos):
+        yield _encode(sids[start:], infos[start:])
+
+
+def _encode(sids: Sequence[int], infos: Sequence[pb.SeriesInfo]) -> tuple[bytes, bytes]:
+    ids = np.array(sids, dtype="<u8")
+    value = pb.SeriesBatch(format_version=FORMAT_VERSION, series_ids=ids.tobytes(), series=infos)
+    return batch_key(ids), value.SerializeToString()
 
 
 def decode(key: bytes, value: bytes) -> list[tuple[int, pb.SeriesInfo]]:

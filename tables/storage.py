@@ -371,7 +371,8 @@ class WorkerStorage:
         except InvalidInput as exc:
             if strict:
                 raise
-            log.warning("ignoring series table entry %s: %s", key.hex(), exc)  # written by an older worker
+            # Nothing this code writes (it keeps only records that decoded): skip it, load the rest.
+            log.warning("ignoring series table entry %s: %s", key.hex(), exc)
             return 0
         added = 0
         for sid, info in entries:

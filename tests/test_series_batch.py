@@ -32,6 +32,16 @@ def test_batches_carry_every_series_in_order(sids: list[int]) -> None:
     assert [info for _, info in decoded] == infos
 
 
+def test_batches_of_long_labels_stay_under_the_byte_cap() -> None:
+    big = [pb.SeriesInfo(tenant="t1", labels=[pb.Label(name=f"l{j}", value=f"{i}" + "x" * 4000) for j in range(30)])
+           for i in range(40)]  # ~120 KB each
+    records = list(series_batch.encode_batches(list(range(40)), big))
+    assert len(records) > 1
+    assert all(len(value) <= series_batch.MAX_BATCH_BYTES + 64 for _, value in records)
+    decoded = [entry for key, value in records for entry in series_batch.decode(key, value)]
+    assert [sid for sid, _ in decoded] == list(range(40)) and [info for _, info in decoded] == big
+
+
 def test_batch_key_names_the_set_not_its_order() -> None:
     a = series_batch.batch_key(np.array([3, 1, 2], dtype=np.uint64))
     assert a == series_batch.batch_key(np.array([1, 2, 3], dtype=np.uint64))
