@@ -39,6 +39,9 @@ def test_label_matchers_select_exactly(stack: Stack) -> None:
          tenant="tenant-b")
     wait_for(lambda: len(query_raw(worker, "sel_m", now / 1000 - 60, now / 1000 + 60)) == len(label_sets), 60,
              "all series indexed")
+    # Tenant-b's one series too, so the selections below would show it if tenants leaked into each other.
+    wait_for(lambda: query_raw(worker, "sel_m", now / 1000 - 60, now / 1000 + 60, tenant="tenant-b"), 60,
+             "tenant-b's series indexed")
 
     cases = {
         'sel_m{env="prod"}': lambda t: t.get("env", "") == "prod",
