@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -478,9 +478,7 @@ class WorkerStorage:
             await slicer.tick()
             if horizon is not None and block + self.block_ms <= horizon and self._seal_budget.available():
                 a, b = bounds[i], bounds[i + 1]
-                started = time.perf_counter()
-                self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats)
-                self._seal_budget.spend(time.perf_counter() - started)
+                self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats, self._seal_budget)
                 continue
             # Unsealed, or sealed but over the seal budget: a segment, which makes the block
             # pending (again); a later cut folds it when the budget allows.
@@ -516,10 +514,7 @@ class WorkerStorage:
                     if budget is not None and not budget.available():
                         stats.deferred = True
                         return
-                    started = time.perf_counter()
-                    self._fold(st, sid, block, None, stats)
-                    if budget is not None:
-                        budget.spend(time.perf_counter() - started)
+                    self._fold(st, sid, block, None, stats, budget)
 
     def seal_backlog(self, partition: int) -> int:
         """(series, block) past the seal horizon and not sealed yet."""
@@ -529,8 +524,13 @@ class WorkerStorage:
             return 0
         return sum(len(sids) for block, sids in st.pending.items() if block + self.block_ms <= horizon)
 
-    def _fold(self, st: PartitionState, sid: int, block: int, new: Block | None, stats: CutStats) -> None:
-        """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins)."""
+    def _fold(self, st: PartitionState, sid: int, block: int, new: Block | None, stats: CutStats,
+              budget: SealBudget | None = None) -> None:
+        """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins).
+
+        The time it takes is spent from ``budget`` when one is given.
+        """
+        started = time.perf_counter()
         partition = st.partition
         key = keys.chunk_key(sid, block)
         parts, seg_keys = self._block_parts(partition, sid, block)
@@ -546,6 +546,8 @@ class WorkerStorage:
         stats.folded.add((block, sid))
         stats.doomed += seg_keys
         stats.sealed += 1
+        if budget is not None:
+            budget.spend(time.perf_counter() - started)
 
     # -- retention ------------------------------------------------------------
     async def apply_retention(self, partition: int, now_ms: int) -> dict[str, int]:
@@ -722,10 +724,13 @@ class WorkerStorage:
 
     def select_ids(self, tenant: str, matchers: Sequence[MatcherLike]) -> list[tuple[int, int]]:
         """(partition, sid) of every matching series on this worker."""
-        out = []
+        return [(p, sid) for p, _index, sids in self._matching(tenant, matchers) for sid in sids]
+
+    def _matching(self, tenant: str, matchers: Sequence[MatcherLike]) -> Iterator[tuple[int, SeriesIndex, list[int]]]:
+        """Per readable partition: its index and the ids of its matching series."""
         for p in self.readable_partitions():
-            out.extend((p, sid) for sid in self.state(p).index.select(tenant, matchers))
-        return out
+            index = self.state(p).index
+            yield p, index, index.select(tenant, matchers)
 
     def labels_of(self, partition: int, sid: int) -> dict[str, str]:
         return self.state(partition).index.labels[sid]
@@ -733,9 +738,7 @@ class WorkerStorage:
     def select(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                keep_empty: bool = False) -> list[SeriesData]:
         out = []
-        for p in self.readable_partitions():
-            index = self.state(p).index
-            sids = index.select(tenant, matchers)
+        for p, index, sids in self._matching(tenant, matchers):
             for sid, (ts, vals) in zip(sids, self.read_many(p, sids, start_ms, end_ms), strict=True):
                 if ts.size or keep_empty:
                     out.append(SeriesData(dict(index.labels[sid]), ts, vals))
