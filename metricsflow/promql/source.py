@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from metricsflow.samples import clip
+
 from .regex import compile_anchored
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
@@ -131,7 +133,7 @@ class MemorySource:
             s = self._series[i]
             if not all(m.matches(s.labels.get(m.name, "")) for m in negatives):
                 continue
-            out.append(SeriesData(dict(s.labels), *_window(s.ts, s.vals, start_ms, end_ms)))
+            out.append(SeriesData(dict(s.labels), *clip(s.ts, s.vals, start_ms, end_ms)))
         return out
 
 
@@ -159,7 +161,7 @@ class SelectionSource:
         if reads is None or len(reads) > 1:
             return self._memory(key if reads else None).select(matchers, start_ms, end_ms)
         return [SeriesData({k: v for k, v in s.labels.items() if v != ""},
-                           *_window(s.timestamps_ms, s.values, start_ms, end_ms)) for s in reads[0]]
+                           *clip(s.timestamps_ms, s.values, start_ms, end_ms)) for s in reads[0]]
 
     def _memory(self, key: tuple[Matcher, ...] | None) -> MemorySource:
         """A MemorySource of one matcher set's reads, or (None) of every read."""
@@ -172,14 +174,6 @@ class SelectionSource:
                         found.add_series(series)
         return found
 
-
-def _window(ts: np.ndarray, vals: np.ndarray, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """The samples in [start_ms, end_ms]; the arrays themselves when the whole series is inside."""
-    if ts.size and ts[0] >= start_ms and ts[-1] <= end_ms:
-        return ts, vals
-    lo = int(np.searchsorted(ts, start_ms, "left"))
-    hi = int(np.searchsorted(ts, end_ms, "right"))
-    return ts[lo:hi], vals[lo:hi]
 
 
 def _matcher_key(matchers: Sequence[Matcher]) -> tuple[Matcher, ...]:
