@@ -53,3 +53,33 @@ def test_one_series_groups_aggregate_like_larger_groups(values: list[float], op:
     texts = [s["value"][1] for s in alone["result"]]
     assert "-0" not in texts  # Prometheus' zero compensation turns -0 into 0
     assert len(texts) == len(values)
+
+
+_sum_values = (st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e100, -1e100, 1e-300, 3.0, -0.0])
+               | st.integers(-10**6, 10**6).map(float))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.lists(st.none() | _sum_values, min_size=3, max_size=3)),
+                min_size=1, max_size=12), st.sampled_from(["sum", "avg"]))
+def test_sum_and_avg_in_numpy_equal_the_rank_by_rank_steps(rows: list[tuple[int, list[float | None]]],
+                                                           op: str) -> None:
+    from metricsflow.promql import aggregate as agg
+    from metricsflow.promql.values import InstantVec
+
+    fast, steps = (agg._sum, agg._sum_by_rank) if op == "sum" else (agg._avg, agg._avg_by_rank)
+
+    labels = [(("g", str(g)), ("i", str(i))) for i, (g, _) in enumerate(rows)]
+    values = np.array([[0.0 if v is None else v for v in row] for _, row in rows])
+    present = np.array([[v is not None for v in row] for _, row in rows])
+    vec = InstantVec(labels, values, present)
+    gr = agg.group_rows(vec.labels, ["g"], None)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        got, got_seen = fast(vec, gr, len(gr.labels))
+        want, want_seen = steps(vec, gr, len(gr.labels))
+    np.testing.assert_array_equal(got_seen, want_seen)
+    # Bit for bit where present (NaN payloads aside), including the sign of zero.
+    got, want = got[want_seen], want[want_seen]
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert got[ok].tobytes() == want[ok].tobytes()
