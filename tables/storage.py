@@ -61,6 +61,7 @@ it was sealed) and a later cut seals it; reads merge chunk and segments as alway
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -89,6 +90,9 @@ log = logging.getLogger(__name__)
 # sleep(0) freshness rose by up to 1.6 s with every cut at 70k pts/s (perf/RESULTS.md).
 CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
+# A cut or seal waits at most this long for the queries in flight, then does one more slice:
+# under a constant stream of queries it still gets ~30 % of the loop.
+QUERY_FIRST_MAX_S = 0.05
 _NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-timestamp lookup
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
 # raw ranges (rare: the tiers answer them) scan, so they do not flush the cache.
@@ -147,13 +151,51 @@ class CutStats:
         return self.segments + self.sealed
 
 
-class _Slicer:
-    """Pauses CUT_PAUSE_S once every CUT_SLICE_S of work: others get at least a fifth of the loop."""
+class QueriesInFlight:
+    """Requests being answered: cuts and seals wait while there are any (up to QUERY_FIRST_MAX_S each time).
+
+    A query's evaluation runs on a pool thread; a seal slice on the loop held the GIL
+    beside it and made a 4 ms query take 12-40 ms while a seal backlog drained
+    (perf/RESULTS.md, "Queries before seals"). Sealing can wait; a dashboard should not.
+    """
 
     def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count and self._idle is not None:
+                self._idle.set()
+
+    async def wait_idle(self, max_s: float) -> None:
+        if not self.count:
+            return
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max_s)
+
+
+class _Slicer:
+    """Pauses CUT_PAUSE_S once every CUT_SLICE_S of work, so others get at least a fifth of the
+    loop; and while queries are answered, until they are done (at most QUERY_FIRST_MAX_S a time)."""
+
+    def __init__(self, queries: QueriesInFlight | None = None) -> None:
         self._since = time.perf_counter()
+        self._queries = queries
 
     async def tick(self) -> None:
+        if self._queries is not None and self._queries.count:
+            await self._queries.wait_idle(QUERY_FIRST_MAX_S)
+            self._since = time.perf_counter()
+            return
         now = time.perf_counter()
         if now - self._since >= CUT_SLICE_S:
             await asyncio.sleep(CUT_PAUSE_S)
@@ -220,6 +262,7 @@ class WorkerStorage:
         self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s)
         self._blocks = BlockCache()  # per (partition, chunk key): the block's chunk and segments folded
         self.block_ms = settings.block_ms
+        self.queries = QueriesInFlight()
 
     # -- partition life cycle -------------------------------------------------
     def drop(self, partitions: set[int]) -> None:
@@ -408,7 +451,7 @@ class WorkerStorage:
             st.cutting = old  # appends go to the new head; reads still see the old one
             stats = CutStats()
             try:
-                slicer = _Slicer()
+                slicer = _Slicer(self.queries)
                 started = time.perf_counter()
                 await self._write_head(st, old, stats, slicer)  # steps 1-2
                 stats.write_s = time.perf_counter() - started
@@ -556,7 +599,7 @@ class WorkerStorage:
         if self._settings.raw_retention_ms > 0:
             async with st.lock:
                 stats = CutStats()
-                await self._seal_pending(st, stats, _Slicer(), now_ms - self._settings.raw_retention_ms)
+                await self._seal_pending(st, stats, _Slicer(self.queries), now_ms - self._settings.raw_retention_ms)
                 if stats.folded:
                     await self._flush()  # the rollups must be durable before the segments go
                     self._drop_folded(st, stats)

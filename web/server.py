@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from mode import Service
 
 from agents.alerting import RuleRunner
@@ -20,7 +21,12 @@ log = logging.getLogger(__name__)
 
 def build_web_app(storage: WorkerStorage, ready: Callable[[], bool], cluster: Cluster,
                   rules: RuleRunner | None = None) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    @web.middleware
+    async def before_cuts(request: web.Request, handler: Handler) -> web.StreamResponse:
+        with storage.queries.running():  # cuts and seals wait while requests are answered
+            return await handler(request)
+
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[before_cuts])
     app[STORAGE_KEY] = storage
     app[READY_KEY] = ready
     app[QUERY_SERVICE_KEY] = QueryService(cluster)
