@@ -117,6 +117,16 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
     async with Client(protocol, coll.url, coll.grpc, concurrency) as load_client, \
             Client(protocol, coll.url, coll.grpc, 1) as probe_client:
         stop_at = time.perf_counter() + seconds
+        lags: list[float] = []
+
+        async def loop_lag() -> None:
+            # This process's own event-loop delay: part of every ack time it measures.
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append((time.perf_counter() - t - 0.01) * 1000)
+
+        lag_task = asyncio.create_task(loop_lag())
         load = asyncio.create_task(send_paced(load_client, items, rate, tenant="steady", stop_at=stop_at))
         probes: list[asyncio.Task] = []
         await asyncio.sleep(min(2.0, seconds / 5))  # let the load settle in
@@ -127,6 +137,7 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
             await asyncio.sleep(probe_every)
         t0 = time.perf_counter()
         st = await load
+        await lag_task
         got = await asyncio.gather(*probes)
         wall = seconds + (time.perf_counter() - t0)
     fresh = [g[0] for g in got if g[0] is not None]
@@ -134,6 +145,7 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
             "achieved_pps": round(st.accepted / max(1e-9, seconds)), "errors": st.errors,
             "wall_incl_probe_wait_s": round(wall, 1),
             "ack_p50_ms": pct(st.ack_ms, 50), "ack_p99_ms": pct(st.ack_ms, 99),
+            "client_loop_lag_p50_ms": pct(lags, 50), "client_loop_lag_p99_ms": pct(lags, 99),
             "probes": len(got), "probes_visible": len(fresh),
             "freshness_p50_s": pct(fresh, 50), "freshness_p99_s": pct(fresh, 99),
             "freshness_max_s": round(max(fresh), 3) if fresh else None,
@@ -375,10 +387,20 @@ def main() -> int:
             procs.wait_idle([coll.pid, worker.pid], max_wait=30, thresh=0.1)
             sc0, st0 = procs.cpu_of(pids), time.perf_counter()
             wm0 = promtext.scrape(worker.url + "/metrics")
+            cm0 = promtext.scrape(coll.url + "/metrics")
             result["steady"] = asyncio.run(steady_phase(a.protocol, coll, worker.url, s_items, rate,
                                                         a.steady_seconds, concurrency=a.concurrency))
             sc1, st1 = procs.cpu_of(pids), time.perf_counter()
             wm1 = promtext.scrape(worker.url + "/metrics")
+            cm1 = promtext.scrape(coll.url + "/metrics")
+            # The collector's own ack histogram (body received -> Kafka ack; bucket upper bounds): what the
+            # client's ack times add beyond it is transport, queueing before the handler and the client.
+            cdelta = {k: v - cm0.get(k, 0.0) for k, v in cm1.items()}
+            for q in (50, 99):
+                for key, metric in (("collector_ack", "mf_collector_ack_seconds"),
+                                    ("collector_kafka_write", "mf_collector_kafka_write_seconds")):
+                    v = promtext.hist_quantile(cdelta, metric, q / 100)
+                    result["steady"][f"{key}_le_p{q}_ms"] = None if v is None else v * 1000
             # The worker's own view of the steady phase (histogram deltas; bucket upper bounds).
             delta = {k: v - wm0.get(k, 0.0) for k, v in wm1.items()}
             for label, metric in (("event_loop_lag", "mf_worker_event_loop_lag_seconds"),
@@ -470,6 +492,12 @@ def print_table(r: dict) -> None:
         s = r["steady"]
         rows.append(("steady load", f"{s['achieved_pps']:,} pts/s target {s['target_rate_pps']:,}"))
         rows.append(("steady ack p50/p99 ms", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}"))
+        rows.append(("  collector's own ack p50/p99 ms (≤ bucket)",
+                     f"{s.get('collector_ack_le_p50_ms')} / {s.get('collector_ack_le_p99_ms')}"))
+        rows.append(("  of which Kafka's ack p50/p99 ms (≤ bucket)",
+                     f"{s.get('collector_kafka_write_le_p50_ms')} / {s.get('collector_kafka_write_le_p99_ms')}"))
+        rows.append(("  load generator loop lag p50/p99 ms",
+                     f"{s.get('client_loop_lag_p50_ms')} / {s.get('client_loop_lag_p99_ms')}"))
         rows.append(("freshness p50/p99 s", f"{s['freshness_p50_s']} / {s['freshness_p99_s']} "
                                             f"({s['probes_visible']}/{s['probes']} probes)"))
         rows.append(("worker event-loop lag p50/p99 s (≤ bucket)",

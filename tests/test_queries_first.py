@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 import numpy as np
@@ -11,12 +12,12 @@ from aiohttp import web
 
 from tables.storage import QUERY_FIRST_MAX_S, QueriesInFlight, StorageTables, _Slicer
 from tests.support import free_port
-from tests.test_storage_segments import BLOCK_MS, P, T0, Feed, make, tables  # noqa: F401
+from tests.test_storage_segments import BLOCK_MS, T0, Feed, P, make, tables  # noqa: F401
 from web.cluster import Cluster
 from web.server import build_web_app
 
 
-async def _until(cond, timeout: float = 5.0) -> None:  # noqa: ANN001
+async def _until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -81,3 +82,4 @@ async def test_every_request_to_the_worker_counts_as_in_flight(tables: StorageTa
         await cluster.close()
     assert seen == [1]
     assert storage.queries.count == 0
+

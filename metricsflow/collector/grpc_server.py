@@ -6,6 +6,8 @@ answered INVALID_ARGUMENT with a reason, through the same parser as HTTP.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from grpc import aio
 
@@ -32,9 +34,10 @@ class IngestService:
         self._pipeline = pipeline
 
     async def _write_one(self, body: bytes, tenant: str, context: aio.ServicerContext) -> WriteOutcome:
+        received = time.perf_counter()
         try:
             self._pipeline.check_tenant(tenant)
-            return await self._pipeline.accept(tenant, parse_native(body), PROTOCOL)
+            return await self._pipeline.accept(tenant, parse_native(body), PROTOCOL, received)
         except InvalidInput as exc:
             metrics.REQUESTS.labels(PROTOCOL, "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

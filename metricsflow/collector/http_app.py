@@ -44,6 +44,7 @@ async def ingest(request: web.Request, protocol: str, parse: Parser, success_sta
     pipeline = request.app[PIPELINE_KEY]
     try:
         body = await request.read()
+        received = time.perf_counter()
     except web.HTTPRequestEntityTooLarge as exc:
         metrics.REQUESTS_REJECTED.labels(protocol, "body_too_large").inc()
         metrics.REQUESTS.labels(protocol, "413").inc()
@@ -53,7 +54,7 @@ async def ingest(request: web.Request, protocol: str, parse: Parser, success_sta
         if not body:
             raise InvalidInput("empty_body", "request body is empty")
         parsed = parse(body, request)
-        outcome = await pipeline.accept(tenant_of(request), parsed, protocol)
+        outcome = await pipeline.accept(tenant_of(request), parsed, protocol, received)
     except InvalidInput as exc:
         status = 413 if exc.reason == "body_too_large" else 400
         metrics.REQUESTS.labels(protocol, str(status)).inc()

@@ -10,8 +10,14 @@ REQUESTS = Counter("mf_collector_requests", "Write requests by protocol and outc
 SERIES_ANNOUNCED = Counter("mf_collector_series_announced", "New series written to the series topic")
 KAFKA_UNAVAILABLE = Counter("mf_collector_kafka_unavailable",
                             "Requests answered 503/UNAVAILABLE because Kafka did not acknowledge in time")
-ACK_SECONDS = Histogram("mf_collector_ack_seconds", "Time from request received to Kafka ack", ["protocol"],
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+ACK_SECONDS = Histogram("mf_collector_ack_seconds", "Time from request body received (before parsing) to Kafka ack",
+                        ["protocol"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5,
+                                 1, 2, 5))
+KAFKA_WRITE_SECONDS = Histogram("mf_collector_kafka_write_seconds",
+                                "Time from handing a request's messages to the producer to Kafka's ack",
+                                buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1,
+                                         0.25, 0.5, 1, 2, 5))
 KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")
 REQUESTS_REJECTED = Counter("mf_collector_requests_rejected", "Whole requests refused (unreadable body), by reason",
                             ["protocol", "reason"])

@@ -162,16 +162,22 @@ class IngestPipeline:
         if bad is not None:
             raise InvalidInput(bad.reason, bad.detail)
 
-    async def accept(self, tenant: str, parsed: ParseResult, protocol: str) -> WriteOutcome:
-        """Store what is valid in ``parsed``; raises BackendUnavailable if Kafka does not ack in time."""
-        started = time.perf_counter()
+    async def accept(self, tenant: str, parsed: ParseResult, protocol: str,
+                     received: float | None = None) -> WriteOutcome:
+        """Store what is valid in ``parsed``; raises BackendUnavailable if Kafka does not ack in time.
+
+        ``received`` (``time.perf_counter()`` when the body was in, before parsing) starts the ack histogram.
+        """
+        started = time.perf_counter() if received is None else received
         self.check_tenant(tenant)
         now_ms = int(time.time() * 1000)
         kept = self._keep(tenant, parsed.series, now_ms)
         rejections = parsed.rejections + kept.rejections
         messages, new_series = self._build_messages(tenant, kept, now_ms)
         if messages:
+            writing = time.perf_counter()
             await self._writer.write(messages)
+            metrics.KAFKA_WRITE_SECONDS.observe(time.perf_counter() - writing)
         for sid in new_series:
             self._announced.add(sid)
         metrics.SERIES_ANNOUNCED.inc(len(new_series))

@@ -124,14 +124,22 @@ class KafkaNode:
         ])
 
 
-def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+# The GC flags Kafka's own start script (kafka-run-class.sh) gives the broker (G1 aiming at 20 ms
+# pauses instead of its 200 ms default), and like it a GC log beside the broker's: young pauses of
+# 6–31 ms during perf/bench_e2e.py, a part of the collector's ack tail to look at first.
+_GC_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+             "-XX:+ExplicitGCInvokesConcurrent")
+
+
+def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m", gc_log: Path | None = None) -> list[str]:
     java = shutil.which("java")
     if java is None:
         raise KafkaError("cannot start Kafka: `java` (17+) is not on PATH")
     log4j = libs.parent / "log4j2.xml"
     if not log4j.exists():
         log4j.write_text(_LOG4J2)
-    return [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+    gc = [f"-Xlog:gc:file={gc_log}:time,uptime:filecount=2,filesize=10M"] if gc_log is not None else []
+    return [java, f"-Xmx{heap}", f"-Xms{heap}", *_GC_FLAGS, *gc, "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 
 
@@ -151,7 +159,8 @@ def start(node: KafkaNode, timeout_s: float = 90.0) -> int:
         proc = subprocess.run(fmt, capture_output=True, text=True)
         if proc.returncode != 0:
             raise KafkaError(f"cannot format Kafka storage in {node.data_dir}: {proc.stdout}{proc.stderr}")
-    pid = spawn(_java_cmd(libs, "kafka.Kafka", str(props), heap=node.heap), node.log_file, node.pid_file)
+    pid = spawn(_java_cmd(libs, "kafka.Kafka", str(props), heap=node.heap, gc_log=node.data_dir / "gc.log"),
+                node.log_file, node.pid_file)
     if not wait_until(lambda: port_open("127.0.0.1", node.port) or read_pid(node.pid_file) is None, timeout_s):
         stop_pid(pid)
         raise KafkaError(f"Kafka did not listen on {node.port} within {timeout_s:.0f} s; see {node.log_file}")
