@@ -205,3 +205,23 @@ def test_byte_column_fast_path_answers_as_the_general_parse(spec: list, tenant: 
         assert (g.labels, list(g.labels), g.kind) == (w.labels, list(w.labels), w.kind)
         assert g.timestamps_ms.dtype == np.int64 and g.values.dtype == np.float64
         assert g.timestamps_ms.tolist() == w.timestamps_ms.tolist() and g.values.tolist() == w.values.tolist()
+
+
+def test_label_sets_are_told_apart_by_their_label_boundaries():
+    """[{name a}, {value x}] and [{name a, value x}] have the same bytes end to end, not the same labels."""
+    req = pb.WriteRequest()
+    for labels in ([pb.Label(name="a"), pb.Label(value="x")], [pb.Label(name="a", value="x")]) * 2:
+        s = req.series.add()
+        s.labels.extend(labels)
+        s.timestamps_ms_le, s.values_le = np.array([1], "<i8").tobytes(), np.array([1.0], "<f8").tobytes()
+    body = req.SerializeToString()
+    for _ in range(2):  # the second parse answers from the known label sets
+        got, want = parse_native(body), _parse_general(body)[0]
+        assert [s.labels for s in got.series] == [s.labels for s in want.series]
+        assert [s.labels for s in got.series] == [{"a": "", "": "x"}, {"a": "x"}] * 2
+
+
+def test_a_known_label_set_is_the_same_dict_next_time():
+    body = encode_native([SeriesSamples({"__name__": "cpu", "host": "h1"}, [1], [1.0])])
+    first, second = parse_native(body).series[0].labels, parse_native(body).series[0].labels
+    assert first == {"__name__": "cpu", "host": "h1"} and first is second
