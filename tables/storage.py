@@ -90,6 +90,10 @@ log = logging.getLogger(__name__)
 # sleep(0) freshness rose by up to 1.6 s with every cut at 70k pts/s (perf/RESULTS.md).
 CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
+# Seals hold the loop for shorter slices: their throughput is the seal budget's (MF_SEAL_SHARE), not
+# the slice's, and a request that arrives during a slice cannot even be read before it ends (a 20 ms
+# seal slice put 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Queries before seals").
+SEAL_SLICE_S = 0.005
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
 # under a constant stream of queries it still gets ~30 % of the loop.
 QUERY_FIRST_MAX_S = 0.05
@@ -184,12 +188,13 @@ class QueriesInFlight:
 
 
 class _Slicer:
-    """Pauses CUT_PAUSE_S once every CUT_SLICE_S of work, so others get at least a fifth of the
+    """Pauses CUT_PAUSE_S once every ``slice_s`` of work, so others get at least a fifth of the
     loop; and while queries are answered, until they are done (at most QUERY_FIRST_MAX_S a time)."""
 
-    def __init__(self, queries: QueriesInFlight | None = None) -> None:
+    def __init__(self, queries: QueriesInFlight | None = None, slice_s: float = CUT_SLICE_S) -> None:
         self._since = time.perf_counter()
         self._queries = queries
+        self._slice_s = slice_s
 
     async def tick(self) -> None:
         if self._queries is not None and self._queries.count:
@@ -197,7 +202,7 @@ class _Slicer:
             self._since = time.perf_counter()
             return
         now = time.perf_counter()
-        if now - self._since >= CUT_SLICE_S:
+        if now - self._since >= self._slice_s:
             await asyncio.sleep(CUT_PAUSE_S)
             self._since = time.perf_counter()
 
@@ -455,8 +460,8 @@ class WorkerStorage:
                 started = time.perf_counter()
                 await self._write_head(st, old, stats, slicer)  # steps 1-2
                 stats.write_s = time.perf_counter() - started
-                await self._seal_pending(st, stats, slicer, self.seal_horizon_ms(partition),
-                                         self._seal_budget)  # step 3
+                await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
+                                         self.seal_horizon_ms(partition), self._seal_budget)  # step 3
                 stats.seal_s = time.perf_counter() - started - stats.write_s
                 await self._flush()  # step 4: chunks before the cut offset moves and the segments go
                 stats.flush_s = time.perf_counter() - started - stats.write_s - stats.seal_s
@@ -599,7 +604,8 @@ class WorkerStorage:
         if self._settings.raw_retention_ms > 0:
             async with st.lock:
                 stats = CutStats()
-                await self._seal_pending(st, stats, _Slicer(self.queries), now_ms - self._settings.raw_retention_ms)
+                await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
+                                         now_ms - self._settings.raw_retention_ms)
                 if stats.folded:
                     await self._flush()  # the rollups must be durable before the segments go
                     self._drop_folded(st, stats)

@@ -10,9 +10,16 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from tables.storage import QUERY_FIRST_MAX_S, QueriesInFlight, StorageTables, _Slicer
+from tables.storage import (
+    CUT_SLICE_S,
+    QUERY_FIRST_MAX_S,
+    QueriesInFlight,
+    SealBudget,
+    StorageTables,
+    _Slicer,
+)
 from tests.support import free_port
-from tests.test_storage_segments import BLOCK_MS, T0, Feed, P, make, tables  # noqa: F401
+from tests.test_storage_segments import BLOCK_MS, HOUR_MS, T0, Feed, P, make, tables  # noqa: F401
 from web.cluster import Cluster
 from web.server import build_web_app
 
@@ -83,3 +90,32 @@ async def test_every_request_to_the_worker_counts_as_in_flight(tables: StorageTa
     assert seen == [1]
     assert storage.queries.count == 0
 
+
+
+async def test_seals_hand_the_loop_back_in_short_slices(tables: StorageTables) -> None:  # noqa: F811
+    """A request cannot even be read while a slice runs: seal slices are SEAL_SLICE_S, not the cut's 20 ms."""
+    storage, feed = make(tables), Feed()
+    storage._seal_budget = SealBudget(share=1.0, burst_s=60.0)
+    ts = T0 + np.arange(0, BLOCK_MS, 10_000, dtype=np.int64)
+    sids = list(range(1, 401))
+    for sid in sids:
+        feed.send(storage, sid, ts, np.ones(ts.size))
+    await storage.cut(P)
+    feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])  # every block of the first cut may seal now
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    watch = asyncio.create_task(ticker())
+    stats = await storage.cut(P)
+    watch.cancel()
+    assert stats.sealed == len(sids) and not stats.deferred
+    long_gaps = sorted(gaps)[-20:]  # the slices, not the many quick turns between them
+    assert len(gaps) > 40
+    assert np.median(long_gaps) < 0.6 * CUT_SLICE_S, long_gaps  # a cut-sized slice would be ≥ CUT_SLICE_S
