@@ -11,7 +11,9 @@ What it does (the query method mirrors ../shared/anchors/bench.py so the figures
      worker (36066), data under /tmp/mfq; sends everything over gRPC with the anchors' chain
      scheduler (500 series x 10 samples per request, 4 connections, time-ordered);
   3. waits until the worker consumed every acknowledged point (mf_worker_points_consumed_total),
-     then until the head was cut into chunks and the processes are idle;
+     then until the head was cut into chunks and the processes are idle, and with `--seal-wait` s
+     until the finished blocks are sealed (the load leaves every series' blocks to seal at the seal
+     budget's pace, ~30 blocks/s at MF_SEAL_SHARE 0.1; the backlog at query time is recorded);
   4. runs each query 1 warm-up + `--runs` times, back to back, client wall time of one HTTP request
      (new connection, urllib, body read completely — the server's JSON encoding and the transfer are
      included, the client's json.loads is not), p50/p99 (numpy linear interpolation; with 10 runs p99
@@ -363,6 +365,23 @@ def worker_counters(url: str) -> dict[str, float]:
             "refused": promtext.total(s, "mf_worker_points_refused_total")}
 
 
+def wait_sealed(urls: list[str], max_s: float) -> dict:
+    """Wait until no worker has blocks waiting to be sealed (``mf_worker_seal_backlog_blocks``), at most max_s.
+
+    A fresh load leaves every series' finished blocks to seal at the seal budget's pace (MF_SEAL_SHARE)
+    for many minutes; a dashboard mostly runs without such a backlog."""
+    t0 = time.perf_counter()
+    def backlog() -> float:
+        return sum(promtext.total(promtext.scrape(u + "/metrics", timeout=30), "mf_worker_seal_backlog_blocks")
+                   for u in urls)
+    first = left = backlog()
+    while left > 0 and time.perf_counter() - t0 < max_s:
+        time.sleep(2.0)
+        left = backlog()
+    return {"seal_backlog_blocks_before": first, "seal_backlog_blocks_at_queries": left,
+            "seal_wait_s": round(time.perf_counter() - t0, 1)}
+
+
 def instant_value(base: str, q: str, t_s: float) -> float | None:
     url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": q, "time": f"{t_s:.3f}"})
     try:
@@ -444,6 +463,9 @@ def main() -> int:
     ap.add_argument("--worker-port", type=int, default=36066, help="worker i listens on this + i")
     ap.add_argument("--vm-port", type=int, default=38428)
     ap.add_argument("--max-minutes", type=float, default=60.0, help="hard bound of the whole run")
+    ap.add_argument("--seal-wait", type=float, default=0.0,
+                    help="wait up to this many seconds for the seal backlog to drain before timing (0: no wait; "
+                         "at the default seal share a 6 h load takes ~17 min)")
     ap.add_argument("--out", default=None, help="JSON result file (default <root>/bench_queries.json)")
     a = ap.parse_args()
 
@@ -506,8 +528,10 @@ def main() -> int:
         print(f"[bench_queries] load {result['load']}", flush=True)
 
         print("[bench_queries] metricsflow, 1 worker:", flush=True)
+        sealed1 = wait_sealed([w1.url], a.seal_wait)
+        print(f"[bench_queries] seals: {sealed1}", flush=True)
         result["loadavg_before_mf1"] = os.getloadavg()
-        mf1 = {"queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid])}
+        mf1 = {"seals": sealed1, "queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid])}
         mf1["split"] = split_times(w1.url, start_ms, end_ms)
         if a.profile:
             mf1["profile"] = profile_queries(w1.pid, w1.url, start_s, end_s, profilers_dir, "w1of1",
@@ -539,8 +563,11 @@ def main() -> int:
                                    "samples_counted_w2": count_samples(w2.url, end_s, a.hours)}
             print(f"[bench_queries] rebalance: {result['rebalance']}", flush=True)
             print("[bench_queries] metricsflow, 2 workers (queries to worker 1):", flush=True)
+            sealed2 = wait_sealed([w1.url, w2.url], a.seal_wait)
+            print(f"[bench_queries] seals: {sealed2}", flush=True)
             result["loadavg_before_mf2"] = os.getloadavg()
-            mf2 = {"queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid, w2.pid])}
+            mf2 = {"seals": sealed2,
+                   "queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid, w2.pid])}
             mf2["q5_on_worker2"] = time_url(q5_url(w2.url), 3, deadline)
             print(f"    q5 sent to worker 2: {fmt(mf2['q5_on_worker2'])}", flush=True)
             mf2["split"] = split_times(w1.url, start_ms, end_ms)
