@@ -92,10 +92,11 @@ CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
 # Seals hold the loop for shorter slices: their throughput is the seal budget's (MF_SEAL_SHARE), not
 # the slice's, and a request that arrives during a slice cannot even be read before it ends (a 20 ms
-# seal slice put 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Queries before seals").
+# seal slice put up to 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Sums in numpy,
+# queries before seals").
 SEAL_SLICE_S = 0.005
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
-# under a constant stream of queries it still gets ~30 % of the loop.
+# under a constant stream of queries a cut still gets ~30 % of the loop, a seal ~10 %.
 QUERY_FIRST_MAX_S = 0.05
 _NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-timestamp lookup
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
@@ -159,8 +160,8 @@ class QueriesInFlight:
     """Requests being answered: cuts and seals wait while there are any (up to QUERY_FIRST_MAX_S each time).
 
     A query's evaluation runs on a pool thread; a seal slice on the loop held the GIL
-    beside it and made a 4 ms query take 12-40 ms while a seal backlog drained
-    (perf/RESULTS.md, "Queries before seals"). Sealing can wait; a dashboard should not.
+    beside it, and small queries took 2-4x as long while a seal backlog drained
+    (perf/RESULTS.md, "Sums in numpy, queries before seals"). Sealing can wait; a dashboard should not.
     """
 
     def __init__(self) -> None:
