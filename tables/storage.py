@@ -189,13 +189,15 @@ class QueriesInFlight:
 
 
 class _Slicer:
-    """Pauses CUT_PAUSE_S once every ``slice_s`` of work, so others get at least a fifth of the
-    loop; and while queries are answered, until they are done (at most QUERY_FIRST_MAX_S a time)."""
+    """Pauses once every ``slice_s`` of work for a quarter of it (CUT_PAUSE_S after a cut's slice), so
+    others get at least a fifth of the loop; and while queries are answered, until they are done (at
+    most QUERY_FIRST_MAX_S a time)."""
 
     def __init__(self, queries: QueriesInFlight | None = None, slice_s: float = CUT_SLICE_S) -> None:
         self._since = time.perf_counter()
         self._queries = queries
         self._slice_s = slice_s
+        self._pause_s = CUT_PAUSE_S * slice_s / CUT_SLICE_S
 
     async def tick(self) -> None:
         if self._queries is not None and self._queries.count:
@@ -204,7 +206,7 @@ class _Slicer:
             return
         now = time.perf_counter()
         if now - self._since >= self._slice_s:
-            await asyncio.sleep(CUT_PAUSE_S)
+            await asyncio.sleep(self._pause_s)
             self._since = time.perf_counter()
 
 
