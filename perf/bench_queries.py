@@ -362,7 +362,8 @@ def worker_counters(url: str) -> dict[str, float]:
             time.sleep(1.0)
     return {"consumed": promtext.total(s, "mf_worker_points_consumed_total"),
             "head_points": promtext.total(s, "mf_worker_head_points"),
-            "refused": promtext.total(s, "mf_worker_points_refused_total")}
+            "refused": promtext.total(s, "mf_worker_points_refused_total"),
+            "seal_backlog": promtext.total(s, "mf_worker_seal_backlog_blocks")}
 
 
 def wait_sealed(urls: list[str], max_s: float) -> dict:
@@ -371,9 +372,10 @@ def wait_sealed(urls: list[str], max_s: float) -> dict:
     A fresh load leaves every series' finished blocks to seal at the seal budget's pace (MF_SEAL_SHARE)
     for many minutes; a dashboard mostly runs without such a backlog."""
     t0 = time.perf_counter()
+
     def backlog() -> float:
-        return sum(promtext.total(promtext.scrape(u + "/metrics", timeout=30), "mf_worker_seal_backlog_blocks")
-                   for u in urls)
+        return sum(worker_counters(u)["seal_backlog"] for u in urls)
+
     first = left = backlog()
     while left > 0 and time.perf_counter() - t0 < max_s:
         time.sleep(2.0)
