@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Paired A/B of the native parser: another version of metricsflow/ingest/native.py against this one.
+
+    git show 15563f6:metricsflow/ingest/native.py > /tmp/native_old.py
+    python perf/bench_native_parse_ab.py /tmp/native_old.py [--rounds 30]
+
+Both modules are loaded into this process and timed alternately (CPU time) on the same 20
+requests of the M workload (500 series × 10 points each), parse plus the collector
+pipeline's label-set key per series, so a machine whose speed drifts affects both alike.
+Prints the medians and the median of the paired ratios, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from metricsflow.ingest import native as current  # noqa: E402
+from perf.lib import requests as rq  # noqa: E402
+
+
+def _us_per_point(mod: ModuleType, bodies: list[bytes]) -> float:
+    t = time.process_time()
+    for body in bodies:
+        parsed, _ = mod.parse_native_with_tenant(body)
+        keys: dict = {}
+        for s in parsed.series:
+            labels = s.labels
+            keys.get((*labels, *labels.values()))  # the pipeline's _LabelSetCache key
+    return (time.process_time() - t) / (len(bodies) * 5000) * 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("other", help="path of another native.py")
+    ap.add_argument("--rounds", type=int, default=30)
+    a = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("native_other", a.other)
+    assert spec is not None and spec.loader is not None
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    bodies = [it.body for it in rq.build("grpc", 1000, 10).items[:20]]
+    for mod in (other, current):
+        _us_per_point(mod, bodies)  # warm: caches, first-touch
+    a_us, b_us = [], []
+    for _ in range(a.rounds):
+        a_us.append(_us_per_point(other, bodies))
+        b_us.append(_us_per_point(current, bodies))
+    result = {"bench": "native_parse_ab", "other": a.other, "rounds": a.rounds,
+              "other_us_per_point": round(statistics.median(a_us), 3),
+              "current_us_per_point": round(statistics.median(b_us), 3),
+              "paired_ratio_median": round(statistics.median(b / o for o, b in zip(a_us, b_us, strict=True)), 3)}
+    print(f"other {result['other_us_per_point']} µs/point, this {result['current_us_per_point']} µs/point, "
+          f"paired ratio {result['paired_ratio_median']}")
+    print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
