@@ -88,7 +88,17 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             if storage.retention_due(p):
                 for tier, n in (await storage.apply_retention(p, int(time.time() * 1000))).items():
                     metrics.BLOCKS_EXPIRED.labels(tier).inc(n)
+        # Then the seal backlog, as far as the seal budget allows: cuts of every partition come first.
+        sealed, seal_s = 0, 0.0
+        for p in storage.loaded_partitions():
+            stats = await storage.maybe_seal(p)
+            if stats is not None:
+                sealed += stats.sealed
+                seal_s += stats.seal_s + stats.flush_s
         st = storage.stats()
+        if sealed:
+            metrics.BLOCKS_SEALED.inc(sealed)
+            log.info("%d blocks sealed between cuts in %.1f s, %d waiting", sealed, seal_s, st["seal_backlog"])
         metrics.HEAD_POINTS.set(st["head_points"])
         metrics.SERIES.set(st["series"])
         metrics.UNSEALED_BLOCKS.set(st["unsealed_blocks"])

@@ -8,6 +8,7 @@ import os
 import sys
 
 from metricsflow.config import Settings
+from metricsflow.heap import keep_freed_memory
 from metricsflow.topics import ensure_topics
 
 
@@ -16,6 +17,7 @@ def run(settings: Settings) -> None:
 
     from agents.factory import create_app
 
+    keep_freed_memory()  # queries allocate and free MBs of sample arrays each
     # Create the topics up front so the points/series partition counts are ours, not Faust's guess.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # Faust runs on this loop afterwards

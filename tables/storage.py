@@ -55,7 +55,9 @@ its rollups are recomputed.
 Seals are bounded to a share of the worker's time (``SealBudget``): every series of
 a partition crosses a block end at once. Past the budget, a cut writes the points
 of a block past the horizon as a segment (the block is pending, or pending again if
-it was sealed) and a later cut seals it; reads merge chunk and segments as always.
+it was sealed) and a later seal folds it; reads merge chunk and segments as always.
+Between cuts, ``maybe_seal`` works the backlog off at the budget's pace (steps 3, 4
+and 6 without a head); while no points arrive the budget does not bound it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from tables.block_cache import Block, BlockCache
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
 from tables.partition_store import PartitionStore
+from tables.seal_budget import IDLE_INGEST_SHARE, BusyMeter, SealBudget
 
 log = logging.getLogger(__name__)
 # The cut gives the event loop back after this much work, so consumption, the consumer
@@ -95,6 +98,7 @@ CUT_PAUSE_S = 0.005
 # seal slice put up to 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Sums in numpy,
 # queries before seals").
 SEAL_SLICE_S = 0.005
+SEAL_PASS_S = 1.0  # a seal between cuts flushes and lets the partition's lock go after this long
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
 # under a constant stream of queries a cut still gets ~30 % of the loop, a seal ~10 %.
 QUERY_FIRST_MAX_S = 0.05
@@ -222,38 +226,6 @@ def _within(parts: list[Block], start_ms: int, end_ms: int) -> Block:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-class SealBudget:
-    """Event-loop seconds seals may use: refilled at ``share`` of wall time, saved up to ``burst_s``.
-
-    Every series of a partition crosses a block end at the same moment, so without a
-    bound one cut sealed ~1,200 blocks per partition, 4-8 s each and one partition
-    after another, while consumption got the pauses between slices only: freshness
-    rose to 9-11 s (perf/RESULTS.md, "Freshness under steady load"). Sealing can wait:
-    unsealed blocks are read from their segments. Seals beyond the budget are left
-    pending for the next cuts.
-    """
-
-    def __init__(self, share: float, burst_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._share = share
-        self._burst_s = burst_s
-        self._clock = clock
-        self._tokens = burst_s
-        self._at = clock()
-
-    def available(self) -> bool:
-        self._refill()
-        return self._share <= 0 or self._tokens > 0
-
-    def spend(self, seconds: float) -> None:
-        self._refill()
-        self._tokens -= seconds
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self._burst_s, self._tokens + (now - self._at) * self._share)
-        self._at = now
-
-
 class WorkerStorage:
     def __init__(self, settings: Settings, tables: StorageTables, active_partitions: Callable[[], set[int]],
                  flush: Callable[[], Awaitable[None]]) -> None:
@@ -267,7 +239,9 @@ class WorkerStorage:
         self._flush = flush
         self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
-        self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s)
+        self._ingest_busy = BusyMeter()  # time in ingest_points: seals are unbounded while it is ~0
+        self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s,
+                                       idle=lambda: self._ingest_busy.share() < IDLE_INGEST_SHARE)
         self._blocks = BlockCache()  # per (partition, chunk key): the block's chunk and segments folded
         self.block_ms = settings.block_ms
         self.queries = QueriesInFlight()
@@ -329,6 +303,13 @@ class WorkerStorage:
         return -1 if st is None else st.consumed
 
     def ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
+        started = time.perf_counter()
+        try:
+            return self._ingest_points(partition, offset, value)
+        finally:
+            self._ingest_busy.add(time.perf_counter() - started)
+
+    def _ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
         st = self.state(partition)
         st.consumed = max(st.consumed, offset)  # a refused batch is consumed too: rule watermarks wait on this
         batch = decode_batch(value)  # raises InvalidInput before anything is written
@@ -554,8 +535,9 @@ class WorkerStorage:
         return segments.encode_runs(ts, vals, [0, int(ts.size)])[0]
 
     async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None,
-                            budget: SealBudget | None = None) -> None:
-        """Step 3: fold every pending block that ends at or before ``horizon``, as far as ``budget`` allows."""
+                            budget: SealBudget | None = None, until: float | None = None) -> None:
+        """Step 3: fold every pending block that ends at or before ``horizon``, as far as ``budget`` allows
+        (and until ``until``, a perf_counter time)."""
         if horizon is None:
             return
         for block in sorted(b for b in st.pending if b + self.block_ms <= horizon):
@@ -565,7 +547,40 @@ class WorkerStorage:
                     if budget is not None and not budget.available():
                         stats.deferred = True
                         return
+                    if until is not None and time.perf_counter() >= until:
+                        return
                     self._fold(st, sid, block, None, stats, budget)
+
+    async def maybe_seal(self, partition: int) -> CutStats | None:
+        """Seal the partition's backlog between cuts, as far as the seal budget allows; None if nothing to do.
+
+        Cuts come every ``head_cut_interval_s`` (5 minutes by default), and a cut seals at
+        most the budget saved up since the last one (``seal_burst_s``): waiting for cuts held
+        sealing far below its share. Passes of at most SEAL_PASS_S each flush their chunks
+        and delete the folded segments, so a long drain is durable as it goes and never holds
+        the partition's lock for long.
+        """
+        if not self.seal_backlog(partition) or not self._seal_budget.available():
+            return None
+        st = self.state(partition)
+        total = CutStats()
+        while self.seal_backlog(partition) and self._seal_budget.available():
+            async with st.lock:
+                stats = CutStats()
+                started = time.perf_counter()
+                await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
+                                         self.seal_horizon_ms(partition), self._seal_budget, started + SEAL_PASS_S)
+                if not stats.folded:
+                    break
+                sealed_at = time.perf_counter()
+                total.seal_s += sealed_at - started
+                await self._flush()  # the chunks and rollups must be durable before the segments go
+                self._drop_folded(st, stats)
+                total.flush_s += time.perf_counter() - sealed_at
+                total.sealed += stats.sealed
+                total.tombstones += stats.tombstones
+                total.deferred = stats.deferred
+        return total
 
     def seal_backlog(self, partition: int) -> int:
         """(series, block) past the seal horizon and not sealed yet."""

@@ -415,6 +415,14 @@ def test_prefetched_windows_answer_like_the_full_source(query: str, start: int, 
     )
 
 
+def test_planned_windows_end_at_the_last_evaluation_time() -> None:
+    # An end off the step grid is never evaluated: reading up to it would make every series a clip.
+    (_, lo, hi), = selections("rate(temp[5m])", 0, 10 * MIN + 10_000, MIN)
+    assert (lo, hi) == (-5 * MIN + 1, 10 * MIN)
+    (_, lo, hi), = selections("temp @ end()", 0, 10 * MIN + 10_000, MIN)
+    assert hi == 10 * MIN + 10_000  # end() is the query's end, on the grid or not
+
+
 def test_selection_source_answers_unplanned_matchers_from_every_read() -> None:
     full = _source()
     sel = SelectionSource()

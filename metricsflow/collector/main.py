@@ -16,6 +16,7 @@ from metricsflow.collector.kafka_writer import KafkaWriter
 from metricsflow.collector.pipeline import IngestPipeline
 from metricsflow.collector.routes import http_routes
 from metricsflow.config import Settings
+from metricsflow.heap import keep_freed_memory
 from metricsflow.topics import ensure_topics
 
 log = logging.getLogger("metricsflow.collector")
@@ -77,6 +78,7 @@ async def _ensure_topics_forever(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    keep_freed_memory()  # every request allocates and frees its columns
     with contextlib.suppress(ImportError):
         import uvloop
 

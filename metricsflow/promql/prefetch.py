@@ -27,7 +27,10 @@ def plan_selections(
 ) -> list[Window]:
     expr = parse(query)
     out: list[Window] = []
-    _walk(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, subquery_step_ms, out)
+    # The last evaluation time, as the evaluator's grid has it: reading up to ``end_ms`` when it
+    # is off the grid made every series' read one the engine had to clip again.
+    last = start_ms + (end_ms - start_ms) // step_ms * step_ms if step_ms > 0 and end_ms > start_ms else end_ms
+    _walk(expr, start_ms, last, start_ms, end_ms, lookback_ms, subquery_step_ms, out)
     return out
 
 

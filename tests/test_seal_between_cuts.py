@@ -1,0 +1,95 @@
+"""The seal backlog between cuts: the budget's pace while points arrive, unbounded while none do."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tables import keys
+from tables.seal_budget import BusyMeter, SealBudget
+from tables.storage import StorageTables, WorkerStorage
+from tests.test_storage_segments import BLOCK_MS, HOUR_MS, T0, Clock, Feed, Flush, P, every_10s, make, seg_keys, tables  # noqa: F401  (tables: the fixture)
+
+
+def test_busy_meter_is_the_share_of_the_last_one_to_two_windows() -> None:
+    clock = Clock()
+    meter = BusyMeter(window_s=1.0, clock=clock)
+    assert meter.share() == 0.0
+    meter.add(0.3)
+    clock.now = 0.5
+    assert meter.share() == 0.3 / 1.5  # one window before the current half window counted as empty
+    clock.now = 1.5  # the 0.3 s now lie in the previous window
+    meter.add(0.1)
+    assert abs(meter.share() - 0.4 / 1.5) < 1e-12
+    clock.now = 2.2  # the window of the 0.3 s is gone
+    assert abs(meter.share() - 0.1 / 1.2) < 1e-12
+    clock.now = 10.0
+    assert meter.share() == 0.0
+
+
+def test_an_idle_budget_is_neither_bounded_nor_charged() -> None:
+    clock, idle = Clock(), [False]
+    budget = SealBudget(share=0.1, burst_s=0.5, clock=clock, idle=lambda: idle[0])
+    budget.spend(0.6)
+    assert not budget.available()
+    idle[0] = True
+    assert budget.available()
+    budget.spend(100.0)
+    idle[0] = False
+    clock.now += 2.0  # +0.2 s: back above zero, the idle spending was not charged
+    assert budget.available()
+
+
+def _backlog(storage: WorkerStorage, feed: Feed, n: int) -> None:
+    ts = every_10s(T0, T0 + BLOCK_MS)
+    for sid in range(1, n + 1):
+        feed.send(storage, sid, ts, ts / 1000.0 + sid)
+
+
+async def test_the_backlog_drains_between_cuts_at_the_budget_pace(tables: StorageTables) -> None:  # noqa: F811
+    flush = Flush()
+    storage, feed, clock = make(tables, flush), Feed(), Clock()
+    storage._seal_budget = SealBudget(share=0.1, burst_s=1e-9, clock=clock)
+    n = 30
+    _backlog(storage, feed, n)
+    await storage.cut(P)
+    feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])  # every block of the first cut may seal now
+    stats = await storage.cut(P)
+    assert stats.deferred and storage.seal_backlog(P) == n - 1
+    assert await storage.maybe_seal(P) is None  # the burst is spent: nothing until the budget refills
+    passes, flushes = 0, flush.calls
+    while storage.seal_backlog(P):
+        clock.now += 10.0  # one second of seal time
+        stats = await storage.maybe_seal(P)
+        assert stats is not None and stats.sealed >= 1
+        passes += 1
+        assert passes < n
+    # Every pass flushed its chunks before its segments went, and no cut ran meanwhile.
+    assert flush.calls - flushes == passes
+    assert [blk for _, blk, _ in seg_keys(tables)] == [T0 + BLOCK_MS]
+    assert len(tables.chunks.items()) == n  # type: ignore[attr-defined]
+    for sid in (2, n):
+        ts, vals = storage.read(P, sid, T0, T0 + BLOCK_MS - 1)
+        assert ts.size == 720 and vals[0] == T0 / 1000.0 + sid
+        assert tables.rollups["1h"].get(P, keys.chunk_key(sid, T0)) is not None
+
+
+async def test_without_points_arriving_the_whole_backlog_seals_at_once(tables: StorageTables) -> None:  # noqa: F811
+    storage, feed = make(tables, seal_share=0.1, seal_burst_s=1e-9), Feed()
+    clock = Clock()
+    storage._ingest_busy = BusyMeter(clock=clock)  # the worker's own idle test, on a clock of the test's
+    n = 30
+    _backlog(storage, feed, n)
+    await storage.cut(P)
+    feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])
+    storage._ingest_busy.add(0.5)  # points arriving: half of the loop stores them
+    await storage.cut(P)
+    left = storage.seal_backlog(P)
+    assert 0 < left < n
+    stats = await storage.maybe_seal(P)
+    assert stats is None or stats.sealed < left  # still bounded while busy
+    clock.now += 3.0  # no points for two windows
+    left = storage.seal_backlog(P)
+    stats = await storage.maybe_seal(P)
+    assert stats is not None and stats.sealed == left and storage.seal_backlog(P) == 0
+    assert len(tables.chunks.items()) == n  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(storage.read(P, n, T0, T0 + BLOCK_MS - 1)[0], every_10s(T0, T0 + BLOCK_MS))
