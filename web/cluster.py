@@ -35,7 +35,7 @@ from prometheus_client import Counter
 from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import PromQLExecutionError
 from metricsflow.promql.result import gc_paused
-from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData, SeriesSource
+from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData
 from tables.storage import WorkerStorage
 
 # (matchers, start ms, end ms) reads raw samples; a fourth and fifth element
@@ -234,7 +234,7 @@ class Cluster:
         return out
 
     async def gather(self, tenant: str, selections: Sequence[Selection],
-                     warnings: list[str] | None = None) -> SeriesSource:
+                     warnings: list[str] | None = None) -> SelectionSource | MemorySource:
         """Series of every selection from all owners.
 
         A peer that cannot be reached (it died and the group has not rebalanced yet)

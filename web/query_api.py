@@ -8,6 +8,8 @@ partials. If two answers covered the same partition (mid-rebalance), the raw ser
 are gathered instead (``Cluster.gather``), which de-duplicates. Evaluation runs on a
 bounded thread pool so a heavy query never stalls the event loop that also drives
 the Kafka consumer; storage reads stay on the loop, as the worker's tables expect.
+Small evaluations (``INLINE_MAX_SAMPLES``) run on the loop: the pool's hand-off cost
+more than they do.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
 T = TypeVar("T")
 PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
+# Evaluations over at most this many samples (a few ms: 216,000 took 4-6 ms), merges of at most
+# INLINE_MAX_BYTES of partials and answers of at most INLINE_MAX_POINTS run on the loop: sending
+# them to the pool and back cost ~2.5 ms of CPU per query (thread switches, the data's caches on
+# the other core), 20-30 % of such a query (perf/RESULTS.md, "Small queries on the loop"). The loop
+# waits as long as for a cut's slice; larger work goes to the pool so consumption keeps its turns.
+INLINE_MAX_SAMPLES = 250_000
+INLINE_MAX_BYTES = 1 << 20
+INLINE_MAX_POINTS = 20_000
 
 
 def tier_lookback_ms(lookback_ms: int, tier: str) -> int:
@@ -99,6 +109,12 @@ class QueryService:
             run = functools.partial(engine.instant, query, start_ms)
         else:
             run = functools.partial(engine.range, query, start_ms, end_ms, step_ms)
+        return await self.evaluate(run, source.samples() <= INLINE_MAX_SAMPLES)
+
+    async def evaluate(self, run: Callable[[], T], small: bool) -> T:
+        """``run()`` without garbage collection: on the loop if ``small``, else on the pool."""
+        if small:
+            return _without_gc(run)
         return await asyncio.get_running_loop().run_in_executor(self.pool, _without_gc, run)
 
     async def partial(self, req: PartialRequest, timeout_s: float | None = None) -> Partial:
@@ -109,7 +125,7 @@ class QueryService:
         source = local_source(self._storage, req.tenant, sels)
         run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
                                 timeout_s=timeout_s)
-        data = await asyncio.get_running_loop().run_in_executor(self.pool, _without_gc, run)
+        data = await self.evaluate(run, source.samples() <= INLINE_MAX_SAMPLES)
         return Partial(data, partitions)
 
     async def _run_pushdown(self, req: PartialRequest, timeout_s: float,
@@ -129,7 +145,7 @@ class QueryService:
             raise BackendUnavailable(own_warnings[0])
         merge = functools.partial(p.merge, [part.data for part in parts], req.start_ms, req.end_ms, req.step_ms,
                                   timeout_s=timeout_s)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, merge)
+        return await self.evaluate(merge, sum(len(part.data) for part in parts) <= INLINE_MAX_BYTES)
 
 
 QUERY_SERVICE_KEY = web.AppKey("query_service", QueryService)
@@ -171,7 +187,7 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
         return b'{"status":"success","data":' + result.to_json_bytes() + more + b"}"
 
     # Formatting a large matrix takes longer than evaluating it; keep it off the event loop too.
-    payload = await asyncio.get_running_loop().run_in_executor(service.pool, encode)
+    payload = await service.evaluate(encode, result.points() <= INLINE_MAX_POINTS)
     return web.Response(body=payload, content_type="application/json")
 
 

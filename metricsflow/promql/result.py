@@ -59,6 +59,10 @@ class QueryResult:
             }
         return {"resultType": "matrix", "result": _matrix_json(self.series)}
 
+    def points(self) -> int:
+        """Samples in the answer (a scalar or string counts one): what formatting it costs, roughly."""
+        return sum(s.timestamps_ms.size for s in self.series) if self.series else 1
+
     def to_json_bytes(self) -> bytes:
         """``json.dumps(to_json_data())`` written directly, byte for byte as Prometheus writes it.
 

@@ -109,6 +109,10 @@ class MemorySource:
         for s in series:
             self.add(s.labels, s.timestamps_ms, s.values)
 
+    def samples(self) -> int:
+        """Samples held: what evaluating a query over this source costs, roughly."""
+        return sum(s.ts.size for s in self._series)
+
     def _ids_matching(self, m: Matcher) -> set[int] | None:
         """Ids matching ``m``; None means "everything except" is cheaper, handled by caller."""
         values = self._postings.get(m.name, {})
@@ -154,6 +158,10 @@ class SelectionSource:
 
     def add(self, matchers: Sequence[Matcher], series: list[SeriesData]) -> None:
         self._reads.setdefault(_matcher_key(matchers), []).append(series)
+
+    def samples(self) -> int:
+        """Samples read: what evaluating a query over this source costs, roughly."""
+        return sum(s.timestamps_ms.size for reads in self._reads.values() for read in reads for s in read)
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:
         key = _matcher_key(matchers)
