@@ -98,7 +98,10 @@ CUT_PAUSE_S = 0.005
 # seal slice put up to 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Sums in numpy,
 # queries before seals").
 SEAL_SLICE_S = 0.005
-SEAL_PASS_S = 1.0  # a seal between cuts flushes and lets the partition's lock go after this long
+# A cut seals for at most this long, and so does each pass of ``maybe_seal``, which flushes and
+# lets the partition's lock go after it: an idle worker seals without budget, and one pass of a
+# backfill's backlog took 8 s, its chunks unflushed and the cut offset unmoved all along.
+SEAL_PASS_S = 1.0
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
 # under a constant stream of queries a cut still gets ~30 % of the loop, a seal ~10 %.
 QUERY_FIRST_MAX_S = 0.05
@@ -445,7 +448,8 @@ class WorkerStorage:
                 await self._write_head(st, old, stats, slicer)  # steps 1-2
                 stats.write_s = time.perf_counter() - started
                 await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
-                                         self.seal_horizon_ms(partition), self._seal_budget)  # step 3
+                                         self.seal_horizon_ms(partition), self._seal_budget,
+                                         time.perf_counter() + SEAL_PASS_S)  # step 3
                 stats.seal_s = time.perf_counter() - started - stats.write_s
                 await self._flush()  # step 4: chunks before the cut offset moves and the segments go
                 stats.flush_s = time.perf_counter() - started - stats.write_s - stats.seal_s
@@ -540,6 +544,7 @@ class WorkerStorage:
         (and until ``until``, a perf_counter time)."""
         if horizon is None:
             return
+        folded = 0
         for block in sorted(b for b in st.pending if b + self.block_ms <= horizon):
             for sid in sorted(st.pending[block]):
                 if (block, sid) not in stats.folded:
@@ -547,9 +552,10 @@ class WorkerStorage:
                     if budget is not None and not budget.available():
                         stats.deferred = True
                         return
-                    if until is not None and time.perf_counter() >= until:
+                    if until is not None and folded and time.perf_counter() >= until:
                         return
                     self._fold(st, sid, block, None, stats, budget)
+                    folded += 1
 
     async def maybe_seal(self, partition: int) -> CutStats | None:
         """Seal the partition's backlog between cuts, as far as the seal budget allows; None if nothing to do.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+import tables.storage as storage_module
 from tables import keys
 from tables.seal_budget import BusyMeter, SealBudget
 from tables.storage import StorageTables, WorkerStorage
@@ -93,3 +95,22 @@ async def test_without_points_arriving_the_whole_backlog_seals_at_once(tables: S
     assert stats is not None and stats.sealed == left and storage.seal_backlog(P) == 0
     assert len(tables.chunks.items()) == n  # type: ignore[attr-defined]
     np.testing.assert_array_equal(storage.read(P, n, T0, T0 + BLOCK_MS - 1)[0], every_10s(T0, T0 + BLOCK_MS))
+
+
+async def test_cuts_and_passes_seal_for_a_bounded_time_each_flushed(
+        tables: StorageTables, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(storage_module, "SEAL_PASS_S", 0.0)  # every cut and pass: one block, then stop
+    flush = Flush()
+    storage, feed = make(tables, flush), Feed()
+    storage._seal_budget = SealBudget(share=0.1, burst_s=3600.0)  # the budget never stops it
+    n = 5
+    _backlog(storage, feed, n)
+    await storage.cut(P)
+    feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == 1 and storage.seal_backlog(P) == n - 1
+    flushes = flush.calls
+    stats = await storage.maybe_seal(P)
+    assert stats is not None and stats.sealed == n - 1 and storage.seal_backlog(P) == 0
+    assert flush.calls - flushes == n - 1  # one flush per pass, before its segments went
+    assert len(tables.chunks.items()) == n  # type: ignore[attr-defined]
