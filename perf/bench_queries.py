@@ -12,8 +12,8 @@ What it does (the query method mirrors ../shared/anchors/bench.py so the figures
      scheduler (500 series x 10 samples per request, 4 connections, time-ordered);
   3. waits until the worker consumed every acknowledged point (mf_worker_points_consumed_total),
      then until the head was cut into chunks and the processes are idle, and with `--seal-wait` s
-     until the finished blocks are sealed (the load leaves every series' blocks to seal at the seal
-     budget's pace, ~30 blocks/s at MF_SEAL_SHARE 0.1; the backlog at query time is recorded);
+     until the finished blocks are sealed (an idle worker seals them without budget, usually before
+     the processes go idle; the backlog at query time is recorded);
   4. runs each query 1 warm-up + `--runs` times, back to back, client wall time of one HTTP request
      (new connection, urllib, body read completely — the server's JSON encoding and the transfer are
      included, the client's json.loads is not), p50/p99 (numpy linear interpolation; with 10 runs p99
@@ -369,8 +369,8 @@ def worker_counters(url: str) -> dict[str, float]:
 def wait_sealed(urls: list[str], max_s: float) -> dict:
     """Wait until no worker has blocks waiting to be sealed (``mf_worker_seal_backlog_blocks``), at most max_s.
 
-    A fresh load leaves every series' finished blocks to seal at the seal budget's pace (MF_SEAL_SHARE)
-    for many minutes; a dashboard mostly runs without such a backlog."""
+    A fresh load leaves every series' finished blocks to seal; while points arrive, at the seal budget's
+    pace (MF_SEAL_SHARE). A dashboard mostly runs without such a backlog."""
     t0 = time.perf_counter()
 
     def backlog() -> float:

@@ -50,7 +50,7 @@ class SealBudget:
     While ``idle()`` says no points are arriving there is nothing to protect: seals are
     neither bounded nor charged. Without that, the backlog of a backfill (every block of
     hours of data at once) sealed at ~30 blocks/s for many minutes after the data was in,
-    and queries paid for reading segments meanwhile (perf/RESULTS.md, "Seals between cuts").
+    and queries paid for reading segments meanwhile (perf/RESULTS.md, "Seals between cuts, …").
     """
 
     def __init__(self, share: float, burst_s: float, clock: Callable[[], float] = time.monotonic,

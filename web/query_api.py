@@ -54,9 +54,9 @@ T = TypeVar("T")
 PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
 # Evaluations over at most this many samples (a few ms: 216,000 took 4-6 ms), merges of at most
 # INLINE_MAX_BYTES of partials and answers of at most INLINE_MAX_POINTS run on the loop: sending
-# them to the pool and back cost ~2.5 ms of CPU per query (thread switches, the data's caches on
-# the other core), 20-30 % of such a query (perf/RESULTS.md, "Small queries on the loop"). The loop
-# waits as long as for a cut's slice; larger work goes to the pool so consumption keeps its turns.
+# them to the pool and back cost ~0.6 ms of CPU per query, 6-8 % of such a query (perf/RESULTS.md,
+# "Seals between cuts, small queries on the loop, page faults per query"). The loop waits about as
+# long as for a cut's slice; larger work goes to the pool so consumption keeps its turns.
 INLINE_MAX_SAMPLES = 250_000
 INLINE_MAX_BYTES = 1 << 20
 INLINE_MAX_POINTS = 20_000

@@ -94,8 +94,8 @@ def _prev_within_series(w: Windows) -> tuple[np.ndarray, np.ndarray]:
 def _counter_drops(w: Windows) -> np.ndarray | None:
     """Per sample, the value before it where a counter reset (fell) there, else 0; None if none fell.
 
-    One comparison of neighbours, not ``_prev_within_series``' four passes: the drops of a
-    query without resets (nearly every one) took a third of ``rate`` (perf/RESULTS.md, "Seals between cuts").
+    One comparison of neighbours, not ``_prev_within_series``' four passes, which took a third
+    of ``rate`` on a query without resets (nearly every one; perf/RESULTS.md, "Seals between cuts, …").
     """
     v = w.rv.vals
     if v.size < 2:
