@@ -57,10 +57,22 @@ async def test_small_queries_run_on_the_loop_and_large_ones_on_the_pool(
     try:
         small = await service.run("default", query, int(ts[30]), int(ts[-1]), 60_000, 10.0)
         assert pool.submitted == 0 and evaluated_on == [threading.get_ident()]
+        # A subquery's inner steps are not in what it reads: always the pool.
+        await service.run("default", "max_over_time(rate(requests_total[5m])[10m:1m])", int(ts[30]), int(ts[-1]),
+                          60_000, 10.0)
+        assert pool.submitted == 1 and evaluated_on[1] != threading.get_ident()
         monkeypatch.setattr(query_api, "INLINE_MAX_SAMPLES", 100)  # the query reads ~6,000
         large = await service.run("default", query, int(ts[30]), int(ts[-1]), 60_000, 10.0)
-        assert pool.submitted == 1 and evaluated_on[1] != threading.get_ident()
+        assert pool.submitted == 2 and evaluated_on[2] != threading.get_ident()
     finally:
         pool.shutdown()
     assert small.to_json_bytes() == large.to_json_bytes()
     assert len(small.series) == 1 and small.series[0].values.size > 50
+
+
+def test_many_steps_or_a_subquery_are_never_small() -> None:
+    assert query_api._small("sum(rate(x[5m]))", 1_000, 0, 3_600_000, 60_000)
+    assert not query_api._small("sum(rate(x[5m]))", 1_000, 0, 30 * 86_400_000, 60_000)  # 43,201 steps
+    assert not query_api._small("sum(rate(x[5m]))", 10**6, 0, 3_600_000, 60_000)
+    assert not query_api._small("-(max_over_time(x[1h:10s]))", 10, 0, 0, 0)
+    assert not query_api._small("sum by (a) (x) / on (a) count by (a) (max_over_time(x[5m:] offset 1m))", 10, 0, 0, 0)

@@ -30,6 +30,7 @@ from metricsflow import rollup
 from metricsflow.errors import BackendUnavailable, InvalidInput
 from metricsflow.promql import Engine, PromQLError, QueryResult, selections
 from metricsflow.promql.downsample import DEFAULT_AGG, selector_aggregates, selector_key
+from metricsflow.promql.prefetch import has_subquery
 from metricsflow.promql.pushdown import Plan, plan
 from metricsflow.promql.result import gc_paused
 from web.cluster import (
@@ -57,9 +58,18 @@ PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
 # them to the pool and back cost ~0.6 ms of CPU per query, 6-8 % of such a query (perf/RESULTS.md,
 # "Seals between cuts, small queries on the loop, page faults per query"). The loop waits about as
 # long as for a cut's slice; larger work goes to the pool so consumption keeps its turns.
+# The samples alone do not bound the work of many steps or of a subquery's inner steps: those go
+# to the pool whatever they read.
 INLINE_MAX_SAMPLES = 250_000
+INLINE_MAX_STEPS = 2_000
 INLINE_MAX_BYTES = 1 << 20
 INLINE_MAX_POINTS = 20_000
+
+
+def _small(query: str, samples: int, start_ms: int, end_ms: int, step_ms: int) -> bool:
+    """Whether evaluating ``query`` over ``samples`` costs few enough ms to run on the loop."""
+    steps = (end_ms - start_ms) // step_ms + 1 if step_ms else 1
+    return samples <= INLINE_MAX_SAMPLES and steps <= INLINE_MAX_STEPS and not has_subquery(query)
 
 
 def tier_lookback_ms(lookback_ms: int, tier: str) -> int:
@@ -109,7 +119,7 @@ class QueryService:
             run = functools.partial(engine.instant, query, start_ms)
         else:
             run = functools.partial(engine.range, query, start_ms, end_ms, step_ms)
-        return await self.evaluate(run, source.samples() <= INLINE_MAX_SAMPLES)
+        return await self.evaluate(run, _small(query, source.samples(), start_ms, end_ms, step_ms))
 
     async def evaluate(self, run: Callable[[], T], small: bool) -> T:
         """``run()`` without garbage collection: on the loop if ``small``, else on the pool."""
@@ -130,7 +140,8 @@ class QueryService:
         source = local_source(self._storage, req.tenant, sels)
         run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
                                 timeout_s=timeout_s)
-        data = await self.evaluate(run, not beside_peers and source.samples() <= INLINE_MAX_SAMPLES)
+        small = _small(req.query, source.samples(), req.start_ms, req.end_ms, req.step_ms)
+        data = await self.evaluate(run, small and not beside_peers)
         return Partial(data, partitions)
 
     async def _run_pushdown(self, req: PartialRequest, timeout_s: float,

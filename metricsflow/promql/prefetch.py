@@ -9,6 +9,8 @@ needed, never narrower.
 
 from __future__ import annotations
 
+import functools
+
 import promql_parser as pp
 
 from .astutil import at_of, duration_ms, parse, selector_matchers
@@ -71,3 +73,23 @@ def _walk(
     elif isinstance(e, pp.Call):
         for arg in e.args:
             _walk(arg, lo, hi, q_start, q_end, lookback, sub_step, out)
+
+
+@functools.lru_cache(maxsize=1024)
+def has_subquery(query: str) -> bool:
+    """Whether ``query`` holds a subquery, whose inner steps its selections do not show."""
+    return _has_subquery(parse(query))
+
+
+def _has_subquery(e: pp.Expr) -> bool:
+    if isinstance(e, pp.SubqueryExpr):
+        return True
+    if isinstance(e, pp.ParenExpr | pp.UnaryExpr):
+        return _has_subquery(e.expr)
+    if isinstance(e, pp.BinaryExpr):
+        return _has_subquery(e.lhs) or _has_subquery(e.rhs)
+    if isinstance(e, pp.AggregateExpr):
+        return (e.param is not None and _has_subquery(e.param)) or _has_subquery(e.expr)
+    if isinstance(e, pp.Call):
+        return any(_has_subquery(arg) for arg in e.args)
+    return False
