@@ -53,17 +53,18 @@ LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
 T = TypeVar("T")
 PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
-# Evaluations over at most this many samples (a few ms: 216,000 took 4-6 ms), merges of at most
-# INLINE_MAX_BYTES of partials and answers of at most INLINE_MAX_POINTS run on the loop: sending
-# them to the pool and back cost ~0.6 ms of CPU per query, 6-8 % of such a query (perf/RESULTS.md,
-# "Seals between cuts, small queries on the loop, page faults per query"). The loop waits about as
-# long as for a cut's slice; larger work goes to the pool so consumption keeps its turns.
-# The samples alone do not bound the work of many steps or of a subquery's inner steps: those go
-# to the pool whatever they read.
+# Evaluations over at most this many samples and steps (a few ms: 216,000 samples at 359 steps took
+# 4-6 ms), merges of at most INLINE_MAX_BYTES of partials and answers of at most INLINE_MAX_POINTS
+# and INLINE_MAX_SERIES run on the loop: sending them to the pool and back cost ~0.6 ms of CPU per
+# query, 6-8 % of such a query (perf/RESULTS.md, "Seals between cuts, small queries on the loop, page
+# faults per query"). The loop waits about as long as for a cut's slice; larger work goes to the
+# pool so consumption keeps its turns. A subquery's inner steps are not in what it reads: it always
+# goes to the pool.
 INLINE_MAX_SAMPLES = 250_000
 INLINE_MAX_STEPS = 2_000
 INLINE_MAX_BYTES = 1 << 20
 INLINE_MAX_POINTS = 20_000
+INLINE_MAX_SERIES = 500  # an answer's labels cost more to format than its points
 
 
 def _small(query: str, samples: int, start_ms: int, end_ms: int, step_ms: int) -> bool:
@@ -204,7 +205,8 @@ async def _answer(request: web.Request, query: str | None, start_ms: int, end_ms
         return b'{"status":"success","data":' + result.to_json_bytes() + more + b"}"
 
     # Formatting a large matrix takes longer than evaluating it; keep it off the event loop too.
-    payload = await service.evaluate(encode, result.points() <= INLINE_MAX_POINTS)
+    small = result.points() <= INLINE_MAX_POINTS and len(result.series) <= INLINE_MAX_SERIES
+    payload = await service.evaluate(encode, small)
     return web.Response(body=payload, content_type="application/json")
 
 
