@@ -5,35 +5,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-# Below this share of wall time spent storing points, the worker counts as idle and seals are
-# not budgeted (the slicer still gives a fifth of the loop away, and queries go first). At
-# 200k points/s storing takes several times this; a few thousand points/s of live data stay under.
-IDLE_INGEST_SHARE = 0.02
+# Below this many points stored per second the worker counts as idle and seals are not budgeted
+# (the slicer still gives a fifth of the loop away, and queries go first). Storing 5,000 points/s
+# costs a worker well under 1 % of a core (~1.5 µs per point, perf/RESULTS.md "Seals counted: what a
+# point costs the worker in the long run"), so consumption keeps up in what the slicer leaves it.
+IDLE_POINTS_PER_S = 5_000
 
 
-class BusyMeter:
-    """The share of wall time some work took over the last one to two windows of ``window_s``."""
+class RateMeter:
+    """Events per second over the last one to two windows of ``window_s``."""
 
-    def __init__(self, window_s: float = 1.0, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._window_s = window_s
         self._clock = clock
         self._start = clock()
-        self._previous = 0.0  # seconds of work in the window before the current one
-        self._current = 0.0
+        self._previous = 0  # events in the window before the current one
+        self._current = 0
 
-    def add(self, seconds: float) -> None:
+    def add(self, n: int) -> None:
         self._roll()
-        self._current += seconds
+        self._current += n
 
-    def share(self) -> float:
+    def rate(self) -> float:
         self._roll()
         return (self._previous + self._current) / (self._window_s + self._clock() - self._start)
 
     def _roll(self) -> None:
         windows = int((self._clock() - self._start) // self._window_s)
         if windows:
-            self._previous = self._current if windows == 1 else 0.0
-            self._current = 0.0
+            self._previous = self._current if windows == 1 else 0
+            self._current = 0
             self._start += windows * self._window_s
 
 

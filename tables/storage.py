@@ -84,7 +84,7 @@ from tables.block_cache import Block, BlockCache
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
 from tables.partition_store import PartitionStore
-from tables.seal_budget import IDLE_INGEST_SHARE, BusyMeter, SealBudget
+from tables.seal_budget import IDLE_POINTS_PER_S, RateMeter, SealBudget
 
 log = logging.getLogger(__name__)
 # The cut gives the event loop back after this much work, so consumption, the consumer
@@ -242,9 +242,9 @@ class WorkerStorage:
         self._flush = flush
         self.on_data: Callable[[], None] | None = None  # told when points were stored (wakes rule evaluation)
         self._parts: dict[int, PartitionState] = {}
-        self._ingest_busy = BusyMeter()  # time in ingest_points: seals are unbounded while it is ~0
+        self._points_stored = RateMeter()  # seals are unbounded while hardly any points arrive
         self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s,
-                                       idle=lambda: self._ingest_busy.share() < IDLE_INGEST_SHARE)
+                                       idle=lambda: self._points_stored.rate() < IDLE_POINTS_PER_S)
         self._blocks = BlockCache()  # per (partition, chunk key): the block's chunk and segments folded
         self.block_ms = settings.block_ms
         self.queries = QueriesInFlight()
@@ -306,13 +306,6 @@ class WorkerStorage:
         return -1 if st is None else st.consumed
 
     def ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
-        started = time.perf_counter()
-        try:
-            return self._ingest_points(partition, offset, value)
-        finally:
-            self._ingest_busy.add(time.perf_counter() - started)
-
-    def _ingest_points(self, partition: int, offset: int, value: bytes) -> IngestStats:
         st = self.state(partition)
         st.consumed = max(st.consumed, offset)  # a refused batch is consumed too: rule watermarks wait on this
         batch = decode_batch(value)  # raises InvalidInput before anything is written
@@ -325,6 +318,7 @@ class WorkerStorage:
             metrics.POINTS_REFUSED.labels("out_of_order_too_old").inc(refused)
             sids, ts, vals = sids[keep], ts[keep], vals[keep]
         st.head.append(sids, ts, vals, offset)
+        self._points_stored.add(int(ts.size))
         if ts.size and self.on_data is not None:
             self.on_data()
         return IngestStats(int(ts.size), batch.produced_at_ms)

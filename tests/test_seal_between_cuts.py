@@ -7,25 +7,25 @@ import pytest
 
 import tables.storage as storage_module
 from tables import keys
-from tables.seal_budget import BusyMeter, SealBudget
+from tables.seal_budget import IDLE_POINTS_PER_S, RateMeter, SealBudget
 from tables.storage import StorageTables, WorkerStorage
 from tests.test_storage_segments import BLOCK_MS, HOUR_MS, T0, Clock, Feed, Flush, P, every_10s, make, seg_keys, tables  # noqa: F401  (tables: the fixture)
 
 
-def test_busy_meter_is_the_share_of_the_last_one_to_two_windows() -> None:
+def test_rate_meter_counts_the_last_one_to_two_windows() -> None:
     clock = Clock()
-    meter = BusyMeter(window_s=1.0, clock=clock)
-    assert meter.share() == 0.0
-    meter.add(0.3)
+    meter = RateMeter(window_s=1.0, clock=clock)
+    assert meter.rate() == 0.0
+    meter.add(3_000)
     clock.now = 0.5
-    assert meter.share() == 0.3 / 1.5  # one window before the current half window counted as empty
-    clock.now = 1.5  # the 0.3 s now lie in the previous window
-    meter.add(0.1)
-    assert abs(meter.share() - 0.4 / 1.5) < 1e-12
-    clock.now = 2.2  # the window of the 0.3 s is gone
-    assert abs(meter.share() - 0.1 / 1.2) < 1e-12
+    assert meter.rate() == 3_000 / 1.5  # one window before the current half window counted as empty
+    clock.now = 1.5  # the 3,000 now lie in the previous window
+    meter.add(1_000)
+    assert meter.rate() == 4_000 / 1.5
+    clock.now = 2.2  # the window of the 3,000 is gone
+    assert abs(meter.rate() - 1_000 / 1.2) < 1e-9
     clock.now = 10.0
-    assert meter.share() == 0.0
+    assert meter.rate() == 0.0
 
 
 def test_an_idle_budget_is_neither_bounded_nor_charged() -> None:
@@ -78,12 +78,12 @@ async def test_the_backlog_drains_between_cuts_at_the_budget_pace(tables: Storag
 async def test_without_points_arriving_the_whole_backlog_seals_at_once(tables: StorageTables) -> None:  # noqa: F811
     storage, feed = make(tables, seal_share=0.1, seal_burst_s=1e-9), Feed()
     clock = Clock()
-    storage._ingest_busy = BusyMeter(clock=clock)  # the worker's own idle test, on a clock of the test's
+    storage._points_stored = RateMeter(clock=clock)  # the worker's own idle test, on a clock of the test's
     n = 30
     _backlog(storage, feed, n)
     await storage.cut(P)
     feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])
-    storage._ingest_busy.add(0.5)  # points arriving: half of the loop stores them
+    storage._points_stored.add(10 * IDLE_POINTS_PER_S)  # points arriving
     await storage.cut(P)
     left = storage.seal_backlog(P)
     assert 0 < left < n
