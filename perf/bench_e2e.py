@@ -12,7 +12,10 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      with the anchors' chain scheduler (per-group chains in time order, <= 4 windows look-ahead);
   4. waits until the worker consumed every sent point, then until the head was cut into chunks and
      the processes went idle (< 5 % of a core for 3 s); utime+stime from /proc for collector, worker
-     and the Kafka JVM, idle baseline subtracted -> points per CPU-second;
+     and the Kafka JVM, idle baseline subtracted -> points per CPU-second (until idle: with the seals
+     of the blocks past the seal horizon, which depend on the time of day — the 2 h window's older
+     block seals only if it ended an hour before the last sample — so `blocks_sealed` and the
+     worker's CPU after catch-up per sealed block are reported; at catch-up: the ingest path alone);
   5. disk: du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
      dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
   6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
@@ -75,7 +78,8 @@ def worker_counters(url: str) -> dict[str, float]:
             "series": promtext.total(s, "mf_worker_series"),
             "lag": promtext.total(s, "mf_worker_consumer_lag"),
             "refused": promtext.total(s, "mf_worker_points_refused_total"),
-            "errors": promtext.total(s, "mf_worker_errors_total")}
+            "errors": promtext.total(s, "mf_worker_errors_total"),
+            "sealed": promtext.total(s, "mf_worker_blocks_sealed_total")}
 
 
 def query(url: str, expr: str, start_s: float, end_s: float, tenant: str = "default",
@@ -313,6 +317,12 @@ def main() -> int:
             "points_per_cpu_s_all": round(n / sum(net_end.values())),
             "points_per_cpu_s_collector_worker_at_catch_up": round(n / sum(net_caught[k] for k in cw_names)),
         }
+        # Until idle counts the seals too, but only of blocks already past the seal horizon (ended an
+        # out-of-order window before the newest sample): how many depends on the time of day.
+        sealed = cw_end["sealed"] - c0["sealed"]
+        ingest["blocks_sealed"] = sealed
+        ingest["worker_cpu_ms_after_catch_up_per_sealed_block"] = (
+            round((net_end[worker.name] - net_caught[worker.name]) / sealed * 1000, 2) if sealed else None)
         ingest["worker_scrape_stalls_s"] = list(SCRAPE_STALLS)
         result["ingest"] = ingest
         print(f"[{tag}] ingest: {json.dumps(ingest)}", flush=True)
