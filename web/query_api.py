@@ -55,11 +55,11 @@ T = TypeVar("T")
 PLAN_CACHE_SIZE = 256  # dashboards repeat the same few hundred expressions
 # Evaluations over at most this many samples and steps (a few ms: 216,000 samples at 359 steps took
 # 4-6 ms), merges of at most INLINE_MAX_BYTES of partials and answers of at most INLINE_MAX_POINTS
-# and INLINE_MAX_SERIES run on the loop: sending them to the pool and back cost ~0.6 ms of CPU per
-# query, 6-8 % of such a query (perf/RESULTS.md, "Seals between cuts, small queries on the loop, page
-# faults per query"). The loop waits about as long as for a cut's slice; larger work goes to the
-# pool so consumption keeps its turns. A subquery's inner steps are not in what it reads: it always
-# goes to the pool.
+# and INLINE_MAX_SERIES run on the loop: sending them to the pool and back cost 0.5-1.5 ms of CPU
+# per query in five of six interleaved comparisons, 5-12 % of such a query (perf/bench_query_loop_ab.py;
+# perf/RESULTS.md, "Seals between cuts, small queries on the loop, page faults per query"). The loop
+# waits about as long as for a cut's slice; larger work goes to the pool so consumption keeps its
+# turns. A subquery's inner steps are not in what it reads: it always goes to the pool.
 INLINE_MAX_SAMPLES = 250_000
 INLINE_MAX_STEPS = 2_000
 INLINE_MAX_BYTES = 1 << 20
