@@ -565,22 +565,31 @@ class WorkerStorage:
         st = self.state(partition)
         total = CutStats()
         while self.seal_backlog(partition) and self._seal_budget.available():
-            async with st.lock:
-                stats = CutStats()
-                started = time.perf_counter()
-                await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
-                                         self.seal_horizon_ms(partition), self._seal_budget, started + SEAL_PASS_S)
-                if not stats.folded:
-                    break
-                sealed_at = time.perf_counter()
-                total.seal_s += sealed_at - started
+            stats = await self._seal_pass(st, self.seal_horizon_ms(partition), self._seal_budget, SEAL_PASS_S)
+            if not stats.folded:
+                break
+            total.seal_s += stats.seal_s
+            total.flush_s += stats.flush_s
+            total.sealed += stats.sealed
+            total.tombstones += stats.tombstones
+            total.deferred = stats.deferred
+        return total
+
+    async def _seal_pass(self, st: PartitionState, horizon: int | None, budget: SealBudget | None = None,
+                         max_s: float | None = None) -> CutStats:
+        """Steps 3, 4 and 6 of a cut without a head, under the partition's lock: fold what is pending up
+        to ``horizon`` (within ``budget``, for at most ``max_s``), flush, then delete the folded segments."""
+        async with st.lock:
+            stats = CutStats()
+            started = time.perf_counter()
+            await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S), horizon, budget,
+                                     None if max_s is None else started + max_s)
+            stats.seal_s = time.perf_counter() - started
+            if stats.folded:
                 await self._flush()  # the chunks and rollups must be durable before the segments go
                 self._drop_folded(st, stats)
-                total.flush_s += time.perf_counter() - sealed_at
-                total.sealed += stats.sealed
-                total.tombstones += stats.tombstones
-                total.deferred = stats.deferred
-        return total
+                stats.flush_s = time.perf_counter() - started - stats.seal_s
+            return stats
 
     def seal_backlog(self, partition: int) -> int:
         """(series, block) past the seal horizon and not sealed yet."""
@@ -618,15 +627,8 @@ class WorkerStorage:
     # -- retention ------------------------------------------------------------
     async def apply_retention(self, partition: int, now_ms: int) -> dict[str, int]:
         """Seal the pending blocks the raw retention is about to drop (their rollups outlive them), then expire."""
-        st = self.state(partition)
         if self._settings.raw_retention_ms > 0:
-            async with st.lock:
-                stats = CutStats()
-                await self._seal_pending(st, stats, _Slicer(self.queries, SEAL_SLICE_S),
-                                         now_ms - self._settings.raw_retention_ms)
-                if stats.folded:
-                    await self._flush()  # the rollups must be durable before the segments go
-                    self._drop_folded(st, stats)
+            await self._seal_pass(self.state(partition), now_ms - self._settings.raw_retention_ms)
         return self.expire(partition, now_ms)
 
     def expire(self, partition: int, now_ms: int) -> dict[str, int]:
