@@ -91,23 +91,27 @@ def _prev_within_series(w: Windows) -> tuple[np.ndarray, np.ndarray]:
     return prev, first
 
 
-def _counter_drops(w: Windows) -> np.ndarray | None:
-    """Per sample, the value before it where a counter reset (fell) there, else 0; None if none fell.
+def _fell(w: Windows) -> np.ndarray:
+    """Per sample, whether it is below the sample before it in its series (a counter reset; NaN never is).
 
     One comparison of neighbours, not ``_prev_within_series``' four passes, which took a third
     of ``rate`` on a query without resets (nearly every one; perf/RESULTS.md, "Seals between cuts, …").
     """
     v = w.rv.vals
-    if v.size < 2:
-        return None
-    fell = v[1:] < v[:-1]  # fell[j]: from sample j to j + 1
-    if not fell.any():
-        return None
-    starts = w.rv.offsets[1:-1]
-    fell[starts[(starts > 0) & (starts < v.size)] - 1] = False  # a series' first sample follows another series
-    at = np.flatnonzero(fell) + 1
+    fell = np.zeros(v.size, dtype=bool)
+    if v.size > 1:
+        np.less(v[1:], v[:-1], out=fell[1:])
+        starts = w.rv.offsets[1:-1]
+        fell[starts[(starts > 0) & (starts < v.size)]] = False  # a series' first sample follows another series
+    return fell
+
+
+def _counter_drops(w: Windows) -> np.ndarray | None:
+    """Per sample, the value before it where a counter reset there, else 0; None if none did."""
+    at = np.flatnonzero(_fell(w))
     if not at.size:
         return None
+    v = w.rv.vals
     drop = np.zeros(v.size)
     drop[at] = v[at - 1]
     return drop
@@ -177,8 +181,7 @@ def _pair_count(w: Windows, flags: np.ndarray) -> Result:
 
 
 def resets(w: Windows) -> Result:
-    prev, first = _prev_within_series(w)
-    return _pair_count(w, (w.rv.vals < prev) & ~first)
+    return _pair_count(w, _fell(w))
 
 
 def changes(w: Windows) -> Result:
