@@ -62,14 +62,7 @@ SCRAPE_STALLS: list[float] = []  # seconds a /metrics scrape of the worker took 
 def worker_counters(url: str) -> dict[str, float]:
     """The worker's counters; its event loop can be blocked by a head cut, so wait (and record it)."""
     t0 = time.perf_counter()
-    for attempt in range(20):
-        try:
-            s = promtext.scrape(url + "/metrics", timeout=60)
-            break
-        except (TimeoutError, OSError):
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
+    s = promtext.scrape_patiently(url + "/metrics", timeout=60, pause_s=0.5)
     dt = time.perf_counter() - t0
     if dt > 1.0:
         SCRAPE_STALLS.append(round(dt, 2))

@@ -350,16 +350,8 @@ def profile_queries(pid: int, base: str, start_s: float, end_s: float, outdir: P
 
 # --------------------------------------------------------------------------- metricsflow helpers
 def worker_counters(url: str) -> dict[str, float]:
-    """Counters from the worker's /metrics; while ingesting, its event loop can stall for tens of seconds
-    (cuts, a full producer buffer), so a scrape is retried instead of failing the run."""
-    for attempt in range(20):
-        try:
-            s = promtext.scrape(url + "/metrics", timeout=30)
-            break
-        except (OSError, TimeoutError):
-            if attempt == 19:
-                raise
-            time.sleep(1.0)
+    """Counters from the worker's /metrics (scraped patiently: its loop stalls while it ingests)."""
+    s = promtext.scrape_patiently(url + "/metrics", timeout=30, pause_s=1.0)
     return {"consumed": promtext.total(s, "mf_worker_points_consumed_total"),
             "head_points": promtext.total(s, "mf_worker_head_points"),
             "refused": promtext.total(s, "mf_worker_points_refused_total"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 
@@ -18,6 +19,19 @@ def scrape(url: str, timeout: float = 10.0) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def scrape_patiently(url: str, timeout: float, pause_s: float, tries: int = 20) -> dict[str, float]:
+    """``scrape``, tried again after ``pause_s`` while it fails: an ingesting worker's event loop can
+    stall for tens of seconds (cuts, a full producer buffer), which must not fail a benchmark run."""
+    for attempt in range(tries):
+        try:
+            return scrape(url, timeout=timeout)
+        except (OSError, TimeoutError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(pause_s)
+    raise ValueError("tries must be at least 1")
 
 
 def total(samples: dict[str, float], name: str) -> float:
