@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 from pcodec import wrapped
@@ -210,8 +211,9 @@ def _float_column(values: np.ndarray) -> tuple[bytes, bool]:
 
 
 def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarray) -> list[tuple[bytes, bool]]:
-    """Sections of the rows of ``values`` (one column per row, in ``ORDER``) and whether
-    each holds a pcodec stream; ``scales[i] < 0`` stores row i as floats.
+    """Sections of the rows of ``values`` (one column per row, in ``ORDER``, repeated for
+    the blocks of ``encode_many``) and whether each holds a pcodec stream; ``scales[i] < 0``
+    stores row i as floats.
 
     All rows go through each numpy step together: a block is 7 short columns, and
     per-column calls spent most of the encode time on numpy call overhead.
@@ -246,9 +248,11 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
     floats = (scales < 0) | (np.count_nonzero(off_grid, axis=1) > n // _FAR_SHARE)
     patched = patch.any(axis=1).tolist()
     zeros = (n - np.count_nonzero(residuals, axis=1)).tolist()
-    packings = packed_ints.plan_rows(residuals)
+    # Short rows are packed by ``_residual_section`` on Python ints, which needs no plan.
+    packings = packed_ints.plan_rows(residuals) if n > _SHORT else [None] * values.shape[0]
     out: list[tuple[bytes, bool]] = []
-    for i, name in enumerate(ORDER):
+    for i in range(values.shape[0]):
+        name = ORDER[i % len(ORDER)]
         if same[i]:
             out.append((bytes((_PREDICTED,)), False))
         elif floats[i]:
@@ -437,6 +441,11 @@ def encode(starts: np.ndarray, columns: dict[str, np.ndarray], digests: list[ske
             sections += _encode_columns_scalar(values)
         else:
             uses_pco |= _encode_columns_vector(values, n, sections)
+    return _block(n, flags, uses_pco, sections, digests)
+
+
+def _block(n: int, flags: int, uses_pco: bool, sections: list[bytes], digests: list[sketch.Digest] | None) -> bytes:
+    """The block around its starts and column ``sections``: digests, pcodec header, head."""
     if digests is not None:
         for d in digests:
             raw = d.to_bytes()
@@ -445,6 +454,76 @@ def encode(starts: np.ndarray, columns: dict[str, np.ndarray], digests: list[ske
         flags |= _PCO_HEADER
         sections.insert(0, _pco.HEADER)
     return b"".join((bytes((VERSION, flags)), uvarint(n), *sections))
+
+
+Block = tuple[np.ndarray, dict[str, np.ndarray], list[sketch.Digest] | None]  # starts, columns, digests
+_COUNT, _LAST, _FIRST, _MIN, _MAX, _SUM, _INCREASE = range(len(ORDER))
+
+
+def encode_many(blocks: Sequence[Block]) -> list[bytes]:
+    """``encode`` of every block, the same bytes, with the numpy steps of all blocks of one
+    length done together: a seal codes a block per series (120 windows in the 1m tier, 2 in
+    the 1h tier), and one at a time spent most of its time on numpy call overhead
+    (perf/RESULTS.md, "Seals in batches")."""
+    out = [b""] * len(blocks)
+    by_length: dict[int, list[int]] = {}
+    for i, (starts, _, _) in enumerate(blocks):
+        n = starts.size
+        if n and (n == 1 or _increasing(np.ascontiguousarray(starts, dtype=np.int64))):
+            by_length.setdefault(n, []).append(i)
+        else:  # empty, or hand-built starts stored raw
+            out[i] = encode(*blocks[i])
+    for n, members in by_length.items():
+        values = np.array([[blocks[i][1][name] for name in ORDER] for i in members], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            predictors = _predictors_many(values)
+        scales = np.repeat(np.array(_value_scales(values[:, _FIRST], values[:, _LAST]), dtype=np.int64)[:, None],
+                           len(ORDER), axis=1)
+        scales[:, _COUNT] = 0
+        rows = len(members) * len(ORDER)
+        columns = encode_columns(values.reshape(rows, n), predictors.reshape(rows, n), scales.reshape(rows))
+        starts_sections: dict[bytes, tuple[bytes, bool]] = {}  # blocks of one tier mostly share their starts
+        for j, i in enumerate(members):
+            starts, _, digests = blocks[i]
+            key = np.ascontiguousarray(starts, dtype=np.int64).tobytes()
+            starts_section = starts_sections.get(key)
+            if starts_section is None:
+                starts_section = starts_sections[key] = _timecol.encode(np.frombuffer(key, dtype=np.int64))
+            own = columns[j * len(ORDER):(j + 1) * len(ORDER)]
+            sections = [starts_section[0], *(section for section, _ in own)]
+            uses_pco = starts_section[1] or any(pco for _, pco in own)
+            out[i] = _block(n, _DIGESTS if digests is not None else 0, uses_pco, sections, digests)
+    return out
+
+
+def _predictors_many(values: np.ndarray) -> np.ndarray:
+    """``predict`` of every column of blocks x ``ORDER`` x windows, the same operations."""
+    out = np.zeros_like(values)
+    last, first = values[:, _LAST], values[:, _FIRST]
+    out[:, _FIRST, :1] = last[:, :1]
+    out[:, _FIRST, 1:] = last[:, :-1]
+    out[:, _MIN] = np.where(first <= last, first, last)
+    out[:, _MAX] = np.where(first >= last, first, last)
+    out[:, _SUM] = values[:, _COUNT] * ((values[:, _MIN] + values[:, _MAX]) / 2)
+    step = last - first
+    out[:, _INCREASE] = np.where(step > 0, step, 0.0)
+    return out
+
+
+def _value_scales(first: np.ndarray, last: np.ndarray) -> list[int]:
+    """``_value_scale`` of every row pair of blocks x windows."""
+    values = np.concatenate([first, last], axis=1)
+    blocks, width = values.shape
+    hit = _grid_hits(values[:, None, :], _POW10_COLUMN[:_FIRST_SCALES])
+    digits = np.argmax(hit, axis=1)
+    found = hit.any(axis=1)
+    if not found.all():
+        rest = np.flatnonzero(~found)
+        more = _grid_hits(values.ravel()[rest], _POW10_COLUMN[_FIRST_SCALES:])
+        digits.ravel()[rest] = np.where(more.any(axis=0), _FIRST_SCALES + np.argmax(more, axis=0), MAX_SCALE + 1)
+    kinds = MAX_SCALE + 2
+    counts = np.bincount((digits + np.arange(blocks)[:, None] * kinds).ravel(), minlength=blocks * kinds)
+    return [_best_scale(row, width) for row in counts.reshape(blocks, kinds).tolist()]
 
 
 def _decode_columns_vector(

@@ -102,6 +102,13 @@ SEAL_SLICE_S = 0.005
 # lets the partition's lock go after it: an idle worker seals without budget, and one pass of a
 # backfill's backlog took 8 s, its chunks unflushed and the cut offset unmoved all along.
 SEAL_PASS_S = 1.0
+# Seals code the series of a block in batches sized to take about SEAL_BATCH_S (the first batch
+# of a pass is SEAL_BATCH_FIRST series, none more than SEAL_BATCH_MAX): a request waits for at
+# most one batch. Per block, batches of 4 cost ~1.2-1.6 ms of CPU, of 16 ~0.9-1.2, one at a
+# time 1.8-2.5 (perf/RESULTS.md, "Seals in batches").
+SEAL_BATCH_S = 0.01
+SEAL_BATCH_FIRST = 4
+SEAL_BATCH_MAX = 64
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
 # under a constant stream of queries a cut still gets ~30 % of the loop, a seal ~10 %.
 QUERY_FIRST_MAX_S = 0.05
@@ -508,7 +515,7 @@ class WorkerStorage:
             await slicer.tick()
             if horizon is not None and block + self.block_ms <= horizon and self._seal_budget.available():
                 a, b = bounds[i], bounds[i + 1]
-                self._fold(st, sid, block, (ts[a:b], vals[a:b]), stats, self._seal_budget)
+                self._fold_many(st, block, [sid], (ts[a:b], vals[a:b]), stats, self._seal_budget)
                 continue
             # Unsealed, or sealed but over the seal budget: a segment, which makes the block
             # pending (again); a later cut folds it when the budget allows.
@@ -539,17 +546,22 @@ class WorkerStorage:
         if horizon is None:
             return
         folded = 0
+        batch = SEAL_BATCH_FIRST
         for block in sorted(b for b in st.pending if b + self.block_ms <= horizon):
-            for sid in sorted(st.pending[block]):
-                if (block, sid) not in stats.folded:
-                    await slicer.tick()
-                    if budget is not None and not budget.available():
-                        stats.deferred = True
-                        return
-                    if until is not None and folded and time.perf_counter() >= until:
-                        return
-                    self._fold(st, sid, block, None, stats, budget)
-                    folded += 1
+            todo = [sid for sid in sorted(st.pending[block]) if (block, sid) not in stats.folded]
+            while todo:
+                await slicer.tick()
+                if budget is not None and not budget.available():
+                    stats.deferred = True
+                    return
+                if until is not None and folded and time.perf_counter() >= until:
+                    return
+                sids, todo = todo[:batch], todo[batch:]
+                started = time.perf_counter()
+                self._fold_many(st, block, sids, None, stats, budget)
+                folded += len(sids)
+                per_block = (time.perf_counter() - started) / len(sids)
+                batch = max(1, min(SEAL_BATCH_MAX, int(SEAL_BATCH_S / max(per_block, 1e-6))))
 
     async def maybe_seal(self, partition: int) -> CutStats | None:
         """Seal the partition's backlog between cuts, as far as the seal budget allows; None if nothing to do.
@@ -599,28 +611,38 @@ class WorkerStorage:
             return 0
         return sum(len(sids) for block, sids in st.pending.items() if block + self.block_ms <= horizon)
 
-    def _fold(self, st: PartitionState, sid: int, block: int, new: Block | None, stats: CutStats,
-              budget: SealBudget | None = None) -> None:
-        """Write one sealed block: chunk, then segments in cut order, then ``new`` (later wins).
+    def _fold_many(self, st: PartitionState, block: int, sids: Sequence[int], new: Block | None,
+                   stats: CutStats, budget: SealBudget | None = None) -> None:
+        """Write sealed blocks of one block time: per series its chunk, then its segments in cut
+        order, then ``new`` (one series only; later wins), as one chunk and its rollups.
 
-        The time it takes is spent from ``budget`` when one is given.
+        The series are coded together (``codecs.encode_many``, ``rollup.compute_many``): one at a
+        time, numpy call overhead was most of a seal's 2-2.8 ms (perf/RESULTS.md, "Seals in
+        batches"). The time it takes is spent from ``budget`` when one is given.
         """
+        if new is not None and len(sids) != 1:
+            raise ValueError(f"new points for {len(sids)} series: they belong to one")
         started = time.perf_counter()
         partition = st.partition
-        key = keys.chunk_key(sid, block)
-        parts, seg_keys = self._block_parts(partition, sid, block)
-        if new is not None:
-            parts.append(new)
-        ts, vals = segments.fold(parts)
-        self._chunks.put(partition, key, codecs.encode(ts, vals))
-        self._forget(partition, key)
-        distribution = st.index.kinds.get(sid) == MetricKind.DISTRIBUTION
+        folded: list[Block] = []
+        for sid in sids:
+            parts, seg_keys = self._block_parts(partition, sid, block)
+            if new is not None:
+                parts.append(new)
+            folded.append(segments.fold(parts))
+            stats.doomed += seg_keys
+        block_keys = [keys.chunk_key(sid, block) for sid in sids]
+        for key, chunk in zip(block_keys, codecs.encode_many(folded), strict=True):
+            self._chunks.put(partition, key, chunk)
+            self._forget(partition, key)
+        kinds = st.index.kinds
+        distribution = [kinds.get(sid) == MetricKind.DISTRIBUTION for sid in sids]
         for tier, store in self._rollups.items():
-            r = rollup.compute(ts, vals, rollup.TIERS_MS[tier], distribution)
-            store.put(partition, key, rollup.encode(r))
-        stats.folded.add((block, sid))
-        stats.doomed += seg_keys
-        stats.sealed += 1
+            computed = rollup.compute_many(folded, rollup.TIERS_MS[tier], distribution)
+            for key, value in zip(block_keys, rollup.encode_many(computed), strict=True):
+                store.put(partition, key, value)
+        stats.folded.update((block, sid) for sid in sids)
+        stats.sealed += len(sids)
         if budget is not None:
             budget.spend(time.perf_counter() - started)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tables.storage as storage_module
+from metricsflow import codecs, rollup
 from tables import keys
 from tables.seal_budget import IDLE_POINTS_PER_S, RateMeter, SealBudget
 from tables.storage import StorageTables, WorkerStorage
@@ -56,7 +57,7 @@ async def test_the_backlog_drains_between_cuts_at_the_budget_pace(tables: Storag
     await storage.cut(P)
     feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])  # every block of the first cut may seal now
     stats = await storage.cut(P)
-    assert stats.deferred and storage.seal_backlog(P) == n - 1
+    assert stats.deferred and storage.seal_backlog(P) == n - storage_module.SEAL_BATCH_FIRST  # one batch
     assert await storage.maybe_seal(P) is None  # the burst is spent: nothing until the budget refills
     passes, flushes = 0, flush.calls
     while storage.seal_backlog(P):
@@ -99,7 +100,8 @@ async def test_without_points_arriving_the_whole_backlog_seals_at_once(tables: S
 
 async def test_cuts_and_passes_seal_for_a_bounded_time_each_flushed(
         tables: StorageTables, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    monkeypatch.setattr(storage_module, "SEAL_PASS_S", 0.0)  # every cut and pass: one block, then stop
+    monkeypatch.setattr(storage_module, "SEAL_PASS_S", 0.0)  # every cut and pass: one batch, then stop
+    monkeypatch.setattr(storage_module, "SEAL_BATCH_FIRST", 1)  # of one block
     flush = Flush()
     storage, feed = make(tables, flush), Feed()
     storage._seal_budget = SealBudget(share=0.1, burst_s=3600.0)  # the budget never stops it
@@ -114,3 +116,27 @@ async def test_cuts_and_passes_seal_for_a_bounded_time_each_flushed(
     assert stats is not None and stats.sealed == n - 1 and storage.seal_backlog(P) == 0
     assert flush.calls - flushes == n - 1  # one flush per pass, before its segments went
     assert len(tables.chunks.items()) == n  # type: ignore[attr-defined]
+
+
+async def test_series_sealed_in_one_batch_get_their_own_chunks_and_rollups(
+        tables: StorageTables, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(storage_module, "SEAL_BATCH_FIRST", 64)
+    storage, feed = make(tables), Feed()
+    storage._seal_budget = SealBudget(share=1.0, burst_s=3600.0)
+    rng = np.random.default_rng(5)
+    ts = every_10s(T0, T0 + BLOCK_MS)
+    written = {}
+    for sid in range(1, 13):
+        keep = np.sort(rng.choice(ts.size, int(rng.integers(1, ts.size)), replace=False))  # lengths differ
+        vals = np.round(rng.normal(0, 10 ** int(rng.integers(0, 4)), keep.size).cumsum(), int(rng.integers(0, 4)))
+        written[sid] = (ts[keep], vals)
+        feed.send(storage, sid, *written[sid])
+    await storage.cut(P)
+    feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])
+    stats = await storage.cut(P)
+    assert stats.sealed == len(written) and storage.seal_backlog(P) == 0
+    for sid, (w_ts, w_vals) in written.items():
+        key = keys.chunk_key(sid, T0)
+        assert tables.chunks.get(P, key) == codecs.encode(w_ts, w_vals)
+        for tier, window_ms in rollup.TIERS_MS.items():
+            assert tables.rollups[tier].get(P, key) == rollup.encode(rollup.compute(w_ts, w_vals, window_ms))
