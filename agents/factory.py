@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,17 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> faust.Table:
     return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=table_options(name))
 
 
-async def flush_changelogs(producer: Any) -> None:
-    """Every changelog record sent so far is acknowledged by Kafka.
+async def flush_changelogs(producer: Any, batched: Sequence[PartitionStore] = ()) -> None:
+    """Every changelog record sent so far, and those ``batched`` stores hold, is acknowledged by Kafka.
 
     Faust's buffer hands its records to the Kafka client one per event-loop turn, from a
     task of its own: behind a busy points agent a cut's ~1,250 segments took 1-5 s to leave
     it (perf/RESULTS.md, "Cut flushes"). Here they are handed over in one loop, in queue
     order. Faust's own ``flush()`` also gives up on its buffer after 0.1 s without progress,
     and the cut moves its offset only after this returns: the buffer is empty before the
-    Kafka client is flushed.
+    Kafka client is flushed. The held records go after Faust's buffer (a batch never overtakes an
+    earlier record of its partition), and a batch Kafka refused fails the flush, so no cut offset
+    moves past records that did not land.
     """
     started = time.perf_counter()
     buffer = producer.buffer
@@ -60,8 +63,10 @@ async def flush_changelogs(producer: Any) -> None:
             break
         await buffer._send_pending(record)
     buffer.message_sent.set()
+    futures = [future for store in batched for future in await store.send_batched()]
     handed = time.perf_counter()
     await producer.flush()
+    await asyncio.gather(*futures)
     took = time.perf_counter() - started
     if took >= SLOW_FLUSH_S:
         log.warning("changelog flush took %.1f s: %d records queued, %.1f s until handed to the Kafka client",
@@ -118,7 +123,11 @@ def create_app(settings: Settings) -> faust.App:
     chunks = _raw_table(app, "chunks", settings.partitions)
     segments = _raw_table(app, "segments", settings.partitions)
     series_table = _raw_table(app, "series", settings.partitions)
-    rollups = {tier: PartitionStore(_raw_table(app, f"rollup_{tier}", settings.partitions)) for tier in ("1m", "1h")}
+    # A cut and a seal write a record per series to these: their changelog records go in batches.
+    rollups = {tier: PartitionStore(_raw_table(app, f"rollup_{tier}", settings.partitions), batched=True)
+               for tier in ("1m", "1h")}
+    chunk_store, segment_store = PartitionStore(chunks, batched=True), PartitionStore(segments, batched=True)
+    batched = [segment_store, chunk_store, *rollups.values()]
     points_topic = settings.topic("points")
 
     def active_partitions() -> set[int]:
@@ -127,10 +136,10 @@ def create_app(settings: Settings) -> faust.App:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == points_topic}
 
     async def flush() -> None:
-        await flush_changelogs(app.producer)
+        await flush_changelogs(app.producer, batched)
 
-    tables = StorageTables(cutmarks=PartitionStore(cutmarks), chunks=PartitionStore(chunks),
-                           segments=PartitionStore(segments), series=PartitionStore(series_table), rollups=rollups)
+    tables = StorageTables(cutmarks=PartitionStore(cutmarks), chunks=chunk_store, segments=segment_store,
+                           series=PartitionStore(series_table), rollups=rollups)
     storage = WorkerStorage(settings, tables, active_partitions, flush)
 
     async def recovered() -> None:

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from rocksdict import AccessType, Rdict
 
 from tests.support import Stack, http, query_raw, wait_for
 
@@ -54,6 +55,9 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     assert_all(worker, "restart_chunked", base)  # replayed from mf.points, then cut
     write_points(stack, "restart_head", base)
     wait_for(lambda: count(worker, "restart_head", base) == N_SERIES * N_POINTS, 60, "second batch visible")
+    # The cut's segments went to the changelog in batches; Faust's persisted offsets must still name
+    # each partition's last record, or a restart would re-read the changelog from its start.
+    wait_for(lambda: offsets_persisted(stack, "segments"), 30, "segment changelog offsets persisted")
     worker_proc.stop()
 
     # Wipe the local state: everything must come back from the Kafka changelogs.
@@ -61,6 +65,40 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     worker_proc, worker = stack.start_worker("w1")
     assert_all(worker, "restart_chunked", base)
     assert_all(worker, "restart_head", base)
+
+
+def offsets_persisted(stack: Stack, table: str) -> bool:
+    """The table's changelog has records, and every partition's persisted offset is its last one."""
+    ends = changelog_ends(stack, table)
+    return any(ends.values()) and persisted_offsets(stack, table) == {p: end - 1 for p, end in ends.items() if end}
+
+
+def persisted_offsets(stack: Stack, table: str) -> dict[int, int]:
+    """Per partition of a worker's table (opened read-only beside it): the changelog offset Faust
+    recorded as stored locally."""
+    out = {}
+    for db_dir in (stack.workdir / "data").rglob(f"{table}-*.db"):
+        db = Rdict(str(db_dir), access_type=AccessType.read_only())
+        try:
+            offset = db.get(b"__faust\0offset__")
+        finally:
+            db.close()
+        if offset is not None:
+            out[int(db_dir.name[len(table) + 1:-3])] = int(offset)
+    return out
+
+
+def changelog_ends(stack: Stack, table: str) -> dict[int, int]:
+    async def ends() -> dict[int, int]:
+        topic = f"{stack.prefix}app-{table}-changelog"
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(stack.partitions)]
+            return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
+    return asyncio.run(ends())
 
 
 def committed_everything(stack: Stack) -> bool:
