@@ -17,6 +17,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
+from agents.consumer_fetch import short_fetch_waits
 from agents.end_offsets import EndOffsets
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
@@ -76,6 +77,7 @@ async def flush_changelogs(producer: Any, batched: Sequence[PartitionStore] = ()
 def create_app(settings: Settings) -> faust.App:
     check_points_retention(settings)  # the heads are replayed from mf.points: its records must outlive a cut
     use_zstd()  # before Faust opens any table
+    short_fetch_waits()  # before Faust creates its consumer
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
