@@ -224,6 +224,11 @@ class _Slicer:
             self._since = time.perf_counter()
 
 
+def _next_batch(took_s: float, blocks: int) -> int:
+    """How many series the next seal batch takes: about SEAL_BATCH_S at this one's pace."""
+    return max(1, min(SEAL_BATCH_MAX, int(SEAL_BATCH_S / max(took_s / blocks, 1e-6))))
+
+
 def _within(parts: list[Block], start_ms: int, end_ms: int) -> Block:
     """Consecutive blocks' columns joined and clipped; only the outer blocks can reach past the window."""
     parts = [p for p in parts if p[0].size]
@@ -511,14 +516,11 @@ class WorkerStorage:
         rewrite = head.first_offset is not None and head.first_offset <= st.last_seq
         seq = self._seq(st, head)
         values = segments.encode_runs(ts, vals, bounds)  # one vectorised pass over the whole head
-        for i, (sid, block) in enumerate(zip(run_sids, run_blocks, strict=True)):
-            await slicer.tick()
-            if horizon is not None and block + self.block_ms <= horizon and self._seal_budget.available():
-                a, b = bounds[i], bounds[i + 1]
-                self._fold_many(st, block, [sid], (ts[a:b], vals[a:b]), stats, self._seal_budget)
-                continue
+
+        def put_segment(i: int) -> None:
             # Unsealed, or sealed but over the seal budget: a segment, which makes the block
             # pending (again); a later cut folds it when the budget allows.
+            sid, block = run_sids[i], run_blocks[i]
             key = keys.segment_key(sid, block, seq)
             value = values[i]
             if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
@@ -530,6 +532,29 @@ class WorkerStorage:
                 pending = st.pending[block] = set()
             pending.add(sid)
             stats.segments += 1
+
+        sealed_runs: dict[int, list[int]] = {}  # block -> runs of blocks the horizon has passed
+        for i, block in enumerate(run_blocks):
+            await slicer.tick()
+            if horizon is not None and block + self.block_ms <= horizon:
+                sealed_runs.setdefault(block, []).append(i)
+            else:
+                put_segment(i)
+        # Points for sealed blocks (a backfill, late data) are folded into their chunks in batches.
+        batch = SEAL_BATCH_FIRST
+        for block, runs in sealed_runs.items():
+            while runs:
+                await slicer.tick()
+                if not self._seal_budget.available():
+                    for i in runs:
+                        put_segment(i)
+                    break
+                now, runs = runs[:batch], runs[batch:]
+                started = time.perf_counter()
+                self._fold_many(st, block, [run_sids[i] for i in now],
+                                [(ts[bounds[i]:bounds[i + 1]], vals[bounds[i]:bounds[i + 1]]) for i in now],
+                                stats, self._seal_budget)
+                batch = _next_batch(time.perf_counter() - started, len(now))
 
     def _merged_segment(self, partition: int, key: bytes, value: bytes) -> bytes:
         """``value`` over the segment already stored under ``key`` (later wins): usually the same points."""
@@ -560,8 +585,7 @@ class WorkerStorage:
                 started = time.perf_counter()
                 self._fold_many(st, block, sids, None, stats, budget)
                 folded += len(sids)
-                per_block = (time.perf_counter() - started) / len(sids)
-                batch = max(1, min(SEAL_BATCH_MAX, int(SEAL_BATCH_S / max(per_block, 1e-6))))
+                batch = _next_batch(time.perf_counter() - started, len(sids))
 
     async def maybe_seal(self, partition: int) -> CutStats | None:
         """Seal the partition's backlog between cuts, as far as the seal budget allows; None if nothing to do.
@@ -611,24 +635,24 @@ class WorkerStorage:
             return 0
         return sum(len(sids) for block, sids in st.pending.items() if block + self.block_ms <= horizon)
 
-    def _fold_many(self, st: PartitionState, block: int, sids: Sequence[int], new: Block | None,
+    def _fold_many(self, st: PartitionState, block: int, sids: Sequence[int], new: Sequence[Block] | None,
                    stats: CutStats, budget: SealBudget | None = None) -> None:
         """Write sealed blocks of one block time: per series its chunk, then its segments in cut
-        order, then ``new`` (one series only; later wins), as one chunk and its rollups.
+        order, then its points in ``new`` (one entry per series; later wins), as one chunk and its rollups.
 
         The series are coded together (``codecs.encode_many``, ``rollup.compute_many``): one at a
         time, numpy call overhead was most of a seal's 2-2.8 ms (perf/RESULTS.md, "Seals in
         batches"). The time it takes is spent from ``budget`` when one is given.
         """
-        if new is not None and len(sids) != 1:
-            raise ValueError(f"new points for {len(sids)} series: they belong to one")
+        if new is not None and len(new) != len(sids):
+            raise ValueError(f"new points for {len(new)} series, {len(sids)} series to fold")
         started = time.perf_counter()
         partition = st.partition
         folded: list[Block] = []
-        for sid in sids:
+        for i, sid in enumerate(sids):
             parts, seg_keys = self._block_parts(partition, sid, block)
             if new is not None:
-                parts.append(new)
+                parts.append(new[i])
             folded.append(segments.fold(parts))
             stats.doomed += seg_keys
         block_keys = [keys.chunk_key(sid, block) for sid in sids]

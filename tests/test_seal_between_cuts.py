@@ -135,8 +135,24 @@ async def test_series_sealed_in_one_batch_get_their_own_chunks_and_rollups(
     feed.send(storage, 1, [T0 + BLOCK_MS + HOUR_MS], [1.0])
     stats = await storage.cut(P)
     assert stats.sealed == len(written) and storage.seal_backlog(P) == 0
+    _assert_sealed_as_written(tables, written)
+
+    # Late points for the sealed blocks of many series (a backfill's shape) are folded in batches too.
+    for sid, (w_ts, w_vals) in written.items():
+        if sid == 1:
+            continue
+        late_ts = int(w_ts[-1]) - 5_000  # between two samples, within the series' out-of-order window
+        feed.send(storage, sid, [late_ts], [-float(sid)])
+        order = np.argsort(np.append(w_ts, late_ts))
+        written[sid] = (np.append(w_ts, late_ts)[order], np.append(w_vals, -float(sid))[order])
+    stats = await storage.cut(P)
+    assert stats.sealed == len(written) - 1 and stats.segments == 0
+    _assert_sealed_as_written(tables, written)
+
+
+def _assert_sealed_as_written(tables: StorageTables, written: dict) -> None:  # noqa: F811
     for sid, (w_ts, w_vals) in written.items():
         key = keys.chunk_key(sid, T0)
-        assert tables.chunks.get(P, key) == codecs.encode(w_ts, w_vals)
+        assert tables.chunks.get(P, key) == codecs.encode(w_ts, w_vals), sid
         for tier, window_ms in rollup.TIERS_MS.items():
-            assert tables.rollups[tier].get(P, key) == rollup.encode(rollup.compute(w_ts, w_vals, window_ms))
+            assert tables.rollups[tier].get(P, key) == rollup.encode(rollup.compute(w_ts, w_vals, window_ms)), sid
