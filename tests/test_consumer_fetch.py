@@ -1,4 +1,4 @@
-"""The worker's Kafka consumer lets the broker hold an empty fetch 100 ms, not Faust's 1.5 s
+"""The worker's Kafka consumer lets the broker hold an empty fetch 250 ms, not Faust's 1.5 s
 (agents/consumer_fetch.py): a fetch of quiet topics held mf.points back for 1.5 s at a time."""
 
 from __future__ import annotations
