@@ -67,7 +67,9 @@ async def flush_changelogs(producer: Any, batched: Sequence[PartitionStore] = ()
     futures = [future for store in batched for future in await store.send_batched()]
     handed = time.perf_counter()
     await producer.flush()
-    await asyncio.gather(*futures)
+    refused = [r for r in await asyncio.gather(*futures, return_exceptions=True) if isinstance(r, BaseException)]
+    if refused:
+        raise refused[0]
     took = time.perf_counter() - started
     if took >= SLOW_FLUSH_S:
         log.warning("changelog flush took %.1f s: %d records queued, %.1f s until handed to the Kafka client",

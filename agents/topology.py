@@ -72,19 +72,16 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
     @app.timer(interval=cut_check_interval_s, name="head-cutter")
     async def cut_idle_heads() -> None:
         # Partitions that stopped receiving data still get their heads cut.
+        for p, cut, took in await storage.cut_due(cut_check_interval_s):
+            metrics.CUT_SECONDS.observe(took)
+            if took >= SLOW_CUT_S:  # consumption shares the loop with it: say what made it long
+                log.warning("cut of partition %d took %.1f s: %d segments written in %.1f s, %d blocks sealed"
+                            " in %.1f s%s, changelogs flushed in %.1f s", p, took, cut.segments, cut.write_s,
+                            cut.sealed, cut.seal_s, " (seal budget spent)" if cut.deferred else "", cut.flush_s)
+            metrics.BLOCKS_WRITTEN.inc(cut.blocks)
+            metrics.SEGMENTS_WRITTEN.inc(cut.segments)
+            metrics.BLOCKS_SEALED.inc(cut.sealed)
         for p in storage.loaded_partitions():
-            started = time.perf_counter()
-            cut = await storage.maybe_cut(p)
-            if cut is not None:
-                took = time.perf_counter() - started
-                metrics.CUT_SECONDS.observe(took)
-                if took >= SLOW_CUT_S:  # consumption shares the loop with it: say what made it long
-                    log.warning("cut of partition %d took %.1f s: %d segments written in %.1f s, %d blocks sealed"
-                                " in %.1f s%s, changelogs flushed in %.1f s", p, took, cut.segments, cut.write_s,
-                                cut.sealed, cut.seal_s, " (seal budget spent)" if cut.deferred else "", cut.flush_s)
-                metrics.BLOCKS_WRITTEN.inc(cut.blocks)
-                metrics.SEGMENTS_WRITTEN.inc(cut.segments)
-                metrics.BLOCKS_SEALED.inc(cut.sealed)
             if storage.retention_due(p):
                 for tier, n in (await storage.apply_retention(p, int(time.time() * 1000))).items():
                     metrics.BLOCKS_EXPIRED.labels(tier).inc(n)
