@@ -62,22 +62,27 @@ _U64 = np.uint64
 _U64_MASK = (1 << 64) - 1
 
 
-def reconstruct(mantissas: np.ndarray, digits: int, multiply: bool) -> np.ndarray:
+_POW10_ARRAY = np.array(_POW10)
+_INV_POW10_ARRAY = np.array(_INV_POW10)
+Digits = int | np.ndarray  # one scale k, or a column of them for the rows of a 2-D array
+
+
+def reconstruct(mantissas: np.ndarray, digits: Digits, multiply: bool) -> np.ndarray:
     """The decoder's view of a mantissa column: m / 10^k, or m * 10^-k."""
     as_float = mantissas.astype(np.float64)
-    return as_float * _INV_POW10[digits] if multiply else as_float / _POW10[digits]
+    return as_float * _INV_POW10_ARRAY[digits] if multiply else as_float / _POW10_ARRAY[digits]
 
 
-def _patches(values: np.ndarray, mantissas: np.ndarray, digits: int, multiply: bool) -> np.ndarray:
+def _patches(values: np.ndarray, mantissas: np.ndarray, digits: Digits, multiply: bool) -> np.ndarray:
     """bits(value) - bits(reconstruction), wrapping: 0 where exact, small where a few ulps off."""
     approx = reconstruct(mantissas, digits, multiply)
     return (values.view(_U64) - approx.view(_U64)).view(np.int64)
 
 
-def _approximate(values: np.ndarray, digits: int, multiply: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _approximate(values: np.ndarray, digits: Digits, multiply: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mantissas at 10^digits and their patches (INT64_MAX where the mantissa exceeds 2^53)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.rint(values * _POW10[digits])
+        scaled = np.rint(values * _POW10_ARRAY[digits])
     fits = np.abs(scaled) <= _MAX_MANTISSA  # False for NaN/Inf
     mantissas = np.where(fits, scaled, 0.0).astype(np.int64)
     patch = _patches(values, mantissas, digits, multiply)
@@ -188,13 +193,7 @@ def _simple_rows(rows: np.ndarray, scales: list[int | None], sparse: bool) -> li
     its scale, when ``_encode_decimal`` would keep them as they are (few patches, so no
     multiply reconstruction, and no far value to fill); None for the other rows."""
     n = rows.shape[1]
-    pow10 = np.array([_POW10[k or 0] for k in scales])[:, None]
-    with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.rint(rows * pow10)
-    fits = np.abs(scaled) <= _MAX_MANTISSA
-    mantissas = np.where(fits, scaled, 0.0).astype(np.int64)
-    patch = (rows.view(_U64) - (mantissas.astype(np.float64) / pow10).view(_U64)).view(np.int64)
-    patch = np.where(fits, patch, np.iinfo(np.int64).max)
+    mantissas, patch = _approximate(rows, np.array([k or 0 for k in scales])[:, None])
     exact, near = _classify(patch)
     simple = (exact | near).all(axis=1) & (np.count_nonzero(patch, axis=1) <= n // _TRY_MULTIPLY_SHARE)
     simple &= np.array([k is not None for k in scales])
