@@ -69,6 +69,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
@@ -78,7 +79,9 @@ from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.model import MetricKind
 from metricsflow.pointbatch import decode_batch
+from metricsflow.promql.labels import Labels, from_mapping
 from metricsflow.promql.source import SeriesData
+from metricsflow.promql.values import RangeVec
 from metricsflow.samples import clip, merge
 from tables import keys, segments
 from tables.block_cache import Block, BlockCache
@@ -230,15 +233,39 @@ def _next_batch(took_s: float, blocks: int) -> int:
     return max(1, min(SEAL_BATCH_MAX, int(SEAL_BATCH_S / max(took_s / blocks, 1e-6))))
 
 
-def _within(parts: list[Block], start_ms: int, end_ms: int) -> Block:
-    """Consecutive blocks' columns joined and clipped; only the outer blocks can reach past the window."""
+_first = itemgetter(0)
+
+
+def _clipped(parts: list[Block], start_ms: int, end_ms: int) -> list[Block]:
+    """Consecutive blocks' columns, the empty ones left out; only the outer ones can reach past the window."""
     parts = [p for p in parts if p[0].size]
+    if not parts:
+        return parts
+    ts, vals = parts[0]
+    if ts[0] < start_ms:
+        a = ts.searchsorted(start_ms)  # the method: np.searchsorted's dispatch cost as much as the search
+        parts[0] = ts[a:], vals[a:]
+    ts, vals = parts[-1]
+    if ts.size and ts[-1] > end_ms:
+        b = ts.searchsorted(end_ms, "right")
+        parts[-1] = ts[:b], vals[:b]
+    return [p for p in parts if p[0].size]
+
+
+def _then(parts: list[Block], ts: np.ndarray, vals: np.ndarray) -> list[Block]:
+    """``parts`` and newer samples (later wins): appended when they all come after, else merged into one part."""
+    if not ts.size:
+        return parts
+    if not parts or parts[-1][0][-1] < ts[0]:
+        return [*parts, (ts, vals)]
+    return [merge(*_join(parts), ts, vals)]
+
+
+def _join(parts: list[Block]) -> Block:
     if not parts:
         return np.empty(0, np.int64), np.empty(0, np.float64)
     if len(parts) == 1:
-        return clip(*parts[0], start_ms, end_ms)
-    parts[0] = clip(*parts[0], start_ms, end_ms)
-    parts[-1] = clip(*parts[-1], start_ms, end_ms)
+        return parts[0]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -754,6 +781,10 @@ class WorkerStorage:
     def read_many(self, partition: int, sids: Sequence[int], start_ms: int,
                   end_ms: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``read`` of many series of one partition: the heads are searched once for all of them."""
+        return [_join(parts) for parts in self._parts_many(partition, sids, start_ms, end_ms)]
+
+    def _parts_many(self, partition: int, sids: Sequence[int], start_ms: int, end_ms: int) -> list[list[Block]]:
+        """Per series, its samples in the window as consecutive parts in time order, not yet joined."""
         first = (start_ms // self.block_ms) * self.block_ms
         last = (end_ms // self.block_ms) * self.block_ms
         st = self.state(partition)
@@ -764,12 +795,13 @@ class WorkerStorage:
         out = []
         for i, sid in enumerate(sids):
             if cached:
-                ts, vals = _within([self._stored(partition, sid, b) for b in blocks], start_ms, end_ms)
+                parts = _clipped([self._stored(partition, sid, b) for b in blocks], start_ms, end_ms)
             else:
-                ts, vals = self._scan_stored(partition, sid, first, last, start_ms, end_ms)
+                scanned = self._scan_stored(partition, sid, first, last, start_ms, end_ms)
+                parts = [scanned] if scanned[0].size else []
             if cutting is not None:
-                ts, vals = merge(ts, vals, *cutting[i])
-            out.append(merge(ts, vals, *heads[i]))
+                parts = _then(parts, *cutting[i])
+            out.append(_then(parts, *heads[i]))
         return out
 
     def _stored(self, partition: int, sid: int, block: int) -> Block:
@@ -877,6 +909,28 @@ class WorkerStorage:
                 if ts.size or keep_empty:
                     out.append(SeriesData(dict(index.labels[sid]), ts, vals))
         return out
+
+    def select_range(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int) -> RangeVec:
+        """``select`` as the engine reads it: the series in label order, their samples in one flat column.
+
+        Every series' blocks are joined by one concatenation for all of them, where a list of
+        series joined each series' blocks and the engine then copied them all once more.
+        """
+        found: list[tuple[Labels, list[Block], int]] = []
+        for p, index, sids in self._matching(tenant, matchers):
+            for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms), strict=True):
+                if parts:
+                    found.append((from_mapping(index.labels[sid]), parts, sum(part[0].size for part in parts)))
+        found.sort(key=_first)
+        offsets = np.zeros(len(found) + 1, dtype=np.intp)
+        np.cumsum([size for _, _, size in found], out=offsets[1:])
+        every = [part for _, parts, _ in found for part in parts]
+        ts = np.empty(offsets[-1], np.int64)
+        vals = np.empty(offsets[-1], np.float64)
+        if every:
+            np.concatenate([part[0] for part in every], out=ts)
+            np.concatenate([part[1] for part in every], out=vals)
+        return RangeVec([lb for lb, _, _ in found], ts, vals, offsets)
 
     def select_rollup(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                       tier: str, agg: str) -> list[SeriesData]:

@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsflow.promql import Engine, MemorySource, rangefuncs
+from metricsflow.promql.source import clip_range
+from metricsflow.promql.values import RangeVec
 from metricsflow.promql.windows import sliding
 
 MIN = 60_000
@@ -73,3 +75,21 @@ def test_bucketed_windows_are_used_for_dashboard_ranges(monkeypatch: pytest.Monk
     Engine(src).range("avg_over_time(m[1h])", 0, 200 * MIN, MIN)
     Engine(src).range("avg_over_time(m[5m])", 0, 200 * MIN, MIN)  # five buckets: direct
     assert calls == [True, False]
+
+
+@given(st.lists(st.lists(st.integers(0, 50), max_size=8), max_size=6), st.integers(-5, 55), st.integers(-5, 55))
+@settings(max_examples=200, deadline=None)
+def test_clip_range_equals_a_clip_per_series(rows: list[list[int]], a: int, b: int) -> None:
+    series = [np.unique(np.array(r, dtype=np.int64)) for r in rows]
+    offsets = np.zeros(len(series) + 1, dtype=np.intp)
+    np.cumsum([s.size for s in series], out=offsets[1:])
+    flat = np.concatenate(series) if series else np.zeros(0, np.int64)
+    labels = [(("i", str(i)),) for i in range(len(series))]
+    start, end = min(a, b), max(a, b)
+    got = clip_range(RangeVec(labels, flat, flat * 0.5, offsets), start, end)
+    assert got.labels == labels
+    for i, s in enumerate(series):
+        want = s[(s >= start) & (s <= end)]
+        lo, hi = got.offsets[i], got.offsets[i + 1]
+        assert got.ts[lo:hi].tolist() == want.tolist()
+        assert got.vals[lo:hi].tolist() == (want * 0.5).tolist()

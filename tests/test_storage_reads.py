@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metricsflow import series_batch
+from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.promql.source import Matcher
 from tables.head import Head
 from tables.storage import FOLDED_BLOCKS_MAX, StorageTables
 from tests.test_storage_segments import BLOCK_MS, HOUR_MS, T0, Feed, P, make, tables  # noqa: F401
@@ -46,6 +51,12 @@ async def test_reads_between_writes_always_see_every_write(tables: StorageTables
     storage, feed = make(tables), Feed()
     model: dict[int, dict[int, float]] = {}
     sids = [3, 5, 8, 13, 21]
+    for sid in sids:  # "i" orders them 13, 21, 3, 5, 8: the flat read's label order is not the ids'
+        info = pb.SeriesInfo(tenant="default", labels=[pb.Label(name="__name__", value="m"),
+                                                       pb.Label(name="i", value=str(sid))])
+        for key, value in series_batch.encode_batches([sid], [info]):
+            storage.ingest_series(P, key, value)
+    by_name = [Matcher("__name__", "=", "m")]
     now = T0
     for step in range(120):
         now += int(rng.integers(1, 12)) * 60_000  # crosses a block boundary every ~20 steps, so blocks seal
@@ -65,5 +76,12 @@ async def test_reads_between_writes_always_see_every_write(tables: StorageTables
             pick = sids if rng.random() < 0.5 else sids[:2]
             for sid, (ts, vals) in zip(pick, storage.read_many(P, pick, start, end), strict=True):
                 assert (ts.tolist(), vals.tolist()) == _model_read(model, sid, start, end), (step, sid, start, end)
+            flat = storage.select_range("default", by_name, start, end)
+            want = sorted((str(sid), _model_read(model, sid, start, end)) for sid in sids)
+            want = [(i, read) for i, read in want if read[0]]
+            assert flat.labels == [(("__name__", "m"), ("i", i)) for i, _ in want]
+            bounds = flat.offsets.tolist()
+            got = [(flat.ts[a:b].tolist(), flat.vals[a:b].tolist()) for a, b in pairwise(bounds)]
+            assert got == [read for _, read in want], (step, start, end)
     sealed = storage.state(P).pending
     assert len(sealed) < 3, "the run should have sealed most blocks"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiohttp import web
@@ -102,3 +104,64 @@ def test_overlapping_answers_make_the_query_path_gather_raw_series_instead() -> 
             service.pool.shutdown()
 
     assert asyncio.run(run()) is None
+
+
+class _PeerInAThread:
+    """A peer answering partials from its own thread: it sees a request even while the caller's loop is held."""
+
+    def __init__(self) -> None:
+        self.received = threading.Event()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, so later requests go over a pooled connection
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                received.set()
+                self.send_response(200)
+                self.send_header(PARTITIONS_HEADER, "2")
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"peer")
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _PeerInAThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_peers_requests_are_written_before_the_local_share_holds_the_loop() -> None:
+    """The local share blocks the loop (as the storage read does): a request not yet written
+    by then would reach the peer only after it, and the peer would start its share late."""
+    seen_before_local: list[bool] = []
+    with _PeerInAThread() as peer:
+
+        async def blocking_local() -> Partial:
+            seen_before_local.append(peer.received.wait(timeout=5))
+            return Partial(b"local", frozenset({0}))
+
+        async def run() -> list[Partial]:
+            cluster = Cluster(None, "http://127.0.0.1:1", lambda: {peer.url})  # type: ignore[arg-type]
+            try:
+                parts: list[Partial] = []
+                for _ in range(3):  # a fresh connection first, then pooled ones
+                    peer.received.clear()
+                    parts = await cluster.gather_partials(REQ, blocking_local)
+                return parts
+            finally:
+                await cluster.close()
+
+        parts = asyncio.run(run())
+    assert seen_before_local == [True, True, True]
+    assert parts == [Partial(b"local", frozenset({0})), Partial(b"peer", frozenset({2}))]

@@ -270,6 +270,11 @@ class _Evaluator:
     # -- data access ------------------------------------------------------------------------
 
     def _fetch(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> RangeVec:
+        columns = getattr(self.source, "select_range", None)  # a source that reads as flat columns
+        if columns is not None:
+            rv = columns(matchers, start_ms, end_ms)
+            if rv is not None:
+                return rv
         data = self.source.select(matchers, start_ms, end_ms)
         rows = []
         for s in data:

@@ -17,6 +17,7 @@ import numpy as np
 from metricsflow.samples import clip
 
 from .regex import compile_anchored
+from .values import RangeVec
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
@@ -153,15 +154,17 @@ class SelectionSource:
     """
 
     def __init__(self) -> None:
-        self._reads: dict[tuple[Matcher, ...], list[list[SeriesData]]] = {}
+        self._reads: dict[tuple[Matcher, ...], list[list[SeriesData] | RangeVec]] = {}
         self._merged: dict[tuple[Matcher, ...] | None, MemorySource] = {}
 
-    def add(self, matchers: Sequence[Matcher], series: list[SeriesData]) -> None:
+    def add(self, matchers: Sequence[Matcher], series: list[SeriesData] | RangeVec) -> None:
+        """One read of ``matchers``: a list of series, or (``WorkerStorage.select_range``) flat columns."""
         self._reads.setdefault(_matcher_key(matchers), []).append(series)
 
     def samples(self) -> int:
         """Samples read: what evaluating a query over this source costs, roughly."""
-        return sum(s.timestamps_ms.size for reads in self._reads.values() for read in reads for s in read)
+        return sum(read.ts.size if isinstance(read, RangeVec) else sum(s.timestamps_ms.size for s in read)
+                   for reads in self._reads.values() for read in reads)
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:
         key = _matcher_key(matchers)
@@ -169,7 +172,18 @@ class SelectionSource:
         if reads is None or len(reads) > 1:
             return self._memory(key if reads else None).select(matchers, start_ms, end_ms)
         return [SeriesData({k: v for k, v in s.labels.items() if v != ""},
-                           *clip(s.timestamps_ms, s.values, start_ms, end_ms)) for s in reads[0]]
+                           *clip(s.timestamps_ms, s.values, start_ms, end_ms)) for s in _series(reads[0])]
+
+    def select_range(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> RangeVec | None:
+        """``select`` as the engine's flat columns, when a single read of ``matchers`` came as columns
+        with its label sets in strictly ascending order; else None (ask ``select``)."""
+        reads = self._reads.get(_matcher_key(matchers))
+        if reads is None or len(reads) != 1 or not isinstance(reads[0], RangeVec):
+            return None
+        rv = reads[0]
+        if any(a >= b for a, b in zip(rv.labels, rv.labels[1:], strict=False)):
+            return None  # two series with one label set: the engine's merge of duplicates handles them
+        return clip_range(rv, start_ms, end_ms)
 
     def _memory(self, key: tuple[Matcher, ...] | None) -> MemorySource:
         """A MemorySource of one matcher set's reads, or (None) of every read."""
@@ -178,10 +192,30 @@ class SelectionSource:
             found = self._merged[key] = MemorySource()
             for k, reads in self._reads.items():
                 if key is None or k == key:
-                    for series in reads:
-                        found.add_series(series)
+                    for read in reads:
+                        found.add_series(_series(read))
         return found
 
+
+def _series(read: list[SeriesData] | RangeVec) -> list[SeriesData]:
+    if not isinstance(read, RangeVec):
+        return read
+    bounds = read.offsets.tolist()
+    return [SeriesData(dict(lb), read.ts[a:b], read.vals[a:b])
+            for lb, a, b in zip(read.labels, bounds, bounds[1:], strict=False)]
+
+
+def clip_range(rv: RangeVec, start_ms: int, end_ms: int) -> RangeVec:
+    """Every series' samples with start_ms <= t <= end_ms; ``rv`` itself when all of them are inside."""
+    if rv.ts.size == 0:
+        return rv
+    filled = rv.offsets[1:] > rv.offsets[:-1]
+    if rv.ts[rv.offsets[:-1][filled]].min() >= start_ms and rv.ts[rv.offsets[1:][filled] - 1].max() <= end_ms:
+        return rv
+    keep = (rv.ts >= start_ms) & (rv.ts <= end_ms)
+    kept = np.zeros(keep.size + 1, dtype=np.intp)
+    np.cumsum(keep, out=kept[1:])
+    return RangeVec(rv.labels, rv.ts[keep], rv.vals[keep], kept[rv.offsets])
 
 
 def _matcher_key(matchers: Sequence[Matcher]) -> tuple[Matcher, ...]:
