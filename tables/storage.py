@@ -120,6 +120,8 @@ _NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-time
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
 # raw ranges (rare: the tiers answer them) scan, so they do not flush the cache.
 FOLDED_BLOCKS_MAX = 8
+# Each rollup tier's decoded blocks (tables/block_cache.py): ~300,000 1h blocks of two windows.
+ROLLUP_CACHE_BYTES = 32 << 20
 
 
 @dataclass(slots=True, frozen=True)
@@ -236,6 +238,11 @@ def _next_batch(took_s: float, blocks: int) -> int:
 _first = itemgetter(0)
 
 
+def _rollup_size(r: rollup.Rollup) -> int:
+    # Eight columns of float64/int64 per window; a digest is a few hundred bytes to a few KB.
+    return 64 * len(r) + 512 + (1024 * len(r.digests) if r.digests is not None else 0)
+
+
 def _clipped(parts: list[Block], start_ms: int, end_ms: int) -> list[Block]:
     """Consecutive blocks' columns, the empty ones left out; only the outer ones can reach past the window."""
     parts = [p for p in parts if p[0].size]
@@ -285,7 +292,11 @@ class WorkerStorage:
         self._points_stored = RateMeter()  # seals are unbounded while hardly any points arrive
         self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s,
                                        idle=lambda: self._points_stored.rate() < IDLE_POINTS_PER_S)
-        self._blocks = BlockCache()  # per (partition, chunk key): the block's chunk and segments folded
+        # Per (partition, chunk key): the block's chunk and segments folded.
+        self._blocks: BlockCache[Block] = BlockCache()
+        # Per tier, per (partition, chunk key): the block's rollup windows decoded.
+        self._rollup_blocks: dict[str, BlockCache[rollup.Rollup]] = {
+            tier: BlockCache(ROLLUP_CACHE_BYTES, _rollup_size) for tier in tables.rollups}
         self.block_ms = settings.block_ms
         self.queries = QueriesInFlight()
 
@@ -294,11 +305,16 @@ class WorkerStorage:
         """Forget in-memory state of partitions that moved (rebuilt on next use)."""
         for p in partitions:
             self._parts.pop(p, None)
-        self._blocks.clear()
+        self._clear_caches()
 
     def drop_all(self) -> None:
         self._parts.clear()
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
         self._blocks.clear()
+        for cache in self._rollup_blocks.values():
+            cache.clear()
 
     def state(self, partition: int) -> PartitionState:
         st = self._parts.get(partition)
@@ -711,6 +727,7 @@ class WorkerStorage:
             computed = rollup.compute_many(folded, rollup.TIERS_MS[tier], distribution)
             for key, value in zip(block_keys, rollup.encode_many(computed), strict=True):
                 store.put(partition, key, value)
+                self._rollup_blocks[tier].drop(partition, key)
         stats.folded.update((block, sid) for sid in sids)
         stats.sealed += len(sids)
         if budget is not None:
@@ -743,6 +760,8 @@ class WorkerStorage:
                 store.delete(partition, k)
                 if name == "raw":
                     self._forget(partition, k)
+                else:
+                    self._rollup_blocks[name].drop(partition, k)
             deleted[name] = len(doomed)
         if s.raw_retention_ms > 0:
             deleted["segments"] = self._expire_segments(partition, now_ms - s.raw_retention_ms)
@@ -815,7 +834,7 @@ class WorkerStorage:
         if hit is not None:
             return hit
         folded = segments.fold(self._block_parts(partition, sid, block)[0])
-        self._blocks.put(partition, fkey, *folded)
+        self._blocks.put(partition, fkey, folded)
         return folded
 
     def _block_parts(self, partition: int, sid: int, block: int) -> tuple[list[Block], list[bytes]]:
@@ -854,7 +873,14 @@ class WorkerStorage:
         first = (start_ms // self.block_ms) * self.block_ms
         last = (end_ms // self.block_ms) * self.block_ms
         lo, hi = keys.chunk_range(sid, first, last)
-        parts = [rollup.decode(v, window) for _k, v in self._rollups[tier].scan(partition, lo, hi)]
+        cache = self._rollup_blocks[tier]
+        parts = []
+        for key, value in self._rollups[tier].scan(partition, lo, hi):
+            part = cache.get(partition, key)
+            if part is None:
+                part = rollup.decode(value, window)
+                cache.put(partition, key, part)
+            parts.append(part)
         return rollup.concat(parts, window).clip(start_ms, end_ms)
 
     def rollup_with_head(self, partition: int, sid: int, tier: str, start_ms: int, end_ms: int) -> rollup.Rollup:

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metricsflow import series_batch
+from metricsflow import rollup, series_batch
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.promql.source import Matcher
 from tables.head import Head
@@ -83,5 +83,14 @@ async def test_reads_between_writes_always_see_every_write(tables: StorageTables
             bounds = flat.offsets.tolist()
             got = [(flat.ts[a:b].tolist(), flat.vals[a:b].tolist()) for a, b in pairwise(bounds)]
             assert got == [read for _, read in want], (step, start, end)
+            # Rollups (decoded blocks cached too): every window whole, as computed from every sample.
+            sid = pick[0]
+            w_start, w_end = start // 60_000 * 60_000, (end // 60_000 + 1) * 60_000 - 1
+            want_ts, want_vals = _model_read(model, sid, w_start, w_end)
+            expected = rollup.compute(np.array(want_ts, np.int64), np.array(want_vals), 60_000).clip(start, end)
+            stored = storage.rollup_with_head(P, sid, "1m", start, end)
+            assert stored.starts.tolist() == expected.starts.tolist(), (step, sid, start, end)
+            assert stored.count.tolist() == expected.count.tolist() and stored.max.tolist() == expected.max.tolist()
+            np.testing.assert_allclose(stored.sum, expected.sum, rtol=1e-12, atol=1e-12)
     sealed = storage.state(P).pending
     assert len(sealed) < 3, "the run should have sealed most blocks"

@@ -218,6 +218,8 @@ async def test_out_of_order_into_a_sealed_block_rewrites_its_chunk_and_rollups(t
     feed.send(storage, 3, [T0 + 2 * BLOCK_MS], [1.0])  # moves the partition's horizon past block T0
     stats = await storage.cut(P)
     assert stats.sealed == 1  # series 2's block was sealed straight away
+    # Read once: its decoded rollup block is cached now, and the rewrite below must replace it.
+    assert storage.rollup_with_head(P, 2, "1h", T0, T0 + BLOCK_MS - 1).column("max").tolist() == [1.0, 1.0]
     # Series 2's own newest is T0 + 2h - 10s, so a sample at T0 + 1h30m is inside its window.
     feed.send(storage, 2, [T0 + 90 * 60_000 + 1], [100.0])
     stats = await storage.cut(P)
