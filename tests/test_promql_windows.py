@@ -93,3 +93,57 @@ def test_clip_range_equals_a_clip_per_series(rows: list[list[int]], a: int, b: i
         lo, hi = got.offsets[i], got.offsets[i + 1]
         assert got.ts[lo:hi].tolist() == want.tolist()
         assert got.vals[lo:hi].tolist() == (want * 0.5).tolist()
+
+
+def _prometheus_rate(ts: list[int], vals: list[float], t: int, range_ms: int, counter: bool,
+                     rate: bool) -> float | None:
+    """Prometheus' extrapolatedRate for floats, one window at a time, as its Go source reads."""
+    start = t - range_ms
+    window = [(s, v) for s, v in zip(ts, vals, strict=True) if start < s <= t]
+    if len(window) < 2:
+        return None
+    (first_t, first_v), (last_t, last_v) = window[0], window[-1]
+    result = last_v - first_v
+    if counter:
+        prev = first_v
+        for _, v in window[1:]:
+            if v < prev:
+                result += prev
+            prev = v
+    to_start = (first_t - start) / 1000
+    to_end = (t - last_t) / 1000
+    sampled = (last_t - first_t) / 1000
+    avg = sampled / (len(window) - 1)
+    if to_start >= avg * 1.1:
+        to_start = avg / 2
+    if counter and result > 0 and first_v >= 0:
+        to_start = min(to_start, sampled * (first_v / result))
+    if to_end >= avg * 1.1:
+        to_end = avg / 2
+    factor = (sampled + to_start + to_end) / sampled
+    if rate:
+        factor /= range_ms / 1000
+    return result * factor
+
+
+@given(st.lists(st.tuples(st.integers(1, 30), st.integers(-3, 40)), min_size=1, max_size=40),
+       st.sampled_from([("rate", True, True), ("increase", True, False), ("delta", False, False)]),
+       st.integers(1, 6))
+@settings(max_examples=150, deadline=None)
+def test_rate_increase_delta_equal_prometheus_window_by_window(steps: list[tuple[int, int]],
+                                                              func: tuple[str, bool, bool], minutes: int) -> None:
+    """Counters with resets, irregular scrapes, windows with 0, 1 and many samples."""
+    ts = np.cumsum([gap * 5_000 for gap, _ in steps]).astype(np.int64)
+    vals = np.array([float(v) for _, v in steps])
+    src = MemorySource()
+    src.add({"__name__": "c", "a": "1"}, ts, vals)
+    name, counter, rate = func
+    range_ms = minutes * 60_000
+    res = Engine(src).range(f"{name}(c[{minutes}m])", 0, int(ts[-1]) + 60_000, 15_000)
+    got = {int(t): float(v) for s in res.series for t, v in zip(s.timestamps_ms, s.values, strict=True)}
+    for t in range(0, int(ts[-1]) + 60_001, 15_000):
+        want = _prometheus_rate(ts.tolist(), vals.tolist(), t, range_ms, counter, rate)
+        if want is None:
+            assert t not in got
+        else:
+            assert got[t] == pytest.approx(want, rel=1e-12, abs=1e-12), t

