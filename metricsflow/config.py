@@ -21,6 +21,7 @@ def _default_data_dir() -> str:
 
 
 KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+WORKER_LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     advertised_url: str = ""  # how other workers reach this one; default http://web_host:web_port
+    # The worker's event loop (uvloop, asyncio): uvloop's costs an HTTP request 0.22-0.30 ms of the
+    # server's CPU where asyncio's costs 0.43-0.49 (perf/RESULTS.md, "Query latency").
+    worker_loop: str = "uvloop"
     standby_replicas: int = 1
     # Every cut appends one segment per series with new points; blocks are compressed and
     # rolled up once, at seal. 5 minutes keeps the head a few minutes of data.
@@ -122,4 +126,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
     settings = Settings(**values)
     if settings.kafka_compression not in KAFKA_COMPRESSIONS:
         raise ValueError(f"MF_KAFKA_COMPRESSION={settings.kafka_compression!r}: one of {', '.join(KAFKA_COMPRESSIONS)}")
+    if settings.worker_loop not in WORKER_LOOPS:
+        raise ValueError(f"MF_WORKER_LOOP={settings.worker_loop!r}: one of {', '.join(WORKER_LOOPS)}")
     return settings

@@ -11,16 +11,16 @@ from metricsflow.config import Settings
 from metricsflow.heap import keep_freed_memory
 from metricsflow.topics import ensure_topics
 
+log = logging.getLogger(__name__)
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop for the worker's own (Faust's consumer thread keeps asyncio's): an HTTP request
-    costs its server 0.22-0.30 ms of CPU instead of 0.43-0.49 (perf/RESULTS.md, "Query latency").
-    ``MF_WORKER_LOOP=asyncio`` keeps asyncio's."""
-    if os.environ.get("MF_WORKER_LOOP", "uvloop") != "asyncio":
+
+def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
+    """The worker's own loop (``Settings.worker_loop``; Faust's consumer thread keeps asyncio's)."""
+    if kind == "uvloop":
         try:
             import uvloop
         except ImportError:
-            pass
+            log.warning("uvloop is not installed: the worker runs on asyncio's event loop")
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
@@ -33,7 +33,7 @@ def run(settings: Settings) -> None:
 
     keep_freed_memory()  # queries allocate and free MBs of sample arrays each
     # Create the topics up front so the points/series partition counts are ours, not Faust's guess.
-    loop = new_event_loop()
+    loop = new_event_loop(settings.worker_loop)
     asyncio.set_event_loop(loop)  # Faust runs on this loop afterwards
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)

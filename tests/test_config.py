@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from metricsflow.config import load_settings
+from metricsflow.worker_main import new_event_loop
 
 
 def test_kafka_compression_default_and_choice() -> None:
@@ -16,3 +19,17 @@ def test_kafka_compression_default_and_choice() -> None:
 def test_unknown_kafka_compression_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="MF_KAFKA_COMPRESSION='brotli': one of none, gzip, snappy, lz4, zstd"):
         load_settings(env={"MF_KAFKA_COMPRESSION": "brotli"})
+
+
+def test_worker_loop_default_choice_and_refusal() -> None:
+    import uvloop
+
+    assert load_settings(env={}).worker_loop == "uvloop"
+    with pytest.raises(ValueError, match="MF_WORKER_LOOP='trio': one of uvloop, asyncio"):
+        load_settings(env={"MF_WORKER_LOOP": "trio"})
+    for kind, loop_type in (("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)):
+        loop = new_event_loop(load_settings(env={"MF_WORKER_LOOP": kind}).worker_loop)
+        try:
+            assert isinstance(loop, loop_type) and (kind == "uvloop") == isinstance(loop, uvloop.Loop)
+        finally:
+            loop.close()
