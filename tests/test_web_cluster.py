@@ -95,7 +95,7 @@ def test_overlapping_answers_make_the_query_path_gather_raw_series_instead() -> 
         runner, url = await _serve(peer)
         cluster = Cluster(None, "http://127.0.0.1:1", lambda: {url})  # type: ignore[arg-type]
         service = QueryService(cluster)
-        service.partial = lambda _req, _timeout=None, beside_peers=False: _local()  # type: ignore[method-assign]
+        service.partial = lambda _req, _timeout=None: _local()  # type: ignore[method-assign]
         try:
             return await service._run_pushdown(REQ, 10.0, [])
         finally:

@@ -128,12 +128,12 @@ class QueryService:
             return _without_gc(run)
         return await asyncio.get_running_loop().run_in_executor(self.pool, _without_gc, run)
 
-    async def partial(self, req: PartialRequest, timeout_s: float | None = None, beside_peers: bool = False) -> Partial:
+    async def partial(self, req: PartialRequest, timeout_s: float | None = None) -> Partial:
         """This worker's share of ``req``: storage read on the loop, evaluation on the pool unless small.
 
-        ``beside_peers``: the share of the worker that asked the peers, always on the pool, so the
-        loop keeps sending their requests and reading their answers meanwhile (on the loop, the
-        peers' work waited for it: q3 on two workers 10.8 -> 16.8 ms).
+        The worker that asked the peers runs its own share once their requests are written
+        (``Cluster.gather_partials``): a small one on the loop too, where the pool's hand-off
+        and the threads' turns at the GIL cost q3 on two workers 0.4 ms (perf/RESULTS.md).
         """
         p = self.plan(req.query, req.lookback_ms)
         sels = tier_selections(req.query, p.selections(req.start_ms, req.end_ms, req.step_ms), req.tier)
@@ -142,7 +142,7 @@ class QueryService:
         run = functools.partial(p.evaluate_partial, source, req.start_ms, req.end_ms, req.step_ms,
                                 timeout_s=timeout_s)
         small = _small(req.query, source.samples(), req.start_ms, req.end_ms, req.step_ms)
-        data = await self.evaluate(run, small and not beside_peers)
+        data = await self.evaluate(run, small)
         return Partial(data, partitions)
 
     async def _run_pushdown(self, req: PartialRequest, timeout_s: float,
@@ -150,7 +150,7 @@ class QueryService:
         """Plan, partials from every owner, merge; None when two answers overlap (rebalance)."""
         p = self.plan(req.query, req.lookback_ms)
         own_warnings: list[str] = []
-        parts = await self.cluster.gather_partials(req, lambda: self.partial(req, timeout_s, beside_peers=True),
+        parts = await self.cluster.gather_partials(req, lambda: self.partial(req, timeout_s),
                                                    own_warnings)
         seen: set[int] = set()
         for part in parts:
