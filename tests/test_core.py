@@ -153,6 +153,11 @@ def test_query_parameters_parse_like_prometheus() -> None:
     with pytest.raises(InvalidInput):
         parse_selector('{env=~".*"}')
     assert set(parse_selector('cpu{host!="a"}')) == {Matcher("host", "!=", "a"), Matcher("__name__", "=", "cpu")}
+    # Parsed selectors are cached: a caller's list is its own, and a refused one is refused again.
+    parse_selector('cpu{host!="a"}').append(Matcher("x", "=", "y"))
+    assert len(parse_selector('cpu{host!="a"}')) == 2
+    with pytest.raises(InvalidInput):
+        parse_selector('{env=~".*"}')
 
 
 @settings(max_examples=150, deadline=None)
