@@ -79,7 +79,7 @@ from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.model import MetricKind
 from metricsflow.pointbatch import decode_batch
-from metricsflow.promql.labels import Labels, from_mapping
+from metricsflow.promql.labels import Labels
 from metricsflow.promql.source import SeriesData
 from metricsflow.promql.values import RangeVec
 from metricsflow.samples import clip, merge
@@ -946,7 +946,7 @@ class WorkerStorage:
         for p, index, sids in self._matching(tenant, matchers):
             for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms), strict=True):
                 if parts:
-                    found.append((from_mapping(index.labels[sid]), parts, sum(part[0].size for part in parts)))
+                    found.append((index.label_key(sid), parts, sum(part[0].size for part in parts)))
         found.sort(key=_first)
         offsets = np.zeros(len(found) + 1, dtype=np.intp)
         np.cumsum([size for _, _, size in found], out=offsets[1:])

@@ -14,6 +14,7 @@ from metricsflow.errors import InvalidInput
 from metricsflow.model import SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch, encode_batches
+from metricsflow.promql.labels import from_mapping
 from metricsflow.promql.source import Matcher
 from metricsflow.samples import merge, sort_and_dedup
 from metricsflow.series_id import canonical_bytes, partition_for, series_id
@@ -193,3 +194,12 @@ def _check_head_ops(ops: list) -> None:
             assert list(zip(sids.tolist(), ts.tolist(), vals.tolist(), strict=True)) == sorted(
                 (s, t, v) for (s, t), v in latest.items())
     assert head.points >= len(latest)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), st.text(max_size=3), max_size=8))
+def test_the_index_keys_a_series_as_the_engine_does(labels: dict[str, str]) -> None:
+    index = SeriesIndex()
+    index.add(7, "t", labels)
+    assert index.label_key(7) == from_mapping(labels)
+    assert index.labels[7] == labels  # the same labels, kept in name order
