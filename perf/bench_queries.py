@@ -1,38 +1,40 @@
 #!/usr/bin/env python3
 """Query-latency benchmark: dashboard queries on metricsflow (1 and 2 workers) and VictoriaMetrics.
 
-    python perf/bench_queries.py [--hours 6] [--workers 2] [--runs 10] [--profile]
+    python perf/bench_queries.py [--hours 6] [--workers 2] [--runs 30] [--profile]
 
 What it does (the query method mirrors ../shared/anchors/bench.py so the figures compare):
   1. builds the TSBS-like workload in memory (metricsflow.workload: 1,000 hosts x 10 cpu gauges,
      10 s apart, `--hours` of data ending ~20 s before now) plus 100 monotonically increasing
      counter series `requests_total{job="bench",instance="i_N"}` on the same timestamps;
-  2. starts a private Kafka (127.0.0.1:39092/39093), one collector (38080 / gRPC 35051) and one
+  2. VictoriaMetrics (Debian package, 127.0.0.1:38428, -search.disableCache, queries with nocache=1) gets
+     the same series and values over remote_write first, and stays up beside metricsflow (idle between
+     its queries);
+  3. starts a private Kafka (127.0.0.1:39092/39093), one collector (38080 / gRPC 35051) and one
      worker (36066), data under /tmp/mfq; sends everything over gRPC with the anchors' chain
      scheduler (500 series x 10 samples per request, 4 connections, time-ordered);
-  3. waits until the worker consumed every acknowledged point (mf_worker_points_consumed_total),
+  4. waits until the worker consumed every acknowledged point (mf_worker_points_consumed_total),
      then until the head was cut into chunks and the processes are idle, and with `--seal-wait` s
      until the finished blocks are sealed (an idle worker seals them without budget, usually before
      the processes go idle; the backlog at query time is recorded);
-  4. runs each query 1 warm-up + `--runs` times, back to back, client wall time of one HTTP request
-     (new connection, urllib, body read completely — the server's JSON encoding and the transfer are
-     included, the client's json.loads is not), p50/p99 (numpy linear interpolation; with 10 runs p99
+  5. runs each query 1 warm-up + `--runs` rounds, a round being one request to metricsflow and then
+     one to VictoriaMetrics (the machine's speed swings fall on both alike), client wall time of one HTTP
+     request (new connection, urllib, body read completely — the server's JSON encoding and the transfer
+     are included, the client's json.loads is not), p50/p99 (numpy linear interpolation; with 10 runs p99
      is about the slowest run):
        q1 avg by (hostname) (cpu_usage_user)                 query_range, whole window, step 60 s
        q2 topk(5, avg_over_time(cpu_usage_idle[1h]))         query_range, whole window, step 60 s (anchors' q4)
        q3 max(cpu_usage_user{region="eu-west-1"})            query_range, whole window, step 60 s
        q4 sum(rate(requests_total[5m]))                      query_range, whole window, step 60 s
-       q5 /v1/query?query=cpu_usage_user{hostname="host_0"}&start=now-30d&end=now&tier=1h  (metricsflow only)
-     window = first point .. last point, as the anchors do;
-  5. server-side split: the same selections fetched from the worker's /internal/v1/select (storage read +
+       q5 /v1/query?query=cpu_usage_user{hostname="host_0"}&start=now-30d&end=now&tier=1h
+          (on VictoriaMetrics its analogue avg_over_time(...[1h]) at step 1h over 30 days)
+     window = first point .. last point, as the anchors do; q2 on VM with VM's rollup-window semantics;
+  6. server-side split: the same selections fetched from the worker's /internal/v1/select (storage read +
      binary encoding), then the engine evaluation and the JSON encoding redone in this process on that data;
      with --profile, py-spy (--gil: only the thread holding the GIL) records the worker during a separate
      loop of each query (folded stacks under <root>/prof, summarised by category);
-  6. with --workers 2: starts a second worker (36067) in the same group, waits for the rebalance and for
-     both workers to answer for all series, and repeats 4–5 against worker 1 (and a check on worker 2);
-  7. VictoriaMetrics (Debian package, 127.0.0.1:38428, -search.disableCache, queries with nocache=1) gets
-     the same series and values over remote_write; q1–q4 timed the same way (q2 with VM's rollup-window
-     semantics), plus a q5 analogue (avg_over_time(...[1h]) at step 1h over 30 days).
+  7. with --workers 2: starts a second worker (36067) in the same group, waits for the rebalance and for
+     both workers to answer for all series, and repeats 5–6 against worker 1 (and a check on worker 2).
 Every process is started here and stopped here by PID. Prints a table; the last line is one JSON object.
 """
 
@@ -189,24 +191,69 @@ def q5_url(base: str) -> str:
     return base + "/v1/query?" + urllib.parse.urlencode(p)
 
 
-def run_suite(base: str, start_s: float, end_s: float, runs: int, deadline: float, vm: bool = False,
-              pids: list[int] | None = None) -> dict:
-    extra = {"nocache": "1"} if vm else None
-    res = {}
-    for name, q in QUERIES:
-        res[name] = {"query": q, **time_url(range_url(base, q, start_s, end_s, extra), runs, deadline, pids)}
-        print(f"    {name:28s} {fmt(res[name])}", flush=True)
-    if vm:
-        now = time.time()
-        p = {"query": Q5_VM_ANALOGUE, "start": f"{now - 30 * 86400:.3f}", "end": f"{now:.3f}", "step": "3600",
+def time_paired(urls: dict[str, str], runs: int, deadline: float, pids: dict[str, list[int]]) -> dict[str, dict]:
+    """Per system (metricsflow, VM): a warm-up, then `runs` rounds of one request to each system in turn.
+
+    This machine's speed swings up to 2x within minutes; alternating the systems request by request puts
+    the swings on both, where timing one system after the other compared different moments (VM's q3 p50
+    ranged 3.4-6.5 ms over five runs of the same command, 2026-11-27). Server CPU per query: utime+stime of
+    the system's processes over its own requests only (10 ms ticks, summed over the runs).
+    """
+    out: dict[str, dict] = {}
+    for name, url in urls.items():
+        ms, status, body = http_get(url)
+        out[name] = {"warmup_ms": round(ms, 1)}
+        if status != 200:
+            out[name]["error"] = f"HTTP {status}: {body[:300]!r}"
+        else:
+            out[name].update(shape(body))
+    live = [n for n in urls if "error" not in out[n]]
+    times: dict[str, list[float]] = {n: [] for n in live}
+    cpu = dict.fromkeys(live, 0.0)
+    for _ in range(runs):
+        if time.time() > deadline:
+            for n in live:
+                out[n]["truncated"] = True
+            break
+        for n in list(live):
+            c0 = sum(procs.proc_cpu(p) for p in pids.get(n, []))
+            ms, status, body = http_get(urls[n])
+            cpu[n] += sum(procs.proc_cpu(p) for p in pids.get(n, [])) - c0
+            if status != 200:
+                out[n]["error"] = f"HTTP {status}: {body[:300]!r}"
+                live.remove(n)
+                continue
+            times[n].append(ms)
+    for n, ts in times.items():
+        if not ts:
+            continue
+        if pids.get(n):
+            out[n]["server_cpu_ms_per_query"] = round(cpu[n] / len(ts) * 1000, 1)
+        out[n].update({"runs": len(ts), "p50_ms": pct(ts, 50), "p99_ms": pct(ts, 99), "min_ms": round(min(ts), 1),
+                       "max_ms": round(max(ts), 1), "all_ms": [round(t, 1) for t in ts]})
+    return out
+
+
+def run_suite(base: str, vm_base: str | None, start_s: float, end_s: float, runs: int, deadline: float,
+              pids: list[int], vm_pids: list[int]) -> dict[str, dict]:
+    """Every query on metricsflow (``base``) and, alternating with it, on VictoriaMetrics: {"mf": .., "vm": ..}."""
+    res: dict[str, dict] = {"mf": {}, "vm": {}}
+    now = time.time()
+    q5_vm = {"query": Q5_VM_ANALOGUE, "start": f"{now - 30 * 86400:.3f}", "end": f"{now:.3f}", "step": "3600",
              "nocache": "1"}
-        res["q5_30d_1h"] = {"query": Q5_VM_ANALOGUE + " step 1h over 30 d",
-                            **time_url(base + "/api/v1/query_range?" + urllib.parse.urlencode(p), runs, deadline,
-                                       pids)}
-    else:
-        res["q5_30d_1h"] = {"query": f"/v1/query {Q5_SELECTOR} now-30d..now tier=1h",
-                            **time_url(q5_url(base), runs, deadline, pids)}
-    print(f"    {'q5_30d_1h':28s} {fmt(res['q5_30d_1h'])}", flush=True)
+    cases = [(name, q, range_url(base, q, start_s, end_s), vm_base and range_url(vm_base, q, start_s, end_s,
+                                                                                  {"nocache": "1"}))
+             for name, q in QUERIES]
+    cases.append(("q5_30d_1h", None, q5_url(base), vm_base and vm_base + "/api/v1/query_range?" +
+                  urllib.parse.urlencode(q5_vm)))
+    for name, q, url, vm_url in cases:
+        urls = {"mf": url, **({"vm": vm_url} if vm_url else {})}
+        got = time_paired(urls, runs, deadline, {"mf": pids, "vm": vm_pids})
+        res["mf"][name] = {"query": q or f"/v1/query {Q5_SELECTOR} now-30d..now tier=1h", **got["mf"]}
+        print(f"    {name:28s} {fmt(res['mf'][name])}", flush=True)
+        if "vm" in got:
+            res["vm"][name] = {"query": q or Q5_VM_ANALOGUE + " step 1h over 30 d", **got["vm"]}
+            print(f"    {'  VM beside it':28s} {fmt(res['vm'][name])}", flush=True)
     return res
 
 
@@ -444,7 +491,7 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=1000, help="hosts; 10 series each")
     ap.add_argument("--counters", type=int, default=100, help="requests_total counter series")
     ap.add_argument("--workers", type=int, choices=(1, 2), default=1, help="2: also measure with a second worker")
-    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--no-vm", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during a separate loop per query")
     ap.add_argument("--profile-seconds", type=float, default=12.0)
@@ -491,6 +538,25 @@ def main() -> int:
     vm = VM(root, a.vm_port)
     profilers_dir = root / "prof"
     try:
+        # ---- VictoriaMetrics, loaded first and queried beside each metricsflow phase --------------
+        vm_base: str | None = None
+        vm_pids: list[int] = []
+        if not a.no_vm:
+            print("[bench_queries] VictoriaMetrics: encoding remote_write ...", flush=True)
+            venc, vitems, vgroups, _ = build_all("remote_write", a.hosts, points, end_ms, a.counters)
+            vm.start()
+            t0 = time.perf_counter()
+            vst = asyncio.run(send("remote_write", vm.base, "", vitems, venc.n_windows, vgroups))
+            vwall = time.perf_counter() - t0
+            del vitems
+            http_get(vm.base + "/internal/force_flush")
+            procs.wait_idle([vm.proc.pid], max_wait=120, window=3.0, thresh=0.03)
+            vcount = count_samples(vm.base, end_s, a.hours)
+            result["vm"] = {"version": vm_version(), "points_acked": vst.accepted, "errors": vst.errors,
+                            "send_s": round(vwall, 1), "samples_counted_by_query": vcount}
+            print(f"[bench_queries] VM loaded: {result['vm']}", flush=True)
+            vm_base, vm_pids = vm.base, [vm.proc.pid]
+
         # ---- metricsflow, one worker ---------------------------------------------------------
         stack.start_kafka()
         coll = stack.start_collector(0)
@@ -525,7 +591,10 @@ def main() -> int:
         sealed1 = wait_sealed([w1.url], a.seal_wait)
         print(f"[bench_queries] seals: {sealed1}", flush=True)
         result["loadavg_before_mf1"] = os.getloadavg()
-        mf1 = {"seals": sealed1, "queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid])}
+        suite1 = run_suite(w1.url, vm_base, start_s, end_s, a.runs, deadline, [w1.pid], vm_pids)
+        mf1 = {"seals": sealed1, "queries": suite1["mf"]}
+        if vm_base:
+            result["vm"]["queries"] = suite1["vm"]
         mf1["split"] = split_times(w1.url, start_ms, end_ms)
         if a.profile:
             mf1["profile"] = profile_queries(w1.pid, w1.url, start_s, end_s, profilers_dir, "w1of1",
@@ -560,8 +629,10 @@ def main() -> int:
             sealed2 = wait_sealed([w1.url, w2.url], a.seal_wait)
             print(f"[bench_queries] seals: {sealed2}", flush=True)
             result["loadavg_before_mf2"] = os.getloadavg()
-            mf2 = {"seals": sealed2,
-                   "queries": run_suite(w1.url, start_s, end_s, a.runs, deadline, pids=[w1.pid, w2.pid])}
+            suite2 = run_suite(w1.url, vm_base, start_s, end_s, a.runs, deadline, [w1.pid, w2.pid], vm_pids)
+            mf2 = {"seals": sealed2, "queries": suite2["mf"]}
+            if vm_base:
+                result["vm"]["queries_beside_2_workers"] = suite2["vm"]
             mf2["q5_on_worker2"] = time_url(q5_url(w2.url), 3, deadline)
             print(f"    q5 sent to worker 2: {fmt(mf2['q5_on_worker2'])}", flush=True)
             mf2["split"] = split_times(w1.url, start_ms, end_ms)
@@ -570,60 +641,42 @@ def main() -> int:
                                                  a.profile_seconds)
             result["metricsflow"]["2"] = mf2
         stack.stop_all()
-
-        # ---- VictoriaMetrics --------------------------------------------------------------------
-        if not a.no_vm and time.time() < deadline:
-            print("[bench_queries] VictoriaMetrics: encoding remote_write ...", flush=True)
-            venc, vitems, vgroups, _ = build_all("remote_write", a.hosts, points, end_ms, a.counters)
-            vm.start()
-            t0 = time.perf_counter()
-            vst = asyncio.run(send("remote_write", vm.base, "", vitems, venc.n_windows, vgroups))
-            vwall = time.perf_counter() - t0
-            del vitems
-            http_get(vm.base + "/internal/force_flush")
-            procs.wait_idle([vm.proc.pid], max_wait=120, window=3.0, thresh=0.03)
-            vcount = count_samples(vm.base, end_s, a.hours)
-            result["vm"] = {"version": vm_version(), "points_acked": vst.accepted, "errors": vst.errors,
-                            "send_s": round(vwall, 1), "samples_counted_by_query": vcount}
-            print(f"[bench_queries] VM loaded: {result['vm']}", flush=True)
-            result["loadavg_before_vm"] = os.getloadavg()
-            result["vm"]["queries"] = run_suite(vm.base, start_s, end_s, a.runs, deadline, vm=True,
-                                                pids=[vm.proc.pid])
     finally:
         stack.stop_all()
         vm.stop()
 
     # ---- report -------------------------------------------------------------------------------
     result["wall_s"] = round(time.time() - t_begin, 1)
-    rows = []
     names = [n for n, _ in QUERIES] + ["q5_30d_1h"]
-    hdr = "| query | mf 1 worker p50 / p99 ms | mf 2 workers p50 / p99 ms | VM p50 / p99 ms | mf1/VM p99 | mf2/VM p99 |"
-    print("\n" + hdr + "\n|---|---|---|---|---|---|")
+    vm_runs = {"1": result["vm"].get("queries", {}), "2": result["vm"].get("queries_beside_2_workers", {})}
+    print("\n| query | workers | metricsflow p50 / p99 ms | VM beside it p50 / p99 ms | ÷ VM p50 | ÷ VM p99 |"
+          "\n|---|---|---|---|---|---|")
     for n in names:
-        def cell(r):
+        for w in ("1", "2"):
+            r = result["metricsflow"].get(w, {}).get("queries", {}).get(n)
             if not r:
-                return "–"
-            if "error" in r:
-                return "error"
-            return f"{r['p50_ms']} / {r['p99_ms']}"
-        r1 = result["metricsflow"].get("1", {}).get("queries", {}).get(n)
-        r2 = result["metricsflow"].get("2", {}).get("queries", {}).get(n)
-        rv = result["vm"].get("queries", {}).get(n) if result["vm"] else None
+                continue
+            rv = vm_runs[w].get(n)
 
-        def ratio(r, rv=rv):
-            try:
-                return f"{r['p99_ms'] / rv['p99_ms']:.1f}x"
-            except (TypeError, KeyError, ZeroDivisionError):
-                return "–"
-        line = f"| {n} | {cell(r1)} | {cell(r2)} | {cell(rv)} | {ratio(r1)} | {ratio(r2)} |"
-        rows.append(line)
-        print(line)
-    print("\n| query | server CPU ms/query: mf 1 worker | mf 2 workers (both) | VM |\n|---|---|---|---|")
+            def cell(x: dict | None) -> str:
+                if not x:
+                    return "–"
+                return "error" if "error" in x else f"{x['p50_ms']} / {x['p99_ms']}"
+
+            def ratio(key: str, r: dict = r, rv: dict | None = rv) -> str:
+                try:
+                    return f"{r[key] / rv[key]:.1f}x"  # type: ignore[index]
+                except (TypeError, KeyError, ZeroDivisionError):
+                    return "–"
+            print(f"| {n} | {w} | {cell(r)} | {cell(rv)} | {ratio('p50_ms')} | {ratio('p99_ms')} |")
+    print("\n| query | server CPU ms/query: mf 1 worker | VM beside it | mf 2 workers (both) | VM beside it |"
+          "\n|---|---|---|---|---|")
     for n in names:
-        cells = [result["metricsflow"].get(w, {}).get("queries", {}).get(n, {}).get("server_cpu_ms_per_query", "–")
-                 for w in ("1", "2")]
-        cells.append((result["vm"].get("queries", {}) if result["vm"] else {}).get(n, {}).get(
-            "server_cpu_ms_per_query", "–"))
+        cells = []
+        for w in ("1", "2"):
+            cells.append(result["metricsflow"].get(w, {}).get("queries", {}).get(n, {}).get(
+                "server_cpu_ms_per_query", "–"))
+            cells.append(vm_runs[w].get(n, {}).get("server_cpu_ms_per_query", "–"))
         print(f"| {n} | " + " | ".join(str(c) for c in cells) + " |")
     out = Path(a.out) if a.out else root / "bench_queries.json"
     out.parent.mkdir(parents=True, exist_ok=True)
