@@ -77,6 +77,11 @@ class Settings:
     rollup_1m_retention_ms: int = 90 * DAY_S * 1000
     rollup_1h_retention_ms: int = 0  # 0 keeps forever
     retention_check_interval_s: float = 300.0
+    # Decoded blocks a worker keeps for queries (tables/block_cache.py): folded raw blocks (a 2 h
+    # block of 10 s points is ~11.5 KB), and each rollup tier's decoded blocks. A dashboard whose
+    # raw reads outgrow the first decodes them again on every refresh (docs/capacity.md, §9).
+    block_cache_bytes: int = 64 * 1024 * 1024
+    rollup_cache_bytes: int = 32 * 1024 * 1024
     out_of_order_window_ms: int = 3600 * 1000  # older than newest-minus-this is refused and counted
     log_level: str = "info"
     # Alerting

@@ -120,8 +120,6 @@ _NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-time
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
 # raw ranges (rare: the tiers answer them) scan, so they do not flush the cache.
 FOLDED_BLOCKS_MAX = 8
-# Each rollup tier's decoded blocks (tables/block_cache.py): ~300,000 1h blocks of two windows.
-ROLLUP_CACHE_BYTES = 32 << 20
 
 
 @dataclass(slots=True, frozen=True)
@@ -293,10 +291,10 @@ class WorkerStorage:
         self._seal_budget = SealBudget(settings.seal_share, settings.seal_burst_s,
                                        idle=lambda: self._points_stored.rate() < IDLE_POINTS_PER_S)
         # Per (partition, chunk key): the block's chunk and segments folded.
-        self._blocks: BlockCache[Block] = BlockCache()
+        self._blocks: BlockCache[Block] = BlockCache(settings.block_cache_bytes)
         # Per tier, per (partition, chunk key): the block's rollup windows decoded.
         self._rollup_blocks: dict[str, BlockCache[rollup.Rollup]] = {
-            tier: BlockCache(ROLLUP_CACHE_BYTES, _rollup_size) for tier in tables.rollups}
+            tier: BlockCache(settings.rollup_cache_bytes, _rollup_size) for tier in tables.rollups}
         self.block_ms = settings.block_ms
         self.queries = QueriesInFlight()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,10 +46,13 @@ def _model_read(model: dict[int, dict[int, float]], sid: int, start: int, end: i
     return [t for t, _ in items], [v for _, v in items]
 
 
-async def test_reads_between_writes_always_see_every_write(tables: StorageTables) -> None:  # noqa: F811
-    """Reads fill the cache of folded blocks; every later cut, seal and out-of-order fold must show."""
+@pytest.mark.parametrize("cache_bytes", [64 << 20, 20_000], ids=["default-caches", "caches-of-a-few-blocks"])
+async def test_reads_between_writes_always_see_every_write(tables: StorageTables,  # noqa: F811
+                                                           cache_bytes: int) -> None:
+    """Reads fill the caches of decoded blocks; every later cut, seal and out-of-order fold must show,
+    also while small caches evict (MF_BLOCK_CACHE_BYTES, MF_ROLLUP_CACHE_BYTES)."""
     rng = np.random.default_rng(11)
-    storage, feed = make(tables), Feed()
+    storage, feed = make(tables, block_cache_bytes=cache_bytes, rollup_cache_bytes=cache_bytes), Feed()
     model: dict[int, dict[int, float]] = {}
     sids = [3, 5, 8, 13, 21]
     for sid in sids:  # "i" orders them 13, 21, 3, 5, 8: the flat read's label order is not the ids'
