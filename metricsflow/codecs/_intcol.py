@@ -38,8 +38,8 @@ _DIVISOR_FLAG = 0x40
 _SPARSE_FLAG = 0x20
 _SPARSE_SHARE = 4  # try the list when at most 1 in 4 differences is nonzero
 _ORDER_MASK = 0x03
-_SEED_BITS = 24.0
-_U64_MASK = (1 << 64) - 1  # typical seed varint; a rough price for each extra order
+_SEED_BITS = 24.0  # typical seed varint; a rough price for each extra order
+_U64_MASK = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
 
 
