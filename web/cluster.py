@@ -28,6 +28,7 @@ import struct
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -172,6 +173,14 @@ async def _body_going_out(_session: aiohttp.ClientSession, ctx: SimpleNamespace,
         sent.set()
 
 
+def _count_answer(url: str, kind: str, status: int, data: bytes) -> None:
+    """A peer's answer counted, or BackendUnavailable if it is not one."""
+    if status != 200:
+        raise BackendUnavailable(f"peer {url} answered {status}: {data[:200]!r}")
+    PEER_ANSWERS.labels(kind).inc()
+    PEER_BYTES.labels(kind).inc(len(data))
+
+
 async def _written(sent: Iterable[asyncio.Event]) -> None:
     """Until the requests to the peers are written (at most PEER_SEND_WAIT_S).
 
@@ -211,40 +220,32 @@ class Cluster:
                                                   trace_configs=[sent])
         return self._session
 
-    async def _fetch(self, url: str, body: bytes, sent: asyncio.Event) -> list[SeriesData]:
-        """A peer's series; ``sent`` is set once the request is written (or failed before)."""
+    async def _post(self, url: str, kind: str, body: bytes, sent: asyncio.Event) -> tuple[int, bytes, Any]:
+        """``POST /internal/v1/<kind>`` to a peer: the status, body and headers of its answer.
+        ``sent`` is set once the request is written (or failed before it was)."""
         try:
-            async with self._client().post(f"{url}/internal/v1/select", data=body,
+            async with self._client().post(f"{url}/internal/v1/{kind}", data=body,
                                            trace_request_ctx={"sent": sent}) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    raise BackendUnavailable(f"peer {url} answered {resp.status}: {data[:200]!r}")
-                PEER_ANSWERS.labels("select").inc()
-                PEER_BYTES.labels("select").inc(len(data))
-                return decode_series(data)
+                return resp.status, await resp.read(), resp.headers
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
         finally:
             sent.set()
 
+    async def _fetch(self, url: str, body: bytes, sent: asyncio.Event) -> list[SeriesData]:
+        """A peer's series (``_post``)."""
+        status, data, _ = await self._post(url, "select", body, sent)
+        _count_answer(url, "select", status, data)
+        return decode_series(data)
+
     async def _fetch_partial(self, url: str, body: bytes, sent: asyncio.Event) -> Partial:
-        """A peer's partial; ``sent`` is set once the request is written (or failed before)."""
-        try:
-            async with self._client().post(f"{url}/internal/v1/partial", data=body,
-                                           trace_request_ctx={"sent": sent}) as resp:
-                data = await resp.read()
-                if resp.status == 422:
-                    # The query itself failed on the peer (e.g. too many samples): that is the answer.
-                    raise PromQLExecutionError(_peer_error(data))
-                if resp.status != 200:
-                    raise BackendUnavailable(f"peer {url} answered {resp.status}: {data[:200]!r}")
-                PEER_ANSWERS.labels("partial").inc()
-                PEER_BYTES.labels("partial").inc(len(data))
-                return Partial(data, decode_partitions(resp.headers.get(PARTITIONS_HEADER)))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
-        finally:
-            sent.set()
+        """A peer's partial (``_post``)."""
+        status, data, headers = await self._post(url, "partial", body, sent)
+        if status == 422:
+            # The query itself failed on the peer (e.g. too many samples): that is the answer.
+            raise PromQLExecutionError(_peer_error(data))
+        _count_answer(url, "partial", status, data)
+        return Partial(data, decode_partitions(headers.get(PARTITIONS_HEADER)))
 
     async def gather_partials(self, request: PartialRequest, local: Callable[[], Awaitable[Partial]],
                               warnings: list[str] | None = None) -> list[Partial]:
