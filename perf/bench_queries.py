@@ -150,35 +150,6 @@ def shape(body: bytes) -> dict:
     return {"series": len(res), "points": sum(len(s.get("values", [])) for s in res), "bytes": len(body)}
 
 
-def time_url(url: str, runs: int, deadline: float, pids: list[int] | None = None) -> dict:
-    """Warm-up + `runs` timed requests; with `pids`, also the servers' CPU time (utime+stime from /proc,
-    10 ms ticks, background work such as the Kafka consumer included) per query: on a shared machine the
-    steadier figure."""
-    ms, status, body = http_get(url)  # warm-up
-    out = {"warmup_ms": round(ms, 1)}
-    if status != 200:
-        out["error"] = f"HTTP {status}: {body[:300]!r}"
-        return out
-    out.update(shape(body))
-    times = []
-    cpu0 = sum(procs.proc_cpu(p) for p in pids or [])
-    for _ in range(runs):
-        if time.time() > deadline:
-            out["truncated"] = True
-            break
-        ms, status, body = http_get(url)
-        if status != 200:
-            out["error"] = f"HTTP {status}: {body[:300]!r}"
-            break
-        times.append(ms)
-    if pids and times:
-        out["server_cpu_ms_per_query"] = round((sum(procs.proc_cpu(p) for p in pids) - cpu0) / len(times) * 1000, 1)
-    out.update({"runs": len(times), "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
-                "min_ms": round(min(times), 1) if times else None, "max_ms": round(max(times), 1) if times else None,
-                "all_ms": [round(t, 1) for t in times]})
-    return out
-
-
 def range_url(base: str, q: str, start_s: float, end_s: float, extra: dict | None = None) -> str:
     p = {"query": q, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": str(STEP_S)}
     p.update(extra or {})
@@ -225,12 +196,11 @@ def time_paired(urls: dict[str, str], runs: int, deadline: float, pids: dict[str
                 continue
             times[n].append(ms)
     for n, ts in times.items():
-        if not ts:
-            continue
-        if pids.get(n):
+        if pids.get(n) and ts:
             out[n]["server_cpu_ms_per_query"] = round(cpu[n] / len(ts) * 1000, 1)
-        out[n].update({"runs": len(ts), "p50_ms": pct(ts, 50), "p99_ms": pct(ts, 99), "min_ms": round(min(ts), 1),
-                       "max_ms": round(max(ts), 1), "all_ms": [round(t, 1) for t in ts]})
+        out[n].update({"runs": len(ts), "p50_ms": pct(ts, 50), "p99_ms": pct(ts, 99),
+                       "min_ms": round(min(ts), 1) if ts else None, "max_ms": round(max(ts), 1) if ts else None,
+                       "all_ms": [round(t, 1) for t in ts]})
     return out
 
 
@@ -260,7 +230,7 @@ def run_suite(base: str, vm_base: str | None, start_s: float, end_s: float, runs
 def fmt(r: dict) -> str:
     if "error" in r:
         return "ERROR " + r["error"][:200]
-    return (f"p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  server CPU {r.get('server_cpu_ms_per_query')} ms"
+    return (f"p50 {r['p50_ms']!s:>8} ms  p99 {r['p99_ms']!s:>8} ms  server CPU {r.get('server_cpu_ms_per_query')} ms"
             f"  (warm-up {r['warmup_ms']} ms; "
             f"{r.get('series')} series, {r.get('points')} points, {r.get('bytes')} B)")
 
@@ -633,7 +603,7 @@ def main() -> int:
             mf2 = {"seals": sealed2, "queries": suite2["mf"]}
             if vm_base:
                 result["vm"]["queries_beside_2_workers"] = suite2["vm"]
-            mf2["q5_on_worker2"] = time_url(q5_url(w2.url), 3, deadline)
+            mf2["q5_on_worker2"] = time_paired({"mf": q5_url(w2.url)}, 3, deadline, {})["mf"]
             print(f"    q5 sent to worker 2: {fmt(mf2['q5_on_worker2'])}", flush=True)
             mf2["split"] = split_times(w1.url, start_ms, end_ms)
             if a.profile:
