@@ -125,6 +125,26 @@ def test_matrix_bytes_are_prometheus_bytes() -> None:
     assert QueryResult("matrix", []).to_json_bytes() == b'{"resultType":"matrix","result":[]}'
 
 
+def test_matrix_bytes_on_a_whole_second_grid() -> None:
+    """Whole-second grids take the joined separators; negative and zero times as Prometheus writes them."""
+    series = [ResultSeries({"a": "x"}, np.array([-60_000, 0, 60_000]), np.array([1.0, 2.5, 3.0])),
+              ResultSeries({"a": "y"}, np.array([60_000, 1_795_000_020_000]), np.array([4.0, 5.0]))]
+    assert QueryResult("matrix", series).to_json_bytes() == (
+        b'{"resultType":"matrix","result":[{"metric":{"a":"x"},"values":[[-60,"1"],[0,"2.5"],[60,"3"]]},'
+        b'{"metric":{"a":"y"},"values":[[60,"4"],[1795000020,"5"]]}]}')
+
+
+def test_parsed_queries_are_kept_and_errors_raised_each_time() -> None:
+    from metricsflow.promql.astutil import PARSED_KEPT_MAX_CHARS, parse
+
+    assert parse("sum by (a) (rate(x[5m]))") is parse("sum by (a) (rate(x[5m]))")
+    long_query = " + ".join(["x"] * (PARSED_KEPT_MAX_CHARS // 4 + 1))
+    assert parse(long_query) is not parse(long_query)
+    for _ in range(2):
+        with pytest.raises(PromQLParseError):
+            parse("sum(")
+
+
 def test_count_values_label_uses_plain_f_format() -> None:
     assert format_go_f(1e21) == "1000000000000000000000"
     assert format_go_f(1.5e-7) == "0.00000015"

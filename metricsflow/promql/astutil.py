@@ -8,6 +8,7 @@ the node's debug representation instead, which is exact.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ _UNKNOWN_FN = re.compile(r"unknown function with name '([^']*)'")
 def parse(query: str) -> pp.Expr:
     if not isinstance(query, str):
         raise PromQLParseError("query must be a string")
+    return _parse_kept(query) if len(query) <= PARSED_KEPT_MAX_CHARS else _parse(query)
+
+
+def _parse(query: str) -> pp.Expr:
     if "\x00" in query:
         raise PromQLParseError("query contains a NUL byte")
     try:
@@ -37,6 +42,13 @@ def parse(query: str) -> pp.Expr:
         if m and m.group(1) == "holt_winters":
             raise PromQLUnsupported("function holt_winters() is not supported") from None
         raise PromQLParseError(f"parse error: {msg}") from None
+
+
+# A range query parses its text three times (selections, the small-or-pooled choice, the engine)
+# and a dashboard sends the same texts every refresh. The AST is only read, never changed;
+# errors are not kept (each is raised anew).
+PARSED_KEPT_MAX_CHARS = 4096
+_parse_kept = functools.lru_cache(maxsize=1024)(_parse)
 
 
 # Times and durations beyond ~36 million years cannot be evaluated on int64 milliseconds.

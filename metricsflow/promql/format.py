@@ -71,23 +71,31 @@ def format_timestamp(t_ms: int) -> float | int:
     return t_ms // 1000 if t_ms % 1000 == 0 else t_ms / 1000
 
 
-def _shortest_texts_repr(arr: np.ndarray) -> list[str]:
-    return list(map(repr, arr.tolist()))
+def _shortest_texts_repr(arr: np.ndarray, strip_whole: bool) -> list[str]:
+    texts = list(map(repr, arr.tolist()))
+    return [t[:-2] if t.endswith(".0") else t for t in texts] if strip_whole else texts
 
 
-def _shortest_texts_orjson(arr: np.ndarray) -> list[str]:
+def _shortest_texts_orjson(arr: np.ndarray, strip_whole: bool) -> list[str]:
     # orjson writes float64 arrays with Ryu-style shortest digits, ~4x faster than repr;
     # non-finite values come out as null, which the caller replaces anyway.
-    return orjson.dumps(np.ascontiguousarray(arr, dtype=np.float64),
-                        option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
+    text = orjson.dumps(np.ascontiguousarray(arr, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if not strip_whole:
+        return text[1:-1].split(",")
+    # Shortest digits end in ".0" only for whole numbers: one pass over the text.
+    texts = text[1:-1].replace(".0,", ",").split(",")
+    if texts[-1].endswith(".0"):
+        texts[-1] = texts[-1][:-2]
+    return texts
 
 
 def _orjson_agrees() -> bool:
     """orjson's digits must equal repr's in the range format_values does not fix up."""
     probe = np.array([0.1, 1 / 3, 2 / 3, 47.382910293841, 1e-4, 1.5e-4, 123456.7, 2.0**53, 9.999999999999998e15,
-                      -0.0, 5.0, 1234567890.125, 0.30000000000000004, 7.5e-4 / 7])
+                      -0.0, 5.0, 1234567890.125, 0.30000000000000004, 7.5e-4 / 7, 10.0, 0.0])
     try:
-        return _shortest_texts_orjson(probe) == _shortest_texts_repr(probe)
+        return all(_shortest_texts_orjson(probe, strip) == _shortest_texts_repr(probe, strip)
+                   for strip in (False, True))
     except (TypeError, orjson.JSONEncodeError):
         return False
 
@@ -99,19 +107,24 @@ def format_values(arr: np.ndarray) -> list[str]:
     """``format_value`` for a whole array: shortest digits in one C call, fix-ups only where needed."""
     if arr.size == 0:
         return []
-    out = _shortest_texts(arr)
     with np.errstate(invalid="ignore"):
         a = np.abs(arr)
         finite = np.isfinite(arr)
         # Non-finite values and the ranges where repr's notation differs from Go's.
         special = ~finite | ((a != 0) & ((a < 1e-4) | (a >= 1e16)))
-        whole = finite & ~special & (arr == np.trunc(arr))
+        whole = np.flatnonzero(finite & ~special & (arr == np.trunc(arr)))
+    # Go writes whole numbers without ".0": a pass over the text costs about a fifth of
+    # stripping each one in Python (0.1 µs), so it is taken when a fifth or more are whole
+    # (360,000 integers: 107 → 38 ms).
+    strip_whole = 5 * whole.size >= arr.size
+    out = _shortest_texts(arr, strip_whole)
+    if not strip_whole:
+        for i in whole.tolist():
+            out[i] = out[i][:-2]  # "12.0" -> "12"
     if special.any():
         vals = arr.tolist()
         for i in np.flatnonzero(special).tolist():
             out[i] = format_value(vals[i])
-    for i in np.flatnonzero(whole).tolist():
-        out[i] = out[i][:-2]  # "12.0" -> "12"
     return out
 
 

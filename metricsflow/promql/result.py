@@ -99,7 +99,7 @@ def _matrix_text(series: list[ResultSeries]) -> str:
         return _MATRIX_OPEN + "]}"
     texts = format_values(np.concatenate([s.values for s in series]))
     grid, inverse = step_grid(np.concatenate([s.timestamps_ms for s in series]))
-    seps = np.array([f'"],[{timestamp_text(t)},"' for t in grid.tolist()], dtype=object)
+    seps = _separators(grid)
     woven: list[str] = [""] * (2 * len(texts))
     woven[0::2] = seps[inverse].tolist()
     woven[1::2] = texts
@@ -115,6 +115,15 @@ def _matrix_text(series: list[ResultSeries]) -> str:
         before = '"]]},'
         pos += 2 * n
     return "".join(woven) + before[:-1] + "]}"
+
+
+def _separators(grid: np.ndarray) -> np.ndarray:
+    """``"],[<ts>,"`` per grid timestamp. Whole seconds (the usual grid) in one join and one split:
+    a text per timestamp cost 1 µs, a third of a 360-step, one-series answer's formatting."""
+    if grid.size and not (grid % 1000).any():
+        text = '"],[' + ',"\x00"],['.join(map(str, (grid // 1000).tolist())) + ',"'
+        return np.array(text.split("\x00"), dtype=object)
+    return np.array([f'"],[{timestamp_text(t)},"' for t in grid.tolist()], dtype=object)
 
 
 def step_grid(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
