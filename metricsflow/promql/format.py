@@ -115,7 +115,7 @@ def format_values(arr: np.ndarray) -> list[str]:
         whole = np.flatnonzero(finite & ~special & (arr == np.trunc(arr)))
     # Go writes whole numbers without ".0": a pass over the text costs about a fifth of
     # stripping each one in Python (0.1 µs), so it is taken when a fifth or more are whole
-    # (360,000 integers: 107 → 38 ms).
+    # (format_values of 360,000 integers: ~100 → ~50 ms).
     strip_whole = 5 * whole.size >= arr.size
     out = _shortest_texts(arr, strip_whole)
     if not strip_whole:

