@@ -1,4 +1,5 @@
-"""How long the worker's Kafka consumer lets the broker hold an empty fetch.
+"""How the worker's Kafka consumer fetches: how long the broker may hold a fetch, and how much
+it should gather first.
 
 Faust creates its consumer with ``fetch_max_wait_ms=1500``. The Kafka client keeps one
 fetch in flight per broker and leaves out the partitions whose records the application
@@ -9,19 +10,33 @@ consumed in bursts every ~1.6 s, and freshness was a 0–1.6 s sawtooth
 (perf/RESULTS.md, "Changelog records in batches, fetches no longer held 1.5 s"). A short
 wait adds empty fetches to an idle worker: at 100 ms it used 5.4 % of a core instead of
 3.2 %, at 250 ms 2.0 %.
+
+Faust leaves ``fetch_min_bytes`` at 1, so a busy worker sends a fetch for every few
+messages that arrive; each costs a request encoded and decoded in Python and a socket
+write, and the broker's work to answer it. With messages of 250 points that was ~40 % of
+the worker's CPU (perf/RESULTS.md, "... fetches sized to the load"). ``FetchSizer`` asks the
+broker to gather ``fill_s`` worth of the bytes the worker consumed in the last second, and
+a quiet worker still gets each record at once. The worker counts decompressed bytes and
+the broker compressed ones: with the collector's zstd batches (~10 % of the bytes) a fetch
+gathers about ten times ``fill_s``, never more than the 250 ms max wait.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import Any
 
 FETCH_MAX_WAIT_MS = 250
+FETCH_FILL_S = 0.01
+FETCH_MIN_BYTES_MAX = 1 << 20
 _PATCHED = "_mf_fetch_max_wait"
+_CONSUMERS: weakref.WeakSet[Any] = weakref.WeakSet()  # the worker consumers created in this process
 
 
 def short_fetch_waits(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
-    """Make the worker consumers Faust creates from now on wait at most ``max_wait_ms`` per fetch
-    (idempotent)."""
+    """Make the worker consumers Faust creates from now on wait at most ``max_wait_ms`` per fetch,
+    and let ``FetchSizer`` size their fetches (idempotent)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     create = AIOKafkaConsumerThread._create_worker_consumer
@@ -31,7 +46,46 @@ def short_fetch_waits(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
         consumer = create(self, transport)
         consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        _CONSUMERS.add(consumer)
         return consumer
 
     setattr(create_worker_consumer, _PATCHED, True)
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def fetch_min_bytes(bytes_per_s: float, fill_s: float = FETCH_FILL_S, cap: int = FETCH_MIN_BYTES_MAX) -> int:
+    """What a fetch should gather: ``fill_s`` of the consumed rate, at least 1 byte (answer at once)."""
+    return max(1, min(cap, int(bytes_per_s * fill_s)))
+
+
+class FetchSizer:
+    """Counts the bytes the worker consumes; ``adjust`` (once a second) sets the consumers' fetch size.
+
+    The broker answers a fetch when it holds ``fetch_min_bytes`` or after ``FETCH_MAX_WAIT_MS``:
+    when the load stops, the fetches in flight wait at most that long, and the next ``adjust`` asks
+    for 1 byte again.
+    """
+
+    def __init__(self, fill_s: float = FETCH_FILL_S, cap: int = FETCH_MIN_BYTES_MAX) -> None:
+        self._fill_s = fill_s
+        self._cap = cap
+        self._bytes = 0
+        self._since = time.monotonic()
+        self.min_bytes = 1
+
+    def consumed(self, nbytes: int) -> None:
+        self._bytes += nbytes
+
+    def adjust(self) -> int:
+        """Set every worker consumer's fetch size from the rate since the last call; returns it."""
+        now = time.monotonic()
+        rate = self._bytes / max(now - self._since, 1e-3)
+        self._bytes, self._since = 0, now
+        self.min_bytes = fetch_min_bytes(rate, self._fill_s, self._cap) if self._fill_s > 0 else 1
+        for consumer in list(_CONSUMERS):
+            consumer._fetch_min_bytes = self.min_bytes  # for a fetcher started later
+            fetcher = getattr(consumer, "_fetcher", None)
+            if fetcher is not None:
+                # Read by the consumer thread for every fetch request it builds; one attribute store.
+                fetcher._fetch_min_bytes = self.min_bytes
+        return self.min_bytes

@@ -17,7 +17,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
-from agents.consumer_fetch import short_fetch_waits
+from agents.consumer_fetch import FetchSizer, short_fetch_waits
 from agents.end_offsets import EndOffsets
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
@@ -151,7 +151,8 @@ def create_app(settings: Settings) -> faust.App:
 
     replay = PointsReplay(settings, storage, app.conf.id, recovered, app.crash)
     register_agents(app, storage, replay, points, series,
-                    cut_check_interval_s=min(5.0, max(0.25, settings.head_cut_interval_s / 4)))
+                    cut_check_interval_s=min(5.0, max(0.25, settings.head_cut_interval_s / 4)),
+                    fetch_sizer=FetchSizer(settings.fetch_fill_ms / 1000))
     register_ingest_agent(app, settings, app.topic(settings.topic("ingest"), partitions=settings.partitions, **RAW))
 
     @app.on_partitions_revoked.connect

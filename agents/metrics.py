@@ -32,6 +32,8 @@ BLOCKS_EXPIRED = Counter("mf_worker_blocks_expired", "Blocks deleted by retentio
 REPLAYED_POINTS = Counter("mf_worker_replayed_points", "Points replayed from mf.points into heads after an assignment")
 REPLAY_SECONDS = Histogram("mf_worker_replay_seconds", "Time to replay one partition's head from mf.points",
                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+FETCH_MIN_BYTES = Gauge("mf_worker_fetch_min_bytes",
+                        "Bytes the broker gathers before it answers a fetch (sized to the consumed rate)")
 EVENT_LOOP_LAG = Histogram("mf_worker_event_loop_lag_seconds",
                            "How late a 100 ms timer on the worker's event loop wakes: consumption, cuts and "
                            "queries share that loop, so this is how long any of them held it",

@@ -63,6 +63,9 @@ class Settings:
     # server's CPU where asyncio's costs 0.43-0.49 (perf/RESULTS.md, "Query latency").
     worker_loop: str = "uvloop"
     standby_replicas: int = 1
+    # A busy worker asks the broker to gather this long's worth of its consumed bytes per fetch
+    # (agents/consumer_fetch.py): a fetch for every few small messages was ~40 % of its CPU. 0: off.
+    fetch_fill_ms: int = 10
     # Every cut appends one segment per series with new points; blocks are compressed and
     # rolled up once, at seal. 5 minutes keeps the head a few minutes of data.
     head_cut_interval_s: float = 300.0

@@ -184,6 +184,8 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--cut-interval", type=float, default=15.0, help="MF_HEAD_CUT_INTERVAL_S of the worker")
     ap.add_argument("--standby-replicas", type=int, default=0)
+    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE",
+                    help="a setting for every process of the stack (repeatable), e.g. MF_FETCH_FILL_MS=0")
     ap.add_argument("--steady-seconds", type=float, default=20.0, help="0 skips the steady/freshness phase")
     ap.add_argument("--steady-rate", type=float, default=0.0,
                     help="points/s of the steady phase (default: half the measured sustained maximum)")
@@ -205,12 +207,13 @@ def main() -> int:
     print(f"[{tag}] encode: {json.dumps(enc.stats)}", flush=True)
 
     stack = Stack(root=root, kafka_port=a.kafka_port, partitions=a.partitions, cut_interval_s=a.cut_interval,
-                  standby_replicas=a.standby_replicas, app_id=f"mfperf-{a.size}-{a.protocol}".lower())
+                  standby_replicas=a.standby_replicas, app_id=f"mfperf-{a.size}-{a.protocol}".lower(),
+                  extra_env=dict(kv.split("=", 1) for kv in a.env))
     result: dict = {"tag": tag, "size": a.size, "protocol": a.protocol, "hosts": hosts,
                     "series": enc.n_series, "points": enc.n_points, "encode": enc.stats,
                     "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release, "python": python_version()},
                     "config": {"partitions": a.partitions, "cut_interval_s": a.cut_interval,
-                               "standby_replicas": a.standby_replicas, "concurrency": a.concurrency,
+                               "standby_replicas": a.standby_replicas, "concurrency": a.concurrency, "env": a.env,
                                "effective_concurrency": min(a.concurrency, enc.n_groups), "lag": a.lag},
                     "cmd": " ".join([Path(sys.executable).name, *sys.argv]), "code": git_state()}
     profilers: list[subprocess.Popen] = []

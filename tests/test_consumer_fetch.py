@@ -1,5 +1,6 @@
-"""The worker's Kafka consumer lets the broker hold an empty fetch 250 ms, not Faust's 1.5 s
-(agents/consumer_fetch.py): a fetch of quiet topics held mf.points back for 1.5 s at a time."""
+"""The worker's Kafka consumer (agents/consumer_fetch.py): the broker holds an empty fetch 250 ms,
+not Faust's 1.5 s (a fetch of quiet topics held mf.points back for 1.5 s at a time), and a busy
+worker's fetches gather ~10 ms of its consumed bytes (a fetch for every few small messages)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,48 @@ import asyncio
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from agents.consumer_fetch import FETCH_MAX_WAIT_MS, short_fetch_waits
+from agents.consumer_fetch import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES_MAX, FetchSizer, fetch_min_bytes, short_fetch_waits
 
 
-def _worker_consumer_wait_ms() -> int:
-    async def build() -> int:
+def _worker_consumer() -> object:
+    async def build() -> object:
         app = faust.App("mf-test-fetch", broker="kafka://127.0.0.1:1")  # never connects: the consumer is not started
-        consumer = app.consumer._thread._create_worker_consumer(app.transport)
-        return consumer._fetch_max_wait_ms
+        return app.consumer._thread._create_worker_consumer(app.transport)
     return asyncio.run(build())
 
 
 def test_worker_consumers_wait_briefly_for_an_empty_fetch() -> None:
     short_fetch_waits()
     short_fetch_waits()  # idempotent: one wrapper, not two
-    assert _worker_consumer_wait_ms() == FETCH_MAX_WAIT_MS < 1500
+    assert _worker_consumer()._fetch_max_wait_ms == FETCH_MAX_WAIT_MS < 1500  # type: ignore[attr-defined]
     wrapped = AIOKafkaConsumerThread._create_worker_consumer
     assert getattr(wrapped, "_mf_fetch_max_wait", False)
+
+
+def test_fetch_size_is_the_fill_time_of_the_consumed_rate() -> None:
+    assert fetch_min_bytes(0.0) == 1  # idle: the broker answers as soon as it has a record
+    assert fetch_min_bytes(10.0) == 1
+    assert fetch_min_bytes(1_000_000.0) == 10_000  # 1 MB/s: 10 ms of it
+    assert fetch_min_bytes(1_000_000.0, fill_s=0.1) == 100_000
+    assert fetch_min_bytes(1e12) == FETCH_MIN_BYTES_MAX
+
+
+def test_sizer_sets_the_fetch_size_of_the_worker_consumers_and_drops_it_when_the_load_stops() -> None:
+    short_fetch_waits()
+    consumer = _worker_consumer()
+    assert consumer._fetch_min_bytes == 1  # type: ignore[attr-defined]  # Faust's (the client's default)
+    sizer = FetchSizer()
+    sizer.consumed(100 * FETCH_MIN_BYTES_MAX)  # far more than the cap in well under a second
+    assert sizer.adjust() == FETCH_MIN_BYTES_MAX
+    assert consumer._fetch_min_bytes == FETCH_MIN_BYTES_MAX  # type: ignore[attr-defined]
+    assert sizer.adjust() == 1  # nothing consumed since
+    assert consumer._fetch_min_bytes == 1  # type: ignore[attr-defined]
+
+
+def test_a_zero_fill_time_keeps_fetches_answered_at_once() -> None:
+    short_fetch_waits()
+    consumer = _worker_consumer()
+    sizer = FetchSizer(fill_s=0.0)
+    sizer.consumed(100 * FETCH_MIN_BYTES_MAX)
+    assert sizer.adjust() == 1
+    assert consumer._fetch_min_bytes == 1  # type: ignore[attr-defined]

@@ -56,9 +56,11 @@ def main() -> None:
     ap.add_argument("--live", action="store_true", help="end to end on a private Kafka + worker")
     ap.add_argument("--series", type=int, default=5000)
     ap.add_argument("--cuts", type=int, default=6)
+    ap.add_argument("--message-points", type=int, default=40_000,
+                    help="live: at most this many points per mf.points message (a round of a partition is split)")
     a = ap.parse_args()
     if a.live:
-        print(json.dumps(_live(a.series, a.cuts, a.cut_points)))
+        print(json.dumps(_live(a.series, a.cuts, a.cut_points, a.message_points)))
         return
     n = a.points
     vals = RandomWalk(a.blocks, 7).rounds(n).T.copy()  # (blocks, n)
@@ -120,7 +122,8 @@ def _segment_costs(ts: np.ndarray, vals: np.ndarray, cut_points: int) -> dict[st
             "segment_cut_amortised_us_per_series_cut": seg_us + seal_us / cuts}
 
 
-def _live(n_series: int, cuts: int, cut_points: int, cut_interval_s: float = 15.0) -> dict[str, float]:
+def _live(n_series: int, cuts: int, cut_points: int, message_points: int,
+          cut_interval_s: float = 15.0) -> dict[str, float]:
     from perf.lib import procs, promtext
     from perf.lib.stack import Stack
 
@@ -129,12 +132,14 @@ def _live(n_series: int, cuts: int, cut_points: int, cut_interval_s: float = 15.
     try:
         stack.start_kafka()
         worker = stack.start_worker()
-        return asyncio.run(_live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, procs, promtext))
+        return asyncio.run(_live_send(stack, worker, n_series, cuts, cut_points, message_points, cut_interval_s,
+                                      procs, promtext))
     finally:
         stack.stop_all()
 
 
-async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, procs, promtext) -> dict[str, float]:
+async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, cut_interval_s, procs,
+                     promtext) -> dict[str, float]:
     from aiokafka import AIOKafkaProducer
 
     from metricsflow.pointbatch import encode_batches
@@ -152,15 +157,16 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
     producer = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{stack.kafka_port}", acks="all",
                                 max_request_size=8 << 20)
     await producer.start()
-    sent = 0
+    sent = messages = 0
 
     async def send_rounds(first: int, count: int) -> None:
-        nonlocal sent
+        nonlocal sent, messages
         ts = t0 + step_ms * np.arange(first, first + count, dtype=np.int64)
         for p, ps in enumerate(by_part):
             runs = [(int(sid), ts, np.round(np.sin(ts / 1e6 + i), 2)) for i, sid in enumerate(ps.tolist())]
-            for msg in encode_batches(runs, 40_000, int(time.time() * 1000)):
+            for msg in encode_batches(runs, message_points, int(time.time() * 1000)):
                 await producer.send_and_wait(stack.topic_prefix + "points", msg, partition=p)
+                messages += 1
         sent += n_series * count
 
     def consumed() -> float:
@@ -182,7 +188,7 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
         procs.wait_idle([worker.pid], max_wait=180.0)  # the prefill's cuts and RocksDB flushes are done
         idle = procs.idle_rates({"w": worker.pid}, 5.0)["w"]
         bytes0 = rocks.kafka_topic_sizes(stack.kafka_dir)
-        cpu0, blocks0, started = procs.proc_cpu(worker.pid), written(), time.monotonic()
+        cpu0, blocks0, messages0, started = procs.proc_cpu(worker.pid), written(), messages, time.monotonic()
         rounds = cuts * cut_points
         for r in range(360, 360 + rounds):
             await send_rounds(r, 1)
@@ -197,6 +203,8 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, cut_interval_s, 
         await producer.stop()
     return {"series": n_series, "cut_points": cut_points, "points": n_series * rounds, "series_cuts": series_cuts,
             "worker_cpu_s_net": round(cpu, 3), "idle_rate": round(idle, 4), "elapsed_s": round(elapsed, 1),
+            "messages": messages - messages0,
+            "points_per_message": round(n_series * rounds / max(1, messages - messages0)),
             "us_per_series_cut_incl_points": round(cpu / max(1.0, series_cuts) * 1e6, 1),
             "points_per_cpu_s": round(n_series * rounds / max(cpu, 1e-9)),
             # Kafka bytes (RF 1, log segments) per measured point: what the worker writes, and mf.points itself.
