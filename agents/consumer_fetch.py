@@ -71,7 +71,6 @@ class FetchSizer:
         self._cap = cap
         self._bytes = 0
         self._since = time.monotonic()
-        self.min_bytes = 1
 
     def consumed(self, nbytes: int) -> None:
         self._bytes += nbytes
@@ -81,11 +80,11 @@ class FetchSizer:
         now = time.monotonic()
         rate = self._bytes / max(now - self._since, 1e-3)
         self._bytes, self._since = 0, now
-        self.min_bytes = fetch_min_bytes(rate, self._fill_s, self._cap) if self._fill_s > 0 else 1
+        size = fetch_min_bytes(rate, self._fill_s, self._cap)  # a fill of 0 gives 1: answer at once
         for consumer in list(_CONSUMERS):
-            consumer._fetch_min_bytes = self.min_bytes  # for a fetcher started later
+            consumer._fetch_min_bytes = size  # for a fetcher started later
             fetcher = getattr(consumer, "_fetcher", None)
             if fetcher is not None:
                 # Read by the consumer thread for every fetch request it builds; one attribute store.
-                fetcher._fetch_min_bytes = self.min_bytes
-        return self.min_bytes
+                fetcher._fetch_min_bytes = size
+        return size

@@ -24,7 +24,7 @@ SLOW_CUT_S = 2.0
 
 
 def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay, points: faust.TopicT,
-                    series: faust.TopicT, cut_check_interval_s: float, fetch_sizer: FetchSizer | None = None) -> None:
+                    series: faust.TopicT, cut_check_interval_s: float, fetch_sizer: FetchSizer) -> None:
     @app.agent(series, name="series-indexer")
     async def index_series(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -42,8 +42,7 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
     async def store_points(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            if fetch_sizer is not None:
-                fetch_sizer.consumed(len(event.value))
+            fetch_sizer.consumed(len(event.value))
             if not replay.is_ready(msg.partition):
                 # Only for a partition no assignment announced: the head must first get the
                 # messages below this offset back from mf.points (tables/replay.py).
@@ -64,10 +63,9 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
                 metrics.LAG.labels(str(msg.partition)).set(max(0, highwater - msg.offset - 1))
             # Cuts run from the timer only: inline they stalled consumption for the whole cut.
 
-    if fetch_sizer is not None:
-        @app.timer(interval=1.0, name="fetch-sizer")
-        async def size_fetches() -> None:
-            metrics.FETCH_MIN_BYTES.set(fetch_sizer.adjust())
+    @app.timer(interval=1.0, name="fetch-sizer")
+    async def size_fetches() -> None:
+        metrics.FETCH_MIN_BYTES.set(fetch_sizer.adjust())
 
     @app.task
     async def watch_event_loop() -> None:

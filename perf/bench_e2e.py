@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from perf.lib import procs, promtext, rocks  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
 from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
-from perf.lib.stack import PY, Stack, git_state, python_version  # noqa: E402
+from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
 SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10000, 60)}
 ANCHORS = Path("/work/shared/anchors")
@@ -184,8 +184,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--cut-interval", type=float, default=15.0, help="MF_HEAD_CUT_INTERVAL_S of the worker")
     ap.add_argument("--standby-replicas", type=int, default=0)
-    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE",
-                    help="a setting for every process of the stack (repeatable), e.g. MF_FETCH_FILL_MS=0")
+    add_env_argument(ap)
     ap.add_argument("--steady-seconds", type=float, default=20.0, help="0 skips the steady/freshness phase")
     ap.add_argument("--steady-rate", type=float, default=0.0,
                     help="points/s of the steady phase (default: half the measured sustained maximum)")
@@ -208,7 +207,7 @@ def main() -> int:
 
     stack = Stack(root=root, kafka_port=a.kafka_port, partitions=a.partitions, cut_interval_s=a.cut_interval,
                   standby_replicas=a.standby_replicas, app_id=f"mfperf-{a.size}-{a.protocol}".lower(),
-                  extra_env=dict(kv.split("=", 1) for kv in a.env))
+                  extra_env=env_settings(a.env))
     result: dict = {"tag": tag, "size": a.size, "protocol": a.protocol, "hosts": hosts,
                     "series": enc.n_series, "points": enc.n_points, "encode": enc.stats,
                     "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release, "python": python_version()},

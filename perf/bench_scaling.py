@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from perf.lib import procs, promtext  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
 from perf.lib.send import Client, send_chains  # noqa: E402
-from perf.lib.stack import Stack, git_state, python_version  # noqa: E402
+from perf.lib.stack import Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
 
 def counters(urls: list[str]) -> dict[str, float]:
@@ -50,7 +50,7 @@ def run_one(n_workers: int, n_collectors: int, enc: rq.Encoded, a: argparse.Name
     stack = Stack(root=Path(a.root), kafka_port=a.kafka_port, collector_http_base=28180, collector_grpc_base=25151,
                   worker_web_base=26166, partitions=a.partitions, cut_interval_s=a.cut_interval,
                   standby_replicas=a.standby_replicas, app_id=f"mfscale-{n_workers}w", topic_prefix="mfscale.",
-                  extra_env={"MF_LOG_LEVEL": a.log_level, **dict(kv.split("=", 1) for kv in a.env)})
+                  extra_env={"MF_LOG_LEVEL": a.log_level, **env_settings(a.env)})
     try:
         t_up = time.time()
         stack.start_kafka()
@@ -136,8 +136,7 @@ def main() -> int:
     ap.add_argument("--kafka-port", type=int, default=29192)
     ap.add_argument("--out", default="/tmp/mfperf/results/scaling.json")
     ap.add_argument("--log-level", default="warning", help="of the collectors and workers (logs under --root)")
-    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE",
-                    help="a setting for every process of the stack (repeatable), e.g. MF_FETCH_FILL_MS=0")
+    add_env_argument(ap)
     a = ap.parse_args()
     rows = []
     for nw in [int(x) for x in a.workers.split(",")]:

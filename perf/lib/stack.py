@@ -6,6 +6,7 @@ nothing is looked up by name. Ports and data dirs are private (defaults under /t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -182,6 +183,23 @@ class Stack:
         self.collectors.clear()
         self.workers.clear()
         self.stop_kafka()
+
+
+def add_env_argument(ap: argparse.ArgumentParser) -> None:
+    """``--env MF_NAME=VALUE`` (repeatable): settings for every process of the stack, to compare two
+    settings without a code change; read back with ``env_settings``."""
+    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE",
+                    help="a setting for every process of the stack (repeatable), e.g. MF_FETCH_FILL_MS=0")
+
+
+def env_settings(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("MF_"):
+            raise SystemExit(f"--env {item!r}: expected MF_NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def python_version() -> str:
