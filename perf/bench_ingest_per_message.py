@@ -25,6 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "perf")]
 
 from bench_seal_and_query import _storage  # noqa: E402
 
+from metricsflow.config import Settings  # noqa: E402
 from metricsflow.pointbatch import encode_batches  # noqa: E402
 from tests.test_storage_segments import T0, P  # noqa: E402
 
@@ -35,11 +36,12 @@ def per_message(n: int) -> dict:
     storage = _storage()
     sids = (np.arange(1, SERIES + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)).tolist()
     rounds = max(8, 1_000_000 // SERIES)
+    per_message_max = Settings().max_points_per_message
     messages = []
     for r in range(rounds):
         ts = np.array([T0 + 10_000 * r], np.int64)
         for k in range(0, SERIES, n):
-            messages += encode_batches([(s, ts, np.array([1.5])) for s in sids[k:k + n]], 40_000, 1)
+            messages += encode_batches([(s, ts, np.array([1.5])) for s in sids[k:k + n]], per_message_max, 1)
     warm = len(messages) // 4
     for offset, msg in enumerate(messages[:warm]):
         storage.ingest_points(P, offset, msg)

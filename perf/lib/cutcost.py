@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from metricsflow import codecs, rollup
+from metricsflow.config import Settings
 from metricsflow.samples import merge
 from metricsflow.workload import RandomWalk
 from tables import segments
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--live", action="store_true", help="end to end on a private Kafka + worker")
     ap.add_argument("--series", type=int, default=5000)
     ap.add_argument("--cuts", type=int, default=6)
-    ap.add_argument("--message-points", type=int, default=40_000,
+    ap.add_argument("--message-points", type=int, default=Settings().max_points_per_message,
                     help="live: at most this many points per mf.points message (a round of a partition is split)")
     a = ap.parse_args()
     if a.live:

@@ -185,21 +185,22 @@ class Stack:
         self.stop_kafka()
 
 
+def _env_setting(item: str) -> str:
+    name, sep, _ = item.partition("=")
+    if not sep or not name.startswith("MF_"):
+        raise argparse.ArgumentTypeError(f"{item!r}: expected MF_NAME=VALUE")
+    return item
+
+
 def add_env_argument(ap: argparse.ArgumentParser) -> None:
     """``--env MF_NAME=VALUE`` (repeatable): settings for every process of the stack, to compare two
-    settings without a code change; read back with ``env_settings``."""
-    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE",
+    settings without a code change; checked when the arguments are parsed, read with ``env_settings``."""
+    ap.add_argument("--env", action="append", default=[], metavar="MF_NAME=VALUE", type=_env_setting,
                     help="a setting for every process of the stack (repeatable), e.g. MF_FETCH_FILL_MS=0")
 
 
 def env_settings(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("MF_"):
-            raise SystemExit(f"--env {item!r}: expected MF_NAME=VALUE")
-        out[name] = value
-    return out
+    return dict(item.split("=", 1) for item in items)
 
 
 def python_version() -> str:
