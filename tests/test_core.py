@@ -145,6 +145,72 @@ def test_index_selects_within_a_tenant() -> None:
     assert idx.label_values("b", "env") == {"prod"}
 
 
+def test_index_keeps_one_copy_of_each_label_string() -> None:
+    idx = SeriesIndex()
+    # Strings as the worker gets them: parsed per record, equal but not the same objects.
+    fresh = lambda text: text.encode().decode()  # noqa: E731
+    idx.add(1, "a", {fresh("__name__"): fresh("cpu"), fresh("host"): fresh("h1")})
+    idx.add(2, "a", {fresh("__name__"): fresh("mem"), fresh("host"): fresh("h1")})
+    (n1, v1), (n2, v2) = (next(iter(idx.labels[s].items())) for s in (1, 2))
+    assert n1 is n2 and idx.labels[1]["host"] is idx.labels[2]["host"]
+    assert v1 == "cpu" and v2 == "mem"
+    idx.remove(1)
+    assert idx.label_values("a", "__name__") == {"mem"} and idx.label_values("a", "host") == {"h1"}
+    assert idx.select("a", [Matcher("host", "=", "h1")]) == [2]
+    idx.remove(2)
+    assert len(idx) == 0 and idx.select("a", [Matcher("host", "=", "h1")]) == []
+    assert not idx._postings and not idx._values and not idx._names and not idx._by_tenant  # nothing kept
+
+
+_INDEX_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 40), st.sampled_from("ab"),
+              st.dictionaries(st.sampled_from(["__name__", "host", "env"]), st.sampled_from(["", "x", "y"]),
+                              min_size=1, max_size=3)),
+    st.tuples(st.just("remove"), st.integers(0, 40))), min_size=30, max_size=150)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_INDEX_OPS)
+def test_index_answers_as_a_model_through_adds_and_removes(ops: list[tuple]) -> None:
+    # Postings move from tuples to sets past SMALL_POSTING ids and shrink again on removes.
+    idx, model = SeriesIndex(), {}
+    for op in ops:
+        if op[0] == "add":
+            _, sid, tenant, labels = op
+            idx.add(sid, tenant, labels)
+            model.setdefault(sid, (tenant, labels))
+        else:
+            idx.remove(op[1])
+            model.pop(op[1], None)
+    for tenant in "ab":
+        mine = {sid: lb for sid, (t, lb) in model.items() if t == tenant}
+        for name in ("__name__", "host", "env"):
+            assert idx.label_values(tenant, name) == {lb[name] for lb in mine.values() if name in lb}
+            for value in ("", "x", "y"):
+                for op in ("=", "!="):
+                    want = sorted(s for s, lb in mine.items() if (lb.get(name, "") == value) == (op == "="))
+                    assert idx.select(tenant, [Matcher(name, op, value)]) == want
+        both = [Matcher("host", "=", "x"), Matcher("env", "=", "y")]
+        assert idx.select(tenant, both) == sorted(
+            s for s, lb in mine.items() if lb.get("host") == "x" and lb.get("env") == "y")
+    assert len(idx) == len(model)
+
+
+def test_index_postings_grow_past_small_and_shrink() -> None:
+    idx = SeriesIndex()
+    for sid in range(20):
+        idx.add(sid, "t", {"job": "j", "i": str(sid % 2)})
+    sel = lambda *ms: idx.select("t", [Matcher(*m) for m in ms])  # noqa: E731
+    assert sel(("job", "=", "j")) == list(range(20)) and sel(("i", "=", "1")) == list(range(1, 20, 2))
+    for sid in range(0, 20, 3):
+        idx.remove(sid)
+    left = [s for s in range(20) if s % 3]
+    assert sel(("job", "=", "j")) == left and sel(("job", "=", "j"), ("i", "=", "0")) == [s for s in left if s % 2 == 0]
+    for sid in left:
+        idx.remove(sid)
+    assert sel(("job", "=", "j")) == [] and idx.label_values("t", "job") == set()
+
+
 def test_query_parameters_parse_like_prometheus() -> None:
     assert parse_time_ms("1700000000.5", 0, "t") == 1_700_000_000_500
     assert parse_time_ms("2023-11-14T22:13:20Z", 0, "t") == 1_700_000_000_000
