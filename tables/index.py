@@ -7,6 +7,7 @@ tenant and no query can reach another tenant's series.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from typing import Protocol
 # values of a host's or a pod's label belong to one or two series. Past this size it is a set.
 SMALL_POSTING = 8
 Posting = tuple[int, ...] | set[int]
+_REGEX_META = frozenset(".^$*+?{}[]\\|()")
 
 
 class MatcherLike(Protocol):
@@ -29,61 +31,74 @@ class MatcherLike(Protocol):
 class SeriesIndex:
     """Label sets by series id and posting lists by (name, value).
 
-    Every label name and value is kept once per index: the strings parsed from each
-    series' record are replaced by the first equal string seen, so the 10 metrics of a
-    host share its hostname and every series shares "__name__"; ``remove`` lets a string
-    go with the last series that uses it. With small postings as tuples this took the
-    heap per series of the TSBS label sets from ~2.6 KB to ~1.2 KB (perf/RESULTS.md,
-    "Label index memory").
+    A series' labels are kept as the engine keys them: a tuple of (name, value) pairs in
+    name order, empty values left out (an empty value is an absent label). Every pair and
+    string is kept once per index (the first equal one seen), so the 10 metrics of a host
+    share its hostname pair and every series shares "__name__"; ``remove`` lets them go
+    with the last series that uses them. Small postings are tuples. With the TSBS label
+    sets this took the heap per series from ~2.6 KB to ~1.1 KB (perf/RESULTS.md, "Label
+    index memory").
     """
 
     def __init__(self) -> None:
-        self.labels: dict[int, dict[str, str]] = {}
         self.kinds: dict[int, int] = {}
+        self._labels: dict[int, tuple[tuple[str, str], ...]] = {}
         self._by_tenant: dict[str, set[int]] = {}
         self._postings: dict[str, dict[str, Posting]] = {}
         self._names: dict[str, str] = {}
-        self._values: dict[str, dict[str, str]] = {}  # name -> the one copy of each of its values
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self._labels)
+
+    def __contains__(self, sid: int) -> bool:
+        return sid in self._labels
 
     def add(self, sid: int, tenant: str, labels: dict[str, str], kind: int = 0) -> None:
-        if sid in self.labels:
+        if sid in self._labels:
             return
-        kept: dict[str, str] = {}
-        # Kept in name order: a query's label tuple is then the dict's items as they are.
+        kept = []
         for name, value in sorted(labels.items()):
-            name = self._names.setdefault(name, name)
-            values = self._values.get(name)
-            if values is None:
-                values = self._values[name] = {}
-                self._postings[name] = {}
-            value = values.setdefault(value, value)
-            kept[name] = value
-            postings = self._postings[name]
+            if value == "":
+                continue
+            pair = self._pairs.get((name, value))
+            if pair is None:
+                name = self._names.setdefault(name, name)
+                pair = self._pairs[(name, value)] = (name, value)
+            kept.append(pair)
+            postings = self._postings.get(pair[0])
+            if postings is None:
+                postings = self._postings[pair[0]] = {}
             ids = postings.get(value)
             if ids is None:
-                postings[value] = (sid,)
+                postings[pair[1]] = (sid,)
             elif type(ids) is tuple:
-                postings[value] = (*ids, sid) if len(ids) < SMALL_POSTING else {*ids, sid}
+                postings[pair[1]] = (*ids, sid) if len(ids) < SMALL_POSTING else {*ids, sid}
             else:
                 ids.add(sid)
-        self.labels[sid] = kept
+        self._labels[sid] = tuple(kept)
         self.kinds[sid] = kind
         self._by_tenant.setdefault(tenant, set()).add(sid)
 
     def label_key(self, sid: int) -> tuple[tuple[str, str], ...]:
-        """The series' labels as the engine keys them (name order, no empty values): no sort per query,
-        which took 3 µs per series of 11 labels (perf/RESULTS.md, "Query latency")."""
-        labels = self.labels[sid]
-        if "" in labels.values():
-            return tuple((k, v) for k, v in labels.items() if v != "")
-        return tuple(labels.items())
+        """The series' labels as the engine keys them (name order, no empty values), as kept: nothing
+        is built per query (a sort took 3 µs per series of 11 labels, perf/RESULTS.md, "Query latency")."""
+        return self._labels[sid]
+
+    def labels_of(self, sid: int) -> dict[str, str]:
+        """The series' labels as a new dict, in name order."""
+        return dict(self._labels[sid])
+
+    def value(self, sid: int, name: str) -> str:
+        """The series' value of label ``name``; "" when it has none."""
+        for k, v in self._labels[sid]:
+            if k == name:
+                return v
+        return ""
 
     def remove(self, sid: int) -> None:
-        labels = self.labels.pop(sid, None)
-        if labels is None:
+        pairs = self._labels.pop(sid, None)
+        if pairs is None:
             return
         self.kinds.pop(sid, None)
         for tenant, ids in self._by_tenant.items():  # a handful of tenants; a map per series cost ~100 B
@@ -92,7 +107,8 @@ class SeriesIndex:
                 if not ids:
                     del self._by_tenant[tenant]
                 break
-        for name, value in labels.items():
+        for pair in pairs:
+            name, value = pair
             postings = self._postings[name]
             ids = postings[value]
             if type(ids) is tuple:
@@ -104,10 +120,9 @@ class SeriesIndex:
                 ids.discard(sid)
                 if ids:
                     continue
-            del postings[value]
-            del self._values[name][value]
+            del postings[value], self._pairs[pair]
             if not postings:
-                del self._postings[name], self._values[name], self._names[name]
+                del self._postings[name], self._names[name]
 
     def _posting(self, name: str, value: str) -> Posting:
         return self._postings.get(name, {}).get(value, ())
@@ -122,26 +137,57 @@ class SeriesIndex:
             candidates = candidates.intersection(self._posting(m.name, m.value))
             if not candidates:
                 return []
-        rest = [m for m in matchers if m not in equal]
-        if not rest:
-            return sorted(candidates)
-        out = []
-        for sid in candidates:
-            labels = self.labels[sid]
-            if all(m.matches(labels.get(m.name, "")) for m in rest):
-                out.append(sid)
-        return sorted(out)
+        for m in matchers:
+            if m not in equal:
+                candidates = self._filter(candidates, m)
+                if not candidates:
+                    return []
+        return sorted(candidates)
+
+    def _filter(self, candidates: set[int], m: MatcherLike) -> set[int]:
+        """The candidates ``m`` matches (a new set): by the label's distinct values when they are
+        fewer than the candidates, else by each candidate's value."""
+        if m.op in ("=~", "!~"):
+            literals = literal_alternatives(m.value)
+            if literals is not None and "" not in literals:  # host=~"a|b|c", as dashboards' variables write it
+                hits: set[int] = set()
+                for v in literals:
+                    hits.update(self._posting(m.name, v))
+                return candidates & hits if m.op == "=~" else candidates - hits
+        values = self._postings.get(m.name, {})
+        if len(values) > len(candidates):
+            return {sid for sid in candidates if m.matches(self.value(sid, m.name))}
+        if m.matches(""):  # series without the label match: leave out those whose value does not
+            out = set(candidates)
+            for v, ids in values.items():
+                if not m.matches(v):
+                    out.difference_update(ids)
+            return out
+        out = set()
+        for v, ids in values.items():
+            if m.matches(v):
+                out.update(ids)
+        out.intersection_update(candidates)
+        return out
 
     def label_names(self, tenant: str, sids: Iterable[int] | None = None) -> set[str]:
         if sids is None:
-            sids = self._by_tenant.get(tenant, ())
-        names: set[str] = set()
-        for sid in sids:
-            names.update(self.labels[sid])
-        return names
+            tenant_ids = self._by_tenant.get(tenant, set())
+            return {name for name, values in self._postings.items()
+                    if any(not tenant_ids.isdisjoint(ids) for ids in values.values())}
+        return {name for sid in sids for name, _ in self._labels[sid]}
 
     def label_values(self, tenant: str, name: str, sids: Iterable[int] | None = None) -> set[str]:
         if sids is None:
             tenant_ids = self._by_tenant.get(tenant, set())
             return {v for v, ids in self._postings.get(name, {}).items() if not tenant_ids.isdisjoint(ids)}
-        return {self.labels[sid][name] for sid in sids if name in self.labels[sid]}
+        return {v for sid in sids for k, v in self._labels[sid] if k == name}
+
+
+@functools.lru_cache(maxsize=1024)
+def literal_alternatives(regex: str) -> frozenset[str] | None:
+    """The strings a fully anchored ``regex`` matches when it is plain text or alternatives of it, else None."""
+    alternatives = regex.split("|")
+    if any(c in _REGEX_META for a in alternatives for c in a):
+        return None
+    return frozenset(alternatives)

@@ -459,7 +459,7 @@ class WorkerStorage:
             return 0
         added = 0
         for sid, info in entries:
-            if sid not in index.labels:
+            if sid not in index:
                 index.add(sid, info.tenant, {lb.name: lb.value for lb in info.labels}, int(info.kind))
                 added += 1
         return added
@@ -923,7 +923,7 @@ class WorkerStorage:
             yield p, index, index.select(tenant, matchers)
 
     def labels_of(self, partition: int, sid: int) -> dict[str, str]:
-        return self.state(partition).index.labels[sid]
+        return self.state(partition).index.labels_of(sid)
 
     def select(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                keep_empty: bool = False) -> list[SeriesData]:
@@ -931,7 +931,7 @@ class WorkerStorage:
         for p, index, sids in self._matching(tenant, matchers):
             for sid, (ts, vals) in zip(sids, self.read_many(p, sids, start_ms, end_ms), strict=True):
                 if ts.size or keep_empty:
-                    out.append(SeriesData(dict(index.labels[sid]), ts, vals))
+                    out.append(SeriesData(index.labels_of(sid), ts, vals))
         return out
 
     def select_range(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int) -> RangeVec:
@@ -972,13 +972,13 @@ class WorkerStorage:
             if agg.startswith("window:"):
                 r = self.rollup_with_head(p, sid, tier, start_ms, end_ms)
                 if len(r):
-                    out.append(SeriesData(dict(self.labels_of(p, sid)), r.starts, rollup.window_values(r, agg[7:])))
+                    out.append(SeriesData(self.labels_of(p, sid), r.starts, rollup.window_values(r, agg[7:])))
                 continue
             r = self.rollup_with_head(p, sid, tier, start_ms - window, end_ms)
             ts, vals = synthesize(r, agg)
             keep = (ts >= start_ms) & (ts <= end_ms)
             if keep.any():
-                out.append(SeriesData(dict(self.labels_of(p, sid)), ts[keep], vals[keep]))
+                out.append(SeriesData(self.labels_of(p, sid), ts[keep], vals[keep]))
         return out
 
     def label_names(self, tenant: str, matchers: Sequence[MatcherLike] | None) -> set[str]:
@@ -1002,7 +1002,7 @@ class WorkerStorage:
         for p in self.readable_partitions():
             index = self.state(p).index
             for sid in index.select(tenant, []):
-                out.setdefault(index.labels[sid].get("__name__", ""), index.kinds.get(sid, 0))
+                out.setdefault(index.value(sid, "__name__"), index.kinds.get(sid, 0))
         return out
 
     def stats(self) -> dict[str, int]:

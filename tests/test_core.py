@@ -151,49 +151,56 @@ def test_index_keeps_one_copy_of_each_label_string() -> None:
     fresh = lambda text: text.encode().decode()  # noqa: E731
     idx.add(1, "a", {fresh("__name__"): fresh("cpu"), fresh("host"): fresh("h1")})
     idx.add(2, "a", {fresh("__name__"): fresh("mem"), fresh("host"): fresh("h1")})
-    (n1, v1), (n2, v2) = (next(iter(idx.labels[s].items())) for s in (1, 2))
-    assert n1 is n2 and idx.labels[1]["host"] is idx.labels[2]["host"]
+    (n1, v1), host1 = idx.label_key(1)
+    (n2, v2), host2 = idx.label_key(2)
+    assert n1 is n2 and host1 is host2  # one pair for both
     assert v1 == "cpu" and v2 == "mem"
     idx.remove(1)
     assert idx.label_values("a", "__name__") == {"mem"} and idx.label_values("a", "host") == {"h1"}
     assert idx.select("a", [Matcher("host", "=", "h1")]) == [2]
     idx.remove(2)
     assert len(idx) == 0 and idx.select("a", [Matcher("host", "=", "h1")]) == []
-    assert not idx._postings and not idx._values and not idx._names and not idx._by_tenant  # nothing kept
+    assert not idx._postings and not idx._pairs and not idx._names and not idx._by_tenant  # nothing kept
 
 
+_INDEX_NAMES = ["__name__", "host", "env"]
+_INDEX_VALUES = ["", "x", "y", "z", "xy", "w"]
 _INDEX_OPS = st.lists(st.one_of(
     st.tuples(st.just("add"), st.integers(0, 40), st.sampled_from("ab"),
-              st.dictionaries(st.sampled_from(["__name__", "host", "env"]), st.sampled_from(["", "x", "y"]),
-                              min_size=1, max_size=3)),
+              st.dictionaries(st.sampled_from(_INDEX_NAMES), st.sampled_from(_INDEX_VALUES), min_size=1, max_size=3)),
     st.tuples(st.just("remove"), st.integers(0, 40))), min_size=30, max_size=150)
+_INDEX_MATCHERS = [(op, v) for op in ("=", "!=") for v in _INDEX_VALUES] + [
+    (op, rx) for op in ("=~", "!~") for rx in ("", ".*", ".+", "x.*", "x|y", "xy|z", "z", "w|")]
 
 
 @settings(max_examples=150, deadline=None)
-@given(_INDEX_OPS)
-def test_index_answers_as_a_model_through_adds_and_removes(ops: list[tuple]) -> None:
-    # Postings move from tuples to sets past SMALL_POSTING ids and shrink again on removes.
+@given(_INDEX_OPS, st.sampled_from(_INDEX_VALUES[1:]))
+def test_index_answers_as_a_model_through_adds_and_removes(ops: list[tuple], narrow: str) -> None:
+    # Postings move from tuples to sets past SMALL_POSTING ids and shrink again on removes; a
+    # matcher other than a non-empty "=" is applied by the label's values or, after a narrowing
+    # matcher left fewer candidates than values, by each candidate's value.
     idx, model = SeriesIndex(), {}
     for op in ops:
         if op[0] == "add":
             _, sid, tenant, labels = op
             idx.add(sid, tenant, labels)
-            model.setdefault(sid, (tenant, labels))
+            model.setdefault(sid, (tenant, {k: v for k, v in labels.items() if v}))  # "" is an absent label
         else:
             idx.remove(op[1])
             model.pop(op[1], None)
+    assert len(idx) == len(model)
     for tenant in "ab":
         mine = {sid: lb for sid, (t, lb) in model.items() if t == tenant}
-        for name in ("__name__", "host", "env"):
+        assert idx.label_names(tenant) == {k for lb in mine.values() for k in lb}
+        for name in _INDEX_NAMES:
             assert idx.label_values(tenant, name) == {lb[name] for lb in mine.values() if name in lb}
-            for value in ("", "x", "y"):
-                for op in ("=", "!="):
-                    want = sorted(s for s, lb in mine.items() if (lb.get(name, "") == value) == (op == "="))
-                    assert idx.select(tenant, [Matcher(name, op, value)]) == want
-        both = [Matcher("host", "=", "x"), Matcher("env", "=", "y")]
-        assert idx.select(tenant, both) == sorted(
-            s for s, lb in mine.items() if lb.get("host") == "x" and lb.get("env") == "y")
-    assert len(idx) == len(model)
+            for op, value in _INDEX_MATCHERS:
+                m = Matcher(name, op, value)
+                want = sorted(s for s, lb in mine.items() if m.matches(lb.get(name, "")))
+                assert idx.select(tenant, [m]) == want
+                first = Matcher("host", "=", narrow)
+                want = sorted(s for s, lb in mine.items() if lb.get("host") == narrow and m.matches(lb.get(name, "")))
+                assert idx.select(tenant, [first, m]) == want
 
 
 def test_index_postings_grow_past_small_and_shrink() -> None:
@@ -268,4 +275,5 @@ def test_the_index_keys_a_series_as_the_engine_does(labels: dict[str, str]) -> N
     index = SeriesIndex()
     index.add(7, "t", labels)
     assert index.label_key(7) == from_mapping(labels)
-    assert index.labels[7] == labels  # the same labels, kept in name order
+    assert index.labels_of(7) == {k: v for k, v in labels.items() if v}  # an empty value is an absent label
+    assert list(index.labels_of(7)) == sorted(index.labels_of(7))  # in name order
