@@ -8,7 +8,9 @@ A private stack (Kafka on 29292, collector 28280/25251, worker 26266, data under
 --samples points each) for a tenant the worker has never seen, sent as 500-series gRPC
 requests over 4 connections. Measured: the time until every request was acknowledged,
 the time until the worker indexed every series and consumed every point (its /metrics
-polled every 50 ms), and the worker's CPU-seconds in between (utime+stime from /proc).
+polled every 50 ms), the worker's CPU-seconds in between (utime+stime from /proc), and its
+resident memory before and after (VmRSS; glibc keeps up to 64 MB of freed memory, so use
+``--hosts`` of 10,000 or more for a per-series figure).
 This is the start of perf/bench_e2e.py's steady phase on its own. --profile records the
 worker with py-spy (raw folded stacks, summarised by perf/lib/folded.py).
 Prints a table; the last line is one JSON object.
@@ -73,6 +75,7 @@ def main() -> None:
                                     "-r", "200", "-d", "600", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
+        rss0 = procs.proc_mem(worker.pid)["VmRSS"]
         cpu0 = procs.proc_cpu(worker.pid)
         t0 = time.perf_counter()
         stats = asyncio.run(send(Client("grpc", collector.url, collector.grpc, 4, tenant="burst"), enc.items))
@@ -86,6 +89,7 @@ def main() -> None:
         wait_for(done, 600, "every series indexed and every point consumed", interval=0.05)
         done_s = time.perf_counter() - t0
         cpu_s = procs.proc_cpu(worker.pid) - cpu0
+        rss1 = procs.proc_mem(worker.pid)["VmRSS"]
     finally:
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes what it has
@@ -94,12 +98,16 @@ def main() -> None:
     out = {"tag": "series_burst", "series": enc.n_series, "points": stats.accepted, "acked_s": round(acked_s, 2),
            "indexed_s": round(done_s, 2), "series_per_s": round(enc.n_series / done_s),
            "worker_cpu_s": round(cpu_s, 2), "worker_cpu_us_per_series": round(cpu_s / enc.n_series * 1e6),
+           "worker_rss_before": rss0, "worker_rss_after": rss1,
+           "worker_rss_bytes_per_series": round((rss1 - rss0) / enc.n_series),
            "machine": {"nproc": os.cpu_count(), "python": python_version()}, "code": git_state(),
            "cmd": "python " + " ".join(sys.argv)}
     print(f"{'series (new tenant)':<40}{enc.n_series:,} × {a.samples} points")
     print(f"{'all requests acknowledged after':<40}{acked_s:.2f} s")
     print(f"{'indexed + consumed after':<40}{done_s:.2f} s ({out['series_per_s']:,} series/s)")
     print(f"{'worker CPU':<40}{cpu_s:.2f} s ({out['worker_cpu_us_per_series']} µs per series)")
+    print(f"{'worker RSS':<40}{rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB "
+          f"({out['worker_rss_bytes_per_series']:,} B per series)")
     if a.profile and folded.exists():
         print(summarise(str(folded), 25))
     print(json.dumps(out))
