@@ -80,6 +80,9 @@ class ParseResult:
 
     series: list[SeriesSamples] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # True when every series' labels dict is one the parser hands out again for the same label set
+    # (never changed downstream): the pipeline may then know a label set by the dict itself.
+    shared_labels: bool = False
 
     @property
     def rejected_points(self) -> int:

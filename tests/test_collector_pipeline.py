@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -154,13 +155,31 @@ def test_series_are_announced_once_with_their_labels_and_partition() -> None:
     assert (info.tenant, info.kind) == ("t1", MetricKind.COUNTER)
 
 
-def test_tenants_do_not_share_series_ids() -> None:
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(series_strategy, max_size=12))
+def test_labels_known_by_their_dict_give_what_their_names_and_values_give(series: list[SeriesSamples]) -> None:
+    # A parser that hands out the same dict for a label set (the native one) lets the pipeline
+    # find it by identity on the next request: same points, partitions and refusals.
+    pipeline = IngestPipeline(SETTINGS, RecordingWriter())  # type: ignore[arg-type]
+    parsed = ParseResult(series=series, shared_labels=True)
+    _accept(pipeline, parsed)
+    pipeline._writer = writer = RecordingWriter()
+    want_outcome, want_runs, _ = _reference("t1", parsed, int(time.time() * 1000))
+    outcome = _accept(pipeline, parsed)
+    assert (outcome.accepted, outcome.rejected, outcome.rejections) == want_outcome
+    assert _runs(writer.messages) == want_runs
+    assert len(pipeline._label_sets.shared("t1")) == len({id(s.labels) for s in series})
+
+
+@pytest.mark.parametrize("shared_labels", [False, True])
+def test_tenants_do_not_share_series_ids(shared_labels: bool) -> None:
     writer = RecordingWriter()
     pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
     now = int(time.time() * 1000)
-    labels = {"__name__": "cpu", "host": "a"}
+    labels = {"__name__": "cpu", "host": "a"}  # one dict for both tenants
     for tenant in ("t1", "t2"):
-        _accept(pipeline, ParseResult(series=[SeriesSamples(labels, [now], [1.0])]), tenant)
+        _accept(pipeline, ParseResult(series=[SeriesSamples(labels, [now], [1.0])], shared_labels=shared_labels),
+                tenant)
     sids = {sid for runs in _runs(writer.messages).values() for sid, _ts, _v in runs}
     assert sids == {series_id("t1", labels), series_id("t2", labels)}
 
@@ -173,15 +192,17 @@ def test_recent_series_forgets_the_oldest_generation_only() -> None:
     assert recent.missing([1, 2, 3, 4, 4]) == [2, 4, 4]
 
 
-def test_label_set_cache_stays_bounded_across_tenants() -> None:
+@pytest.mark.parametrize("shared_labels", [False, True])
+def test_label_set_cache_stays_bounded_across_tenants(shared_labels: bool) -> None:
     writer = RecordingWriter()
     pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
     pipeline._label_sets._capacity = 3
     now = int(time.time() * 1000)
     series = [SeriesSamples({"__name__": "cpu", "host": str(i)}, [now], [1.0]) for i in range(5)]
     for tenant in ("a", "b", "c", "d"):
-        outcome = _accept(pipeline, ParseResult(series=series), tenant)
+        outcome = _accept(pipeline, ParseResult(series=series, shared_labels=shared_labels), tenant)
         assert outcome.accepted == 5
     assert pipeline._label_sets._size <= 3 and len(pipeline._label_sets._tenants) <= 1
+    assert pipeline._label_sets._shared_size <= 3 and len(pipeline._label_sets._shared) <= 1
     sids = {sid for runs in _runs(writer.messages).values() for sid, _ts, _v in runs}
     assert sids == {series_id(t, s.labels) for t in "abcd" for s in series}

@@ -101,6 +101,7 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         series_out.append(of_columns(labels, timestamps_ms[at:end], values[at:end], _KIND.get(kind, _UNSPECIFIED)))
         at = end
     result.rejections = merged(rejections)
+    result.shared_labels = True  # every labels dict came from _LABELS
     return result, tenant
 
 
