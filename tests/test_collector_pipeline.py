@@ -196,7 +196,7 @@ def test_recent_series_forgets_the_oldest_generation_only() -> None:
 def test_label_set_cache_stays_bounded_across_tenants(shared_labels: bool) -> None:
     writer = RecordingWriter()
     pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
-    pipeline._label_sets._capacity = 3
+    pipeline._label_sets._capacity = pipeline._label_sets._shared_capacity = 3
     now = int(time.time() * 1000)
     series = [SeriesSamples({"__name__": "cpu", "host": str(i)}, [now], [1.0]) for i in range(5)]
     for tenant in ("a", "b", "c", "d"):

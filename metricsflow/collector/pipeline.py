@@ -17,6 +17,7 @@ from metricsflow.collector.kafka_writer import KafkaWriter, Message
 from metricsflow.collector.validation import Limits, check_labels, check_tenant, validate
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
+from metricsflow.ingest.native import LABEL_SETS_KEPT
 from metricsflow.model import ParseResult, Rejection, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import encode_columns
@@ -105,8 +106,10 @@ class _LabelSetCache:
         # (``ParseResult.shared_labels``): one probe by ``id`` instead of building and hashing a
         # tuple of 22 strings (121 against 721 ns for 11 labels). An entry holds its dict, so no
         # other object can have that id while it is here (the ``is`` check says so in the code).
+        # Bounded by what the parser keeps: past it, an entry would only keep a dict alive.
         self._shared: dict[str, dict[int, tuple[dict[str, str], LabelSetInfo]]] = {}
         self._shared_size = 0
+        self._shared_capacity = LABEL_SETS_KEPT
 
     @staticmethod
     def key(labels: dict[str, str]) -> tuple[str, ...]:
@@ -128,7 +131,7 @@ class _LabelSetCache:
         return shared
 
     def share(self, tenant: str, labels: dict[str, str], info: LabelSetInfo) -> None:
-        if self._shared_size >= self._capacity:
+        if self._shared_size >= self._shared_capacity:
             for shared in self._shared.values():
                 shared.clear()
             self._shared.clear()

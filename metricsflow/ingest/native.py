@@ -105,6 +105,9 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     return result, tenant
 
 
+LABEL_SETS_KEPT = 65_536  # label sets whose dict the parser hands out again
+
+
 class _LabelSets:
     """Raw label encodings of a series (a tuple of serialized ``Label`` messages) → its labels.
 
@@ -112,7 +115,7 @@ class _LabelSets:
     tuple keeps each label's boundaries, so two different label lists never share a key.
     """
 
-    def __init__(self, capacity: int = 65_536) -> None:
+    def __init__(self, capacity: int = LABEL_SETS_KEPT) -> None:
         self.sets: dict[tuple[bytes, ...], dict[str, str]] = {}
         self._capacity = capacity
 
