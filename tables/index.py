@@ -7,15 +7,15 @@ tenant and no query can reach another tenant's series.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+from metricsflow.promql.regex import literal_alternatives
 
 # A posting of a few ids is a tuple: an empty set already takes 200 B, and in a partition most
 # values of a host's or a pod's label belong to one or two series. Past this size it is a set.
 SMALL_POSTING = 8
 Posting = tuple[int, ...] | set[int]
-_REGEX_META = frozenset(".^$*+?{}[]\\|()")
 
 
 class MatcherLike(Protocol):
@@ -182,12 +182,3 @@ class SeriesIndex:
             tenant_ids = self._by_tenant.get(tenant, set())
             return {v for v, ids in self._postings.get(name, {}).items() if not tenant_ids.isdisjoint(ids)}
         return {v for sid in sids for k, v in self._labels[sid] if k == name}
-
-
-@functools.lru_cache(maxsize=1024)
-def literal_alternatives(regex: str) -> frozenset[str] | None:
-    """The strings a fully anchored ``regex`` matches when it is plain text or alternatives of it, else None."""
-    alternatives = regex.split("|")
-    if any(c in _REGEX_META for a in alternatives for c in a):
-        return None
-    return frozenset(alternatives)

@@ -31,6 +31,7 @@ _POSIX = {
     "xdigit": "0-9A-Fa-f",
 }
 _FLAGS = re.compile(r"\(\?([imsU-]+)\)")
+_META = frozenset(".^$*+?{}[]\\|()")  # outside these, an RE2 pattern's characters match themselves
 
 
 def _translate(pat: str) -> str:
@@ -136,3 +137,13 @@ def compile_anchored(pattern: str) -> re.Pattern[str]:
         raise PromQLParseError(f"invalid regular expression {pattern!r}: {exc}") from None
     except (RecursionError, OverflowError) as exc:
         raise PromQLParseError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def literal_alternatives(pattern: str) -> frozenset[str] | None:
+    """The strings an anchored ``pattern`` matches when it is plain text or alternatives of it
+    (``a|b|c``, as dashboards' variables write it), else None: a label index can look them up."""
+    alternatives = pattern.split("|")
+    if any(c in _META for a in alternatives for c in a):
+        return None
+    return frozenset(alternatives)
