@@ -925,6 +925,10 @@ class WorkerStorage:
     def labels_of(self, partition: int, sid: int) -> dict[str, str]:
         return self.state(partition).index.labels_of(sid)
 
+    def label_key(self, partition: int, sid: int) -> tuple[tuple[str, str], ...]:
+        """The series' labels as kept: (name, value) pairs in name order, no empty values."""
+        return self.state(partition).index.label_key(sid)
+
     def select(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                keep_empty: bool = False) -> list[SeriesData]:
         out = []

@@ -126,8 +126,9 @@ async def series(request: web.Request) -> web.StreamResponse:
     seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for matchers in _match_sets(p, required=True):
         for part, sid in storage.select_ids(tenant_of(request), matchers):
-            labels = storage.labels_of(part, sid)
-            seen.setdefault(tuple(sorted(labels.items())), labels)
+            key = storage.label_key(part, sid)  # already sorted by name
+            if key not in seen:
+                seen[key] = dict(key)
     return ok([seen[k] for k in sorted(seen)])
 
 
