@@ -22,6 +22,7 @@ from agents.end_offsets import EndOffsets
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
+from metricsflow.heap import freeze_long_lived
 from tables.partition_store import PartitionStore
 from tables.replay import PointsReplay, check_points_retention
 from tables.rocks_options import table_options, use_zstd
@@ -168,6 +169,7 @@ def create_app(settings: Settings) -> faust.App:
         replay.stop()
         storage.drop_all()
         await replay.run(active_partitions())
+        freeze_long_lived()  # the restored partitions' index and heads live until the next rebalance
 
     def ready() -> bool:
         recovery = app.tables.recovery

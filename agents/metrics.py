@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from metricsflow.heap import GC_PAUSE_BUCKETS
 
 POINTS_CONSUMED = Counter("mf_worker_points_consumed", "Points read from mf.points and stored")
 BATCHES_CONSUMED = Counter("mf_worker_batches_consumed", "mf.points messages processed")
@@ -34,6 +38,12 @@ REPLAY_SECONDS = Histogram("mf_worker_replay_seconds", "Time to replay one parti
                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
 FETCH_MIN_BYTES = Gauge("mf_worker_fetch_min_bytes",
                         "Bytes the broker gathers before it answers a fetch (sized to the consumed rate)")
+GC_PAUSE = Histogram("mf_worker_gc_pause_seconds",
+                     "Garbage collections by generation (2: full); the whole process waits for each",
+                     ["generation"], buckets=GC_PAUSE_BUCKETS)
+GC_FROZEN = Gauge("mf_worker_gc_frozen_objects",
+                  "Objects kept out of full collections (frozen at start and after each rebalance)")
+GC_FROZEN.set_function(gc.get_freeze_count)
 EVENT_LOOP_LAG = Histogram("mf_worker_event_loop_lag_seconds",
                            "How late a 100 ms timer on the worker's event loop wakes: consumption, cuts and "
                            "queries share that loop, so this is how long any of them held it",

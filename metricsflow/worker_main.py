@@ -8,7 +8,7 @@ import os
 import sys
 
 from metricsflow.config import Settings
-from metricsflow.heap import keep_freed_memory
+from metricsflow.heap import freeze_long_lived, keep_freed_memory, time_collections
 from metricsflow.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
 def run(settings: Settings) -> None:
     import faust
 
+    from agents import metrics
     from agents.factory import create_app
 
     keep_freed_memory()  # queries allocate and free MBs of sample arrays each
@@ -42,6 +43,8 @@ def run(settings: Settings) -> None:
     for name in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(name).setLevel(max(level, logging.INFO))
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    freeze_long_lived()  # the libraries' objects, before Faust's first rebalance collects once per table
+    time_collections(lambda generation, seconds: metrics.GC_PAUSE.labels(str(generation)).observe(seconds))
     code = 0
     try:
         worker.execute_from_commandline()

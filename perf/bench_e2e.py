@@ -410,11 +410,17 @@ def main() -> int:
             delta = {k: v - wm0.get(k, 0.0) for k, v in wm1.items()}
             for label, metric in (("event_loop_lag", "mf_worker_event_loop_lag_seconds"),
                                   ("ingest_delay", "mf_worker_ingest_delay_seconds"),
-                                  ("cut", "mf_worker_cut_seconds")):
+                                  ("cut", "mf_worker_cut_seconds"),
+                                  ("gc_pause", "mf_worker_gc_pause_seconds")):
                 result["steady"][f"worker_{label}_le_p50_s"] = promtext.hist_quantile(delta, metric, 0.5)
                 result["steady"][f"worker_{label}_le_p99_s"] = promtext.hist_quantile(delta, metric, 0.99)
                 result["steady"][f"worker_{label}_count"] = promtext.total(delta, metric + "_count")
                 result["steady"][f"worker_{label}_sum_s"] = round(promtext.total(delta, metric + "_sum"), 3)
+            # The longest garbage collection of each process (bucket upper bound): the loop stood still that long.
+            result["steady"]["worker_gc_pause_le_max_s"] = promtext.hist_quantile(
+                delta, "mf_worker_gc_pause_seconds", 1.0)
+            result["steady"]["collector_gc_pause_le_max_s"] = promtext.hist_quantile(
+                cdelta, "mf_collector_gc_pause_seconds", 1.0)
             scpu = {k: round(max(1e-9, sc1[k] - sc0[k] - idle[k] * (st1 - st0)), 2) for k in pids}
             result["steady"]["cpu_s_during"] = scpu
             result["steady"]["cpu_util_cores"] = {k: round(v / (st1 - st0), 2) for k, v in scpu.items()}
@@ -507,6 +513,9 @@ def print_table(r: dict) -> None:
                                             f"({s['probes_visible']}/{s['probes']} probes)"))
         rows.append(("worker event-loop lag p50/p99 s (≤ bucket)",
                      f"{s.get('worker_event_loop_lag_le_p50_s')} / {s.get('worker_event_loop_lag_le_p99_s')}"))
+        rows.append(("longest collection worker / collector s (≤ bucket)",
+                     f"{s.get('worker_gc_pause_le_max_s')} / {s.get('collector_gc_pause_le_max_s')} "
+                     f"(worker: {s.get('worker_gc_pause_count')} collections, {s.get('worker_gc_pause_sum_s')} s)"))
         rows.append(("worker ingest delay p50/p99 s (≤ bucket)",
                      f"{s.get('worker_ingest_delay_le_p50_s')} / {s.get('worker_ingest_delay_le_p99_s')}"))
         rows.append(("worker cuts during steady: n, total s, p99 ≤ s",

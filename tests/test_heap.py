@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
@@ -53,3 +54,46 @@ def test_malloc_settings_of_the_environment_are_left_alone() -> None:
                          capture_output=True, text=True, timeout=60, env=_clean_env(MALLOC_TRIM_THRESHOLD_="1048576"),
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# A reference cycle alive at a freeze, then dropped: frozen, only the next freeze_long_lived frees it.
+FREEZE_PROBE = """
+import gc, weakref
+from metricsflow.heap import freeze_long_lived
+class Node:
+    pass
+a = Node(); a.me = a
+alive = weakref.ref(a)
+freeze_long_lived()
+frozen = gc.get_freeze_count()
+del a
+gc.collect()
+after_collect = alive() is not None
+freeze_long_lived()
+print(frozen, after_collect, alive() is not None)
+"""
+
+
+def test_frozen_objects_leave_full_collections_until_the_next_freeze() -> None:
+    out = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, timeout=60,
+                         check=True)
+    frozen, after_collect, after_refreeze = out.stdout.split()
+    assert int(frozen) > 1000  # the interpreter's and numpy's objects
+    assert after_collect == "True"  # out of gc.collect()'s reach while frozen
+    assert after_refreeze == "False"  # unfrozen and collected by the next call
+
+
+def test_every_collection_is_timed_with_its_generation() -> None:
+    from metricsflow.heap import time_collections
+
+    seen: list[tuple[int, float]] = []
+    time_collections(lambda generation, seconds: seen.append((generation, seconds)))
+    gc.disable()  # only the two collections below
+    try:
+        gc.collect(1)
+        gc.collect()
+    finally:
+        gc.enable()
+        gc.callbacks.pop()
+    assert [g for g, _ in seen] == [1, 2]
+    assert all(0 <= s < 10 for _, s in seen)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from metricsflow.heap import GC_PAUSE_BUCKETS
 
 POINTS_ACCEPTED = Counter("mf_collector_points_accepted", "Points acknowledged by Kafka", ["protocol"])
 POINTS_REJECTED = Counter("mf_collector_points_rejected", "Points refused, by reason", ["protocol", "reason"])
@@ -18,6 +22,11 @@ KAFKA_WRITE_SECONDS = Histogram("mf_collector_kafka_write_seconds",
                                 "Time from handing a request's messages to the producer to Kafka's ack",
                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1,
                                          0.25, 0.5, 1, 2, 5))
+GC_PAUSE = Histogram("mf_collector_gc_pause_seconds",
+                     "Garbage collections by generation (2: full); the whole process waits for each",
+                     ["generation"], buckets=GC_PAUSE_BUCKETS)
+GC_FROZEN = Gauge("mf_collector_gc_frozen_objects", "Objects kept out of full collections (frozen at start)")
+GC_FROZEN.set_function(gc.get_freeze_count)
 KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")
 REQUESTS_REJECTED = Counter("mf_collector_requests_rejected", "Whole requests refused (unreadable body), by reason",
                             ["protocol", "reason"])

@@ -101,6 +101,14 @@ def test_every_point_comes_back_exactly_once(stack: Stack) -> None:
         result = wait_for(complete, 60, f"all points of {metric} queryable")
         assert_exact(result, ts, vals, metric)
 
+    # Both processes froze what start-up (and the worker's rebalance) left alive, and time their collections.
+    for url, who in ((stack.collector_url, "collector"), (worker, "worker")):
+        samples = dict(line.rsplit(" ", 1) for line in http("GET", url + "/metrics")[2].decode().splitlines()
+                       if line.startswith(f"mf_{who}_gc_"))
+        assert float(samples[f"mf_{who}_gc_frozen_objects"]) > 1000, who
+        assert f'mf_{who}_gc_pause_seconds_count{{generation="0"}}' in samples, who
+    assert float(samples['mf_worker_gc_pause_seconds_count{generation="2"}']) >= 1  # the freeze after the rebalance
+
 
 def test_grpc_client_streaming_sums_the_requests(stack: Stack) -> None:
     stack.start_collector()
