@@ -421,6 +421,14 @@ def main() -> int:
                 delta, "mf_worker_gc_pause_seconds", 1.0)
             result["steady"]["collector_gc_pause_le_max_s"] = promtext.hist_quantile(
                 cdelta, "mf_collector_gc_pause_seconds", 1.0)
+            for who, d in (("worker", delta), ("collector", cdelta)):
+                name = f"mf_{who}_gc_pause_seconds"
+                result["steady"][f"{who}_gc_by_generation"] = {
+                    g: {"count": d.get(f'{name}_count{{generation="{g}"}}', 0.0),
+                        "sum_s": round(d.get(f'{name}_sum{{generation="{g}"}}', 0.0), 3),
+                        "le_max_s": promtext.hist_quantile(
+                            {k: v for k, v in d.items() if f'generation="{g}"' in k}, name, 1.0)}
+                    for g in "012"}
             scpu = {k: round(max(1e-9, sc1[k] - sc0[k] - idle[k] * (st1 - st0)), 2) for k in pids}
             result["steady"]["cpu_s_during"] = scpu
             result["steady"]["cpu_util_cores"] = {k: round(v / (st1 - st0), 2) for k, v in scpu.items()}
