@@ -7,15 +7,19 @@ tenant and no query can reach another tenant's series.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 from typing import Protocol
 
 from metricsflow.promql.regex import literal_alternatives
 
 # A posting of a few ids is a tuple: an empty set already takes 200 B, and in a partition most
-# values of a host's or a pod's label belong to one or two series. Past this size it is a set.
+# values of a host's or a pod's label belong to one or two series. Past this size it is a dict of
+# ids to None, not a set: the garbage collector tracks every set and walks all its entries in each
+# full collection (0.5 s per collection for 1 M series in postings, perf/RESULTS.md, "Full
+# collections"), while a dict of ints is not tracked at all; below ~100,000 ids it is smaller too.
 SMALL_POSTING = 8
-Posting = tuple[int, ...] | set[int]
+Posting = tuple[int, ...] | dict[int, None]
+Ids = set[int] | KeysView[int]  # candidates while a selection narrows them
 
 
 class MatcherLike(Protocol):
@@ -35,15 +39,16 @@ class SeriesIndex:
     name order, empty values left out (an empty value is an absent label). Every pair and
     string is kept once per index (the first equal one seen), so the 10 metrics of a host
     share its hostname pair and every series shares "__name__"; ``remove`` lets them go
-    with the last series that uses them. Small postings are tuples. With the TSBS label
-    sets this took the heap per series from ~2.6 KB to ~1.1 KB (perf/RESULTS.md, "Label
-    index memory").
+    with the last series that uses them. Small postings are tuples, larger ones dicts of
+    ids. With the TSBS label sets this took the heap per series from ~2.6 KB to ~0.9 KB
+    (perf/RESULTS.md, "Label index memory" and "Full collections"), and after a full
+    collection nothing of the index is left for the garbage collector to walk.
     """
 
     def __init__(self) -> None:
         self.kinds: dict[int, int] = {}
         self._labels: dict[int, tuple[tuple[str, str], ...]] = {}
-        self._by_tenant: dict[str, set[int]] = {}
+        self._by_tenant: dict[str, dict[int, None]] = {}  # ids as dict keys, as large postings
         self._postings: dict[str, dict[str, Posting]] = {}
         self._names: dict[str, str] = {}
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
@@ -73,12 +78,15 @@ class SeriesIndex:
             if ids is None:
                 postings[pair[1]] = (sid,)
             elif type(ids) is tuple:
-                postings[pair[1]] = (*ids, sid) if len(ids) < SMALL_POSTING else {*ids, sid}
+                postings[pair[1]] = (*ids, sid) if len(ids) < SMALL_POSTING else dict.fromkeys((*ids, sid))
             else:
-                ids.add(sid)
+                ids[sid] = None
         self._labels[sid] = tuple(kept)
         self.kinds[sid] = kind
-        self._by_tenant.setdefault(tenant, set()).add(sid)
+        tenant_ids = self._by_tenant.get(tenant)
+        if tenant_ids is None:
+            tenant_ids = self._by_tenant[tenant] = {}
+        tenant_ids[sid] = None
 
     def label_key(self, sid: int) -> tuple[tuple[str, str], ...]:
         """The series' labels as the engine keys them (name order, no empty values), as kept: nothing
@@ -103,7 +111,7 @@ class SeriesIndex:
         self.kinds.pop(sid, None)
         for tenant, ids in self._by_tenant.items():  # a handful of tenants; a map per series cost ~100 B
             if sid in ids:
-                ids.discard(sid)
+                del ids[sid]
                 if not ids:
                     del self._by_tenant[tenant]
                 break
@@ -117,7 +125,7 @@ class SeriesIndex:
                     postings[value] = rest
                     continue
             else:
-                ids.discard(sid)
+                del ids[sid]
                 if ids:
                     continue
             del postings[value], self._pairs[pair]
@@ -129,12 +137,18 @@ class SeriesIndex:
 
     def select(self, tenant: str, matchers: Sequence[MatcherLike]) -> list[int]:
         """Series ids of ``tenant`` matching every matcher (a missing label matches as "")."""
-        candidates = self._by_tenant.get(tenant)
-        if not candidates:
+        tenant_ids = self._by_tenant.get(tenant)
+        if not tenant_ids:
             return []
-        equal = [m for m in matchers if m.op == "=" and m.value != ""]
-        for m in sorted(equal, key=lambda m: len(self._posting(m.name, m.value))):
-            candidates = candidates.intersection(self._posting(m.name, m.value))
+        equal = sorted((m for m in matchers if m.op == "=" and m.value != ""),
+                       key=lambda m: len(self._posting(m.name, m.value)))
+        candidates: Ids = tenant_ids.keys()
+        for i, m in enumerate(equal):
+            posting = self._posting(m.name, m.value)
+            if i == 0 and len(self._by_tenant) == 1:  # one tenant: its ids are all ids, start from the posting
+                candidates = set(posting)
+            else:
+                candidates = _and(candidates, posting)
             if not candidates:
                 return []
         for m in matchers:
@@ -144,7 +158,7 @@ class SeriesIndex:
                     return []
         return sorted(candidates)
 
-    def _filter(self, candidates: set[int], m: MatcherLike) -> set[int]:
+    def _filter(self, candidates: Ids, m: MatcherLike) -> set[int]:
         """The candidates ``m`` matches (a new set): by the label's distinct values when they are
         fewer than the candidates, else by each candidate's value."""
         if m.op in ("=~", "!~"):
@@ -172,13 +186,20 @@ class SeriesIndex:
 
     def label_names(self, tenant: str, sids: Iterable[int] | None = None) -> set[str]:
         if sids is None:
-            tenant_ids = self._by_tenant.get(tenant, set())
+            tenant_ids = self._by_tenant.get(tenant, {}).keys()
             return {name for name, values in self._postings.items()
                     if any(not tenant_ids.isdisjoint(ids) for ids in values.values())}
         return {name for sid in sids for name, _ in self._labels[sid]}
 
     def label_values(self, tenant: str, name: str, sids: Iterable[int] | None = None) -> set[str]:
         if sids is None:
-            tenant_ids = self._by_tenant.get(tenant, set())
+            tenant_ids = self._by_tenant.get(tenant, {}).keys()
             return {v for v, ids in self._postings.get(name, {}).items() if not tenant_ids.isdisjoint(ids)}
         return {v for sid in sids for k, v in self._labels[sid] if k == name}
+
+
+def _and(candidates: Ids, posting: Posting) -> set[int]:
+    """The candidates in ``posting``, walking the smaller of the two."""
+    if type(posting) is tuple:
+        return {sid for sid in posting if sid in candidates}
+    return candidates & posting.keys()  # a set or a view with a view: C walks the smaller side

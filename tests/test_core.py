@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -176,7 +177,7 @@ _INDEX_MATCHERS = [(op, v) for op in ("=", "!=") for v in _INDEX_VALUES] + [
 @settings(max_examples=150, deadline=None)
 @given(_INDEX_OPS, st.sampled_from(_INDEX_VALUES[1:]))
 def test_index_answers_as_a_model_through_adds_and_removes(ops: list[tuple], narrow: str) -> None:
-    # Postings move from tuples to sets past SMALL_POSTING ids and shrink again on removes; a
+    # Postings move from tuples to dicts past SMALL_POSTING ids and shrink again on removes; a
     # matcher other than a non-empty "=" is applied by the label's values or, after a narrowing
     # matcher left fewer candidates than values, by each candidate's value.
     idx, model = SeriesIndex(), {}
@@ -201,6 +202,20 @@ def test_index_answers_as_a_model_through_adds_and_removes(ops: list[tuple], nar
                 first = Matcher("host", "=", narrow)
                 want = sorted(s for s, lb in mine.items() if lb.get("host") == narrow and m.matches(lb.get(name, "")))
                 assert idx.select(tenant, [first, m]) == want
+
+
+def test_index_leaves_nothing_for_the_garbage_collector_to_walk() -> None:
+    # A set is tracked and walked entry by entry in every full collection: 0.5 s at 1 M series.
+    idx = SeriesIndex()
+    for sid in range(50):
+        idx.add(sid, "t", {"__name__": "cpu", "host": f"h{sid}", "region": f"r{sid % 2}"})
+    gc.collect()  # a collection untracks the label tuples, the next one the maps that hold only those
+    gc.collect()
+    large = idx._postings["__name__"]["cpu"]
+    assert len(large) == 50 and not gc.is_tracked(large) and not gc.is_tracked(idx._by_tenant["t"])
+    assert not any(gc.is_tracked(v) for values in idx._postings.values() for v in values.values())
+    # The maps with an entry per series or per host: nothing in them needs a walk either.
+    assert not gc.is_tracked(idx._labels) and not gc.is_tracked(idx._postings["host"])
 
 
 def test_index_postings_grow_past_small_and_shrink() -> None:
