@@ -115,11 +115,11 @@ async def select_partitions(storage: WorkerStorage, tenant: str, partitions: lis
     source = MemorySource()
     for matchers, start, end, *_ in sels:
         for p in partitions:
-            st = storage.state(p)
-            for sid in st.index.select(tenant, matchers):
-                ts, vals = storage.read(p, sid, start, end)
+            index = storage.state(p).index
+            sids = index.select(tenant, matchers)
+            for sid, (ts, vals) in zip(sids, storage.read_many(p, sids, start, end), strict=True):
                 if ts.size:
-                    source.add(storage.labels_of(p, sid), ts, vals)
+                    source.add_keyed(index.label_key(sid), ts, vals)
             await asyncio.sleep(0)
     return source
 

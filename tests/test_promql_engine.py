@@ -474,6 +474,20 @@ def test_memory_source_matchers() -> None:
     assert len(src.select([Matcher("job", "!~", "api"), Matcher("__name__", "=", "temp")], 0, 0)) == 3
 
 
+def test_memory_source_keyed_adds_answer_as_labelled_ones() -> None:
+    # The alerting reads pass the index's kept key; a series then merges with one added by its labels.
+    by_labels, keyed = MemorySource(), MemorySource()
+    labels = {"job": "api", "__name__": "temp", "zone": ""}
+    by_labels.add(labels, [0, 10], [1.0, 2.0])
+    by_labels.add(labels, [20], [3.0])
+    keyed.add_keyed((("__name__", "temp"), ("job", "api")), [0, 10], [1.0, 2.0])
+    keyed.add({"__name__": "temp", "job": "api"}, [20], [3.0])
+    for src in (by_labels, keyed):
+        (got,) = src.select([Matcher("job", "=", "api"), Matcher("zone", "=", "")], 0, 30)
+        assert got.labels == {"__name__": "temp", "job": "api"}
+        assert got.timestamps_ms.tolist() == [0, 10, 20] and got.values.tolist() == [1.0, 2.0, 3.0]
+
+
 class _ReplicatedSource:
     """A source that returns every series twice, like two replicas answering a fan-out."""
 

@@ -82,14 +82,23 @@ class MemorySource:
         timestamps_ms: Iterable[int] | np.ndarray,
         values: Iterable[float] | np.ndarray,
     ) -> None:
+        self.add_keyed(tuple(sorted((k, v) for k, v in labels.items() if v != "")), timestamps_ms, values)
+
+    def add_keyed(
+        self,
+        key: tuple[tuple[str, str], ...],
+        timestamps_ms: Iterable[int] | np.ndarray,
+        values: Iterable[float] | np.ndarray,
+    ) -> None:
+        """``add`` of a series whose labels come as its key: (name, value) pairs in name order, no empty
+        values, as the worker's index keeps them (``WorkerStorage.label_key``): nothing sorted again."""
         ts = np.asarray(timestamps_ms, dtype=np.int64)
         vals = np.asarray(values, dtype=np.float64)
         if ts.shape != vals.shape or ts.ndim != 1:
             raise ValueError("timestamps and values must be 1-d columns of equal length")
-        clean = {k: v for k, v in labels.items() if v != ""}
-        key = tuple(sorted(clean.items()))
         idx = self._by_key.get(key)
         if idx is None:
+            clean = dict(key)
             # Storage hands out sorted, unique columns; only other inputs pay for sorting.
             if ts.size > 1 and not bool((ts[1:] > ts[:-1]).all()):
                 order = np.argsort(ts, kind="stable")
