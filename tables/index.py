@@ -188,18 +188,23 @@ class SeriesIndex:
         if sids is None:
             tenant_ids = self._by_tenant.get(tenant, {}).keys()
             return {name for name, values in self._postings.items()
-                    if any(not tenant_ids.isdisjoint(ids) for ids in values.values())}
+                    if any(not tenant_ids.isdisjoint(_view(ids)) for ids in values.values())}
         return {name for sid in sids for name, _ in self._labels[sid]}
 
     def label_values(self, tenant: str, name: str, sids: Iterable[int] | None = None) -> set[str]:
         if sids is None:
             tenant_ids = self._by_tenant.get(tenant, {}).keys()
-            return {v for v, ids in self._postings.get(name, {}).items() if not tenant_ids.isdisjoint(ids)}
+            return {v for v, ids in self._postings.get(name, {}).items() if not tenant_ids.isdisjoint(_view(ids))}
         return {v for sid in sids for k, v in self._labels[sid] if k == name}
+
+
+def _view(posting: Posting) -> tuple[int, ...] | KeysView[int]:
+    """A posting as set operations take it: with a view on both sides, C walks the smaller one."""
+    return posting.keys() if type(posting) is dict else posting
 
 
 def _and(candidates: Ids, posting: Posting) -> set[int]:
     """The candidates in ``posting``, walking the smaller of the two."""
     if type(posting) is tuple:
         return {sid for sid in posting if sid in candidates}
-    return candidates & posting.keys()  # a set or a view with a view: C walks the smaller side
+    return candidates & posting.keys()
