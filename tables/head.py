@@ -24,9 +24,48 @@ from metricsflow.samples import merge, sort_and_dedup
 _EMPTY_U64 = np.empty(0, dtype=np.uint64)
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
+_ZERO = np.zeros(1, dtype=np.intp)
 
 
 TAIL_SCAN_MIN = 16_384  # points of unsorted tail a read may scan before it rebuilds the view
+
+
+def run_order(sids: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The order by (sid, ts), with the sorted sids and ts, when it only has to sort runs; else None.
+
+    A batch holds each series' points as one run rising in time, and a series' later batches
+    come later in time: then sorting the runs by series (stably) sorts the points, and a head
+    of 10-point runs sorts in a third of the time of a three-key ``lexsort`` of its points (28
+    against 90 ms for 930,000 points, perf/RESULTS.md). None when a series' points do not rise
+    strictly in that order (late or repeated points): the caller sorts points then. Runs of one
+    point (real-time traffic) are sorted as points, by series alone: 80 against 105 ms.
+    """
+    n = sids.size
+    if n == 0:
+        return None
+    starts = np.flatnonzero(sids[1:] != sids[:-1]) + 1
+    if 2 * starts.size >= n:  # runs of about one point (real-time traffic): sort the points by series
+        order = np.argsort(sids, kind="stable")
+    else:
+        starts = np.concatenate((_ZERO, starts))
+        lengths = np.diff(starts, append=n)
+        by_sid = np.argsort(sids[starts], kind="stable")
+        run_starts, run_lengths = starts[by_sid], lengths[by_sid]
+        shift = run_starts - (np.cumsum(run_lengths) - run_lengths)  # where each sorted run moves from
+        order = np.arange(n, dtype=np.intp) + np.repeat(shift, run_lengths)
+    s, t = sids[order], ts[order]
+    if ((s[1:] == s[:-1]) & (t[1:] <= t[:-1])).any():
+        return None
+    return order, s, t
+
+
+def _sorted_latest(sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted by (sid, ts); for a repeated (sid, ts) the point appended last wins."""
+    order = np.lexsort((np.arange(ts.size), ts, sids))
+    sids, ts, vals = sids[order], ts[order], vals[order]
+    last = np.ones(ts.size, dtype=bool)
+    last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+    return sids[last], ts[last], vals[last]
 
 
 class Head:
@@ -64,11 +103,12 @@ class Head:
             sids = np.concatenate([p[0] for p in parts])
             ts = np.concatenate([p[1] for p in parts])
             vals = np.concatenate([p[2] for p in parts])
-            order = np.lexsort((np.arange(ts.size), ts, sids))
-            sids, ts, vals = sids[order], ts[order], vals[order]
-            last = np.ones(ts.size, dtype=bool)
-            last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
-            self._sorted = (sids[last], ts[last], vals[last])
+            by_runs = run_order(sids, ts)
+            if by_runs is not None:
+                order, sids, ts = by_runs
+                self._sorted = (sids, ts, vals[order])
+            else:
+                self._sorted = _sorted_latest(sids, ts, vals)
             self._tail, self._tail_points, self._tail_cat, self._tail_cat_n = [], 0, None, 0
         return self._sorted
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ from metricsflow.promql.source import Matcher
 from metricsflow.samples import merge, sort_and_dedup
 from metricsflow.series_id import canonical_bytes, partition_for, series_id
 from metricsflow.wire import encode_labels, encode_series, encode_write_request
-from tables.head import Head
+from tables.head import Head, _sorted_latest, run_order
 from tables.index import SeriesIndex
 from web.params import parse_duration_ms, parse_selector, parse_time_ms
 
@@ -282,6 +283,55 @@ def _check_head_ops(ops: list) -> None:
             assert list(zip(sids.tolist(), ts.tolist(), vals.tolist(), strict=True)) == sorted(
                 (s, t, v) for (s, t), v in latest.items())
     assert head.points >= len(latest)
+
+
+def _columns(points: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sids = np.array([p[0] for p in points], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # unsorted ids
+    ts = np.array([p[1] for p in points], dtype=np.int64)
+    return sids, ts, np.arange(len(points), dtype=np.float64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 4)), max_size=6), min_size=1,
+                        max_size=12))
+def test_a_head_of_rising_runs_is_sorted_by_its_runs_as_the_points_sort_would(batches: list) -> None:
+    """Batches of runs, each series rising from run to run: ``run_order`` takes them, with the exact answer."""
+    nxt: dict[int, int] = {}
+    points = []
+    for batch in batches:
+        for series, length in batch:
+            start = nxt.get(series, 0) + 1
+            points += [(series, t) for t in range(start, start + length)]
+            nxt[series] = start + length - 1
+    sids, ts, vals = _columns(points)
+    got = run_order(sids, ts)
+    if not points:
+        assert got is None
+        return
+    assert got is not None  # the cut's fast path: fails if rising runs fell back to the point sort
+    order, s, t = got
+    want = _sorted_latest(sids, ts, vals)
+    assert s.tolist() == want[0].tolist() and t.tolist() == want[1].tolist()
+    assert vals[order].tolist() == want[2].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=30))
+def test_run_order_answers_only_when_it_equals_the_point_sort(points: list) -> None:
+    """Late or repeated points leave ``run_order`` to the exact sort (None); any answer it gives is that sort's."""
+    sids, ts, vals = _columns(points)
+    got = run_order(sids, ts)
+    want = _sorted_latest(sids, ts, vals)
+    if got is None:
+        keyed = [(int(s), int(t)) for s, t in zip(sids, ts, strict=True)]
+        by_series: dict[int, list[int]] = {}
+        for s, t in keyed:
+            by_series.setdefault(s, []).append(t)
+        assert not points or any(a >= b for tl in by_series.values() for a, b in itertools.pairwise(tl))
+    else:
+        order, s, t = got
+        assert s.tolist() == want[0].tolist() and t.tolist() == want[1].tolist()
+        assert vals[order].tolist() == want[2].tolist()
 
 
 @settings(max_examples=200, deadline=None)
