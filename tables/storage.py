@@ -87,6 +87,7 @@ from tables import keys, segments
 from tables.block_cache import Block, BlockCache
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
+from tables.newest import NEVER, NewestTimes
 from tables.partition_store import PartitionStore
 from tables.seal_budget import IDLE_POINTS_PER_S, RateMeter, SealBudget
 
@@ -116,7 +117,6 @@ SEAL_BATCH_MAX = 64
 # A cut or seal waits at most this long for the queries in flight, then does one more slice:
 # under a constant stream of queries a cut still gets ~30 % of the loop, a seal ~10 %.
 QUERY_FIRST_MAX_S = 0.05
-_NEVER = np.iinfo(np.int64).min  # "no sample yet" in the vectorised newest-timestamp lookup
 # Reads of up to this many blocks per series go through the cache of folded blocks; longer
 # raw ranges (rare: the tiers answer them) scan, so they do not flush the cache.
 FOLDED_BLOCKS_MAX = 8
@@ -139,7 +139,7 @@ class PartitionState:
     index: SeriesIndex = field(default_factory=SeriesIndex)
     head: Head = field(default_factory=Head)
     cutting: Head | None = None  # the head being cut: still readable until its blocks are written
-    newest: dict[int, int] = field(default_factory=dict)  # series id → newest stored timestamp
+    newest: NewestTimes = field(default_factory=NewestTimes)  # series id → newest stored timestamp
     top_ms: int | None = None  # newest timestamp of the partition: the seal horizon follows it
     pending: dict[int, set[int]] = field(default_factory=dict)  # unsealed block start → series with segments
     last_seq: int = -1  # highest segment seq written or loaded
@@ -329,8 +329,7 @@ class WorkerStorage:
         last_block: dict[int, bytes] = {}
         for key, value in self._chunks.scan(partition):
             last_block[keys.parse_chunk_key(key)[0]] = value  # key order: the last one wins
-        for sid, value in last_block.items():
-            st.newest[sid] = int(codecs.decode(value)[0][-1])
+        newest = {sid: int(codecs.decode(value)[0][-1]) for sid, value in last_block.items()}
         mark = self._cutmarks.get(partition, keys.CUT_OFFSET_KEY)
         st.cut_offset = None if mark is None else keys.decode_cut_offset(mark)
         n_segments = 0
@@ -342,9 +341,10 @@ class WorkerStorage:
             # A segment at or past the cut offset comes from a cut whose mark was lost: the replay
             # re-ingests its messages, and must judge their age as the first ingest did.
             if t is not None and seq < (st.cut_offset or 0):
-                st.newest[sid] = max(t, st.newest.get(sid, t))
+                newest[sid] = max(t, newest.get(sid, t))
             n_segments += 1
-        st.top_ms = max(st.newest.values()) if st.newest else None
+        st.newest.update(newest.items())
+        st.top_ms = st.newest.top()
         log.info("partition %d loaded: %d series, %d segments, cut offset %s in %.2fs",
                  partition, len(st.index), n_segments, st.cut_offset, time.monotonic() - started)
         return st
@@ -382,7 +382,8 @@ class WorkerStorage:
         """Mask of points to keep, or None when all are kept; updates the newest timestamps.
 
         Vectorised over runs: in real-time traffic a run is one point, and a Python loop
-        with two numpy reductions per run was 16 % of the worker (py-spy, cutcost --live).
+        with two numpy reductions per run was 16 % of the worker (py-spy, cutcost --live);
+        the newest timestamps are looked up and raised for all runs at once (tables/newest.py).
         """
         nonempty = run_lengths > 0
         sids, lengths = run_sids[nonempty], run_lengths[nonempty].astype(np.int64)
@@ -390,16 +391,15 @@ class WorkerStorage:
             return None
         starts = np.zeros(sids.size, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        sid_list = sids.tolist()
-        if len(set(sid_list)) != len(sid_list):
-            return self._in_order_window_runs(st, sid_list, starts, starts + lengths, ts)
+        found = st.newest.lookup(sids)
+        if found is None:  # a series with several runs in the message
+            return self._in_order_window_runs(st, sids.tolist(), starts, starts + lengths, ts)
+        known, where = found
         lows = np.minimum.reduceat(ts, starts)
         highs = np.maximum.reduceat(ts, starts)
-        get = st.newest.get
-        known = np.fromiter((get(sid, _NEVER) for sid in sid_list), dtype=np.int64, count=len(sid_list))
         window = self._settings.out_of_order_window_ms
         keep = None
-        late = np.flatnonzero((known != _NEVER) & (lows < known - window))
+        late = np.flatnonzero((known != NEVER) & (lows < known - window))
         if late.size:  # rare: only runs with refused points pay a Python step
             keep = np.ones(ts.size, dtype=bool)
             for i in late.tolist():
@@ -407,7 +407,7 @@ class WorkerStorage:
                 keep[a:b] = ts[a:b] >= known[i] - window
         newer = highs > known
         if newer.any():
-            st.newest.update(zip(sids[newer].tolist(), highs[newer].tolist(), strict=True))
+            st.newest.raise_to(where, newer, sids, highs)
             top = int(highs[newer].max())
             if st.top_ms is None or top > st.top_ms:
                 st.top_ms = top

@@ -1,5 +1,6 @@
 """Python heap bytes per series of the worker's in-memory label index (tables.index.SeriesIndex),
-plus the `newest` dict entry, measured with tracemalloc for the TSBS-like label sets.
+plus its newest timestamp (tables.newest.NewestTimes), measured with tracemalloc for the TSBS-like
+label sets.
 
     python -m perf.lib.indexmem [--hosts 1000] [--partitions 8]
 
@@ -19,6 +20,7 @@ from metricsflow.config import Settings
 from metricsflow.series_id import partition_for, series_id
 from metricsflow.workload import series_labels
 from tables.index import SeriesIndex
+from tables.newest import NewestTimes
 
 
 def main() -> None:
@@ -33,10 +35,11 @@ def main() -> None:
     fresh = [{k.encode().decode(): v.encode().decode() for k, v in lb.items()} for lb in labels]
     del labels
     indexes: defaultdict[int, SeriesIndex] = defaultdict(SeriesIndex)
-    newest: dict[int, int] = {}
+    newest: defaultdict[int, NewestTimes] = defaultdict(NewestTimes)
     for sid, lb in zip(sids, fresh, strict=True):
-        indexes[partition_for(sid, a.partitions)].add(sid, "default", lb, 0)
-        newest[sid] = 1_795_000_000_000
+        p = partition_for(sid, a.partitions)
+        indexes[p].add(sid, "default", lb, 0)
+        newest[p][sid] = 1_795_000_000_000
     del fresh
     cur, _peak = tracemalloc.get_traced_memory()
     n = len(sids)

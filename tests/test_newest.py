@@ -1,0 +1,66 @@
+"""The partition's newest timestamps per series (tables/newest.py) against a dict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tables.newest
+from tables.newest import NEVER, NewestTimes
+
+SIDS = st.sampled_from([1, 2, 3, 7, 2**40 + 5, 2**63 + 1, 2**64 - 1])
+TIMES = st.integers(-(2**40), 2**40)
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("batch"), st.lists(st.tuples(SIDS, TIMES), max_size=6)),
+    st.tuples(st.just("set"), SIDS, TIMES),
+    st.tuples(st.just("get"), SIDS),
+    st.tuples(st.just("update"), st.lists(st.tuples(SIDS, TIMES), max_size=4)),
+    st.tuples(st.just("top"),)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS, merge_min=st.sampled_from([1, 2, 1024]))
+def test_newest_times_answer_as_a_dict_does(ops: list, merge_min: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tables.newest, "MERGE_MIN", merge_min)
+        newest, model = NewestTimes(), {}
+        for op in ops:
+            if op[0] == "batch":
+                sids = np.array([s for s, _ in op[1]], dtype=np.uint64)
+                highs = np.array([t for _, t in op[1]], dtype=np.int64)
+                got = newest.lookup(sids)
+                if len(set(sids.tolist())) != sids.size:
+                    assert got is None  # a repeated series: the caller goes run by run
+                    continue
+                assert got is not None
+                known, where = got
+                assert known.tolist() == [model.get(s, NEVER) for s in sids.tolist()]
+                newer = highs > known
+                newest.raise_to(where, newer, sids, highs)
+                model.update((s, t) for s, t, n in zip(sids.tolist(), highs.tolist(), newer.tolist(), strict=True) if n)
+            elif op[0] == "set":
+                newest[op[1]] = op[2]
+                model[op[1]] = op[2]
+            elif op[0] == "get":
+                assert newest.get(op[1]) == model.get(op[1])
+            elif op[0] == "update":
+                newest.update(op[1])
+                model.update(op[1])
+            else:
+                assert newest.top() == (max(model.values()) if model else None)
+        assert len(newest) == len(model)
+        for sid, t in model.items():
+            assert newest[sid] == t
+
+
+def test_known_series_are_kept_in_columns_not_a_dict() -> None:
+    """After the merge a message's lookup finds every series in the sorted columns."""
+    newest = NewestTimes()
+    sids = np.arange(1, 5001, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    known, where = newest.lookup(sids)
+    newest.raise_to(where, np.ones(sids.size, dtype=bool), sids, np.full(sids.size, 10, dtype=np.int64))
+    assert len(newest._new) == 0 and newest._keys.size == 5000  # merged: 5,000 >= MERGE_MIN
+    known, where = newest.lookup(sids[::-1])
+    assert bool(where.found.all()) and known.tolist() == [10] * 5000
