@@ -18,11 +18,12 @@ is written once per batch when Kafka acknowledges it, as Faust does per record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from faust.tables.base import Collection
 from faust.types import TP
+from rocksdict import WriteBatch
 
 from tables.keys import FAUST_RESERVED_PREFIX
 
@@ -46,6 +47,22 @@ class PartitionStore:
             self._unsent.setdefault(partition, []).append((key, value))
         else:
             self._table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+
+    def put_many(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """``put`` of every item, into RocksDB as one write batch: a cut writes a segment per
+        series, and a write each took about twice the CPU of a batched one (8 against 4 µs for
+        500-byte values)."""
+        if not items:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in items:
+            batch.put(key, value)
+        self._db(partition).write(batch)
+        if self._batched:
+            self._unsent.setdefault(partition, []).extend(items)
+        else:
+            for key, value in items:
+                self._table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
 
     async def send_batched(self) -> list[asyncio.Future[Any]]:
         """Hand the changelog records held since the last call to the Kafka client, in put order;

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rocksdict import Rdict
+from rocksdict import Rdict, WriteBatch
 
 from metricsflow import codecs, rollup
 from metricsflow.config import Settings
@@ -36,6 +36,12 @@ class LocalStore:
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
         self._db(partition)[key] = value
+
+    def put_many(self, partition: int, items: list[tuple[bytes, bytes]]) -> None:
+        batch = WriteBatch()
+        for key, value in items:
+            batch.put(key, value)
+        self._db(partition).write(batch)
 
     def delete(self, partition: int, key: bytes) -> None:
         del self._db(partition)[key]
@@ -129,6 +135,27 @@ async def test_cuts_append_segments_and_seal_folds_them_once(tables: StorageTabl
     stored = rollup.decode(tables.rollups["1m"].get(P, keys.chunk_key(7, T0)), rollup.TIERS_MS["1m"])
     assert stored.column("count").sum() == ts.size
     np.testing.assert_array_equal(storage.read(P, 7, T0, T0 + BLOCK_MS - 1)[0], ts)
+
+
+async def test_a_block_read_while_a_cut_writes_is_read_again_after_it(tables: StorageTables) -> None:
+    """The cut's segments go to RocksDB in one batch at its end: a fold cached before that batch
+    (without them) must not outlive it. Fails if the cut drops cached blocks before its write."""
+    storage, feed = make(tables), Feed()
+    first, second = every_10s(T0, T0 + HOUR_MS), every_10s(T0 + HOUR_MS, T0 + BLOCK_MS)
+    feed.send(storage, 7, first, first / 1000.0)
+    await storage.cut(P)
+    feed.send(storage, 7, second, second / 1000.0)
+    put_many = tables.segments.put_many
+    seen_during: list[int] = []
+
+    def read_then_put(partition: int, items: list[tuple[bytes, bytes]]) -> None:
+        seen_during.append(storage.read(P, 7, T0, T0 + BLOCK_MS)[0].size)  # head being cut + stored
+        put_many(partition, items)
+
+    tables.segments.put_many = read_then_put  # type: ignore[method-assign]
+    stats = await storage.cut(P)
+    assert stats.segments == 1 and seen_during == [first.size + second.size]
+    np.testing.assert_array_equal(storage.read(P, 7, T0, T0 + BLOCK_MS)[0], np.concatenate([first, second]))
 
 
 class Clock:
