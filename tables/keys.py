@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 # 2 added the segments table; 3 replaced the wal table by the cutmarks table; 4 added SeriesBatch
 # records (16-byte keys) to the series table
 KEY_FORMAT_VERSION = 4
@@ -48,6 +50,21 @@ def segment_key(sid: int, block_start_ms: int, seq: int) -> bytes:
     of the same messages rewrites the same key.
     """
     return _SEGMENT.pack(sid, block_start_ms + _TIME_BIAS, seq)
+
+
+_SEGMENT_ROW = np.dtype([("sid", ">u8"), ("time", ">u8"), ("seq", ">u8")])
+
+
+def segment_keys(sids: np.ndarray, block_starts_ms: np.ndarray, seq: int) -> list[bytes]:
+    """``segment_key`` of each (sid, block start) with one seq, packed in one pass (a cut names a
+    segment per series)."""
+    rows = np.empty(len(sids), dtype=_SEGMENT_ROW)
+    rows["sid"] = sids
+    # uint64 arithmetic wraps: a negative start lands below the bias, as offset-binary puts it
+    rows["time"] = np.asarray(block_starts_ms, dtype=np.int64).view(np.uint64) + np.uint64(_TIME_BIAS)
+    rows["seq"] = seq
+    data, size = rows.tobytes(), _SEGMENT.size
+    return [data[i:i + size] for i in range(0, len(data), size)]
 
 
 def parse_segment_key(key: bytes) -> tuple[int, int, int]:

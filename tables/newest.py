@@ -39,6 +39,7 @@ class NewestTimes:
         self._keys = _EMPTY_U64  # sorted series ids
         self._times = _EMPTY_I64  # their newest timestamps
         self._new: dict[int, int] = {}  # series added since the last merge
+        self._probed = 0  # lookups answered from _new since the last merge
 
     def __len__(self) -> int:
         return int(self._keys.size) + len(self._new)
@@ -117,6 +118,7 @@ class NewestTimes:
             get = self._new.get
             known[missing] = np.fromiter((get(s, NEVER) for s in missing_sids), dtype=np.int64,
                                          count=len(missing_sids))
+            self._probed += len(missing_sids)
         return known, Where(pos, found)
 
     def raise_to(self, where: Where, newer: np.ndarray, sids: np.ndarray, highs: np.ndarray) -> None:
@@ -127,10 +129,14 @@ class NewestTimes:
         added = newer & ~where.found
         if added.any():
             self._new.update(zip(sids[added].tolist(), highs[added].tolist(), strict=True))
-            self._maybe_merge()
+        self._maybe_merge()
 
     def _maybe_merge(self) -> None:
-        if len(self._new) < max(MERGE_MIN, self._keys.size // 8):
+        # Merge when the dict is large, or once the probes it took cost as much as a merge:
+        # else the last few hundred series of a partition stayed in it for good, every
+        # message probing them one by one.
+        if not self._new or (len(self._new) < max(MERGE_MIN, self._keys.size // 8)
+                             and self._probed < self._keys.size // 8 + len(self._new)):
             return
         count = len(self._new)
         keys = np.concatenate((self._keys, np.fromiter(self._new.keys(), dtype=np.uint64, count=count)))
@@ -138,6 +144,7 @@ class NewestTimes:
         order = np.argsort(keys, kind="stable")
         self._keys, self._times = keys[order], times[order]
         self._new = {}
+        self._probed = 0
 
 
 def _repeats(pos: np.ndarray) -> bool:

@@ -14,8 +14,6 @@ handful of points, while this costs about 2 µs (``python -m perf.lib.cutcost``)
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from metricsflow.codecs._wire import Reader, uvarint
@@ -26,10 +24,37 @@ _TAG = bytes((RAW_TAG,))
 
 def encode_runs(ts: np.ndarray, vals: np.ndarray, bounds: list[int]) -> list[bytes]:
     """One raw block per run [bounds[i], bounds[i+1]) of sorted, unique (ts, vals) columns."""
-    ts_bytes = ts.astype("<i8", copy=False)
-    val_bytes = vals.astype("<f8", copy=False)
-    return [b"".join((_TAG, uvarint(b - a), ts_bytes[a:b].tobytes(), val_bytes[a:b].tobytes()))
-            for a, b in itertools.pairwise(bounds)]
+    edges = np.asarray(bounds, dtype=np.int64)
+    return encode_spans(ts, vals, edges[:-1], np.diff(edges))
+
+
+def encode_spans(ts: np.ndarray, vals: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """One raw block per span [starts[i], starts[i] + lengths[i]) of sorted, unique (ts, vals) columns.
+
+    Spans of one length are laid out as the rows of one byte array (tag, count, times, values)
+    and cut from its bytes: a cut's series mostly have the same number of new points, and a
+    join per span was a fifth of the cut's own CPU in real-time traffic (py-spy, cutcost --live).
+    """
+    ts_le = ts.astype("<i8", copy=False)
+    vals_le = vals.astype("<f8", copy=False)
+    out = [b""] * len(starts)
+    sizes = np.unique(lengths)
+    if sizes.size * 8 > len(starts):  # mostly different lengths: one join per span
+        for i, (a, n) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+            out[i] = b"".join((_TAG, uvarint(n), ts_le[a:a + n].tobytes(), vals_le[a:a + n].tobytes()))
+        return out
+    for n in sizes.tolist():
+        members = np.flatnonzero(lengths == n)
+        head = _TAG + uvarint(n)
+        at = starts[members][:, None] + np.arange(n)  # (spans, n) positions
+        rows = np.empty((members.size, len(head) + 16 * n), dtype=np.uint8)
+        rows[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
+        rows[:, len(head):len(head) + 8 * n] = ts_le[at].view(np.uint8).reshape(members.size, 8 * n)
+        rows[:, len(head) + 8 * n:] = vals_le[at].view(np.uint8).reshape(members.size, 8 * n)
+        data, width = rows.tobytes(), rows.shape[1]
+        for j, i in enumerate(members.tolist()):
+            out[i] = data[j * width:(j + 1) * width]
+    return out
 
 
 def last_timestamp(value: bytes) -> int | None:

@@ -98,6 +98,7 @@ log = logging.getLogger(__name__)
 # sleep(0) freshness rose by up to 1.6 s with every cut at 70k pts/s (perf/RESULTS.md).
 CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
+SEGMENT_SLICE_RUNS = 2048  # segments a cut makes between two looks at the loop (a few ms of work)
 # Seals hold the loop for shorter slices: their throughput is the seal budget's (MF_SEAL_SHARE), not
 # the slice's, and a request that arrives during a slice cannot even be read before it ends (a 20 ms
 # seal slice put up to 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Sums in numpy,
@@ -568,60 +569,60 @@ class WorkerStorage:
             return
         partition = st.partition
         blocks = (ts // self.block_ms) * self.block_ms
-        change = np.flatnonzero((sids[1:] != sids[:-1]) | (blocks[1:] != blocks[:-1])) + 1
-        bounds = np.concatenate([[0], change, [ts.size]]).tolist()
-        run_sids = sids[bounds[:-1]].tolist()
-        run_blocks = blocks[bounds[:-1]].tolist()
+        starts = np.concatenate([[0], np.flatnonzero((sids[1:] != sids[:-1]) | (blocks[1:] != blocks[:-1])) + 1])
+        lengths = np.diff(starts, append=ts.size)
+        run_sids, run_blocks = sids[starts], blocks[starts]
         horizon = self.seal_horizon_ms(partition)
         rewrite = head.first_offset is not None and head.first_offset <= st.last_seq
         seq = self._seq(st, head)
-        values = segments.encode_runs(ts, vals, bounds)  # one vectorised pass over the whole head
+        written_keys: list[bytes] = []
+        written_values: list[bytes] = []
+        written_runs: list[np.ndarray] = []
 
-        written: list[tuple[bytes, bytes]] = []
-        written_runs: list[int] = []
+        async def put_segments(runs: np.ndarray) -> None:
+            # Unsealed, or sealed but over the seal budget: a segment each, which makes the block
+            # pending (again); a later cut folds it when the budget allows. Keys and values are
+            # made for a slice of runs at a time (the per-run Python was most of a cut's own CPU).
+            for lo in range(0, runs.size, SEGMENT_SLICE_RUNS):
+                await slicer.tick()
+                part = runs[lo:lo + SEGMENT_SLICE_RUNS]
+                names = keys.segment_keys(run_sids[part], run_blocks[part], seq)
+                values = segments.encode_spans(ts, vals, starts[part], lengths[part])
+                if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
+                    values = [self._merged_segment(partition, k, v) for k, v in zip(names, values, strict=True)]
+                written_keys.extend(names)
+                written_values.extend(values)
+                written_runs.append(part)
 
-        def put_segment(i: int) -> None:
-            # Unsealed, or sealed but over the seal budget: a segment, which makes the block
-            # pending (again); a later cut folds it when the budget allows.
-            key = keys.segment_key(run_sids[i], run_blocks[i], seq)
-            value = values[i]
-            if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
-                value = self._merged_segment(partition, key, value)
-            written.append((key, value))
-            written_runs.append(i)
-
-        sealed_runs: dict[int, list[int]] = {}  # block -> runs of blocks the horizon has passed
-        for i, block in enumerate(run_blocks):
-            await slicer.tick()
-            if horizon is not None and block + self.block_ms <= horizon:
-                sealed_runs.setdefault(block, []).append(i)
-            else:
-                put_segment(i)
+        sealed = (run_blocks + self.block_ms <= horizon) if horizon is not None else np.zeros(starts.size, bool)
+        await put_segments(np.flatnonzero(~sealed))
         # Points for sealed blocks (a backfill, late data) are folded into their chunks in batches.
         batch = SEAL_BATCH_FIRST
-        for block, runs in sealed_runs.items():
+        for block in np.unique(run_blocks[sealed]).tolist():
+            runs = np.flatnonzero(sealed & (run_blocks == block)).tolist()
             while runs:
                 await slicer.tick()
                 if not self._seal_budget.available():
-                    for i in runs:
-                        put_segment(i)
+                    await put_segments(np.array(runs, dtype=np.intp))
                     break
                 now, runs = runs[:batch], runs[batch:]
                 started = time.perf_counter()
-                self._fold_many(st, block, [run_sids[i] for i in now],
-                                [(ts[bounds[i]:bounds[i + 1]], vals[bounds[i]:bounds[i + 1]]) for i in now],
+                self._fold_many(st, block, [int(run_sids[i]) for i in now],
+                                [(ts[starts[i]:starts[i] + lengths[i]], vals[starts[i]:starts[i] + lengths[i]])
+                                 for i in now],
                                 stats, self._seal_budget)
                 batch = _next_batch(time.perf_counter() - started, len(now))
         # The cut's segments in one RocksDB write (one write each cost twice as much). Until it,
         # reads find these points in the head being cut; blocks cached meanwhile are dropped after it.
-        self._segments.put_many(partition, written)
-        for (key, _), i in zip(written, written_runs, strict=True):
+        self._segments.put_many(partition, list(zip(written_keys, written_values, strict=True)))
+        for key in written_keys:
             self._forget(partition, key)  # a replay may have rewritten it with more points
-            pending = st.pending.get(run_blocks[i])
-            if pending is None:
-                pending = st.pending[run_blocks[i]] = set()
-            pending.add(run_sids[i])
-        stats.segments += len(written)
+        if written_runs:
+            runs = np.concatenate(written_runs)
+            segment_blocks, segment_sids = run_blocks[runs], run_sids[runs]
+            for block in np.unique(segment_blocks).tolist():
+                st.pending.setdefault(block, set()).update(segment_sids[segment_blocks == block].tolist())
+        stats.segments += len(written_keys)
 
     def _merged_segment(self, partition: int, key: bytes, value: bytes) -> bytes:
         """``value`` over the segment already stored under ``key`` (later wins): usually the same points."""

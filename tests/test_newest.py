@@ -64,3 +64,22 @@ def test_known_series_are_kept_in_columns_not_a_dict() -> None:
     assert len(newest._new) == 0 and newest._keys.size == 5000  # merged: 5,000 >= MERGE_MIN
     known, where = newest.lookup(sids[::-1])
     assert bool(where.found.all()) and known.tolist() == [10] * 5000
+
+
+def test_series_left_in_the_dict_join_the_columns_once_probed_again() -> None:
+    """A partition's last new series, fewer than a merge takes, still move to the columns once
+    messages keep probing them (else every message probed them one by one, for good)."""
+    newest = NewestTimes()
+    sids = np.arange(1, 1075, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+
+    def message(of: np.ndarray, t: int) -> None:
+        _, where = newest.lookup(of)
+        newest.raise_to(where, np.ones(of.size, dtype=bool), of, np.full(of.size, t, dtype=np.int64))
+
+    message(sids[:1024], 1)  # merged: 1,024 reach MERGE_MIN
+    message(sids[1024:], 1)  # 50 more wait in the dict
+    assert newest._keys.size == 1024 and len(newest._new) == 50
+    for t in range(2, 8):
+        message(sids, t)
+    assert newest._keys.size == 1074 and not newest._new
+    assert newest.lookup(sids)[0].tolist() == [7] * 1074

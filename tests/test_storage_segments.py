@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rocksdict import Rdict, WriteBatch
 
 from metricsflow import codecs, rollup
@@ -340,6 +342,32 @@ def test_segment_values_are_raw_chunk_blocks(runs: list[int]) -> None:
         assert got_vals.tobytes() == vals[a:b].tobytes()
         assert value == codecs.encode(ts[a:b], vals[a:b], "raw")
         assert segments.last_timestamp(value) == (int(ts[b - 1]) if b > a else None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lengths=st.lists(st.sampled_from([0, 3, 30]), min_size=24, max_size=40)  # coded as rows by length
+       | st.lists(st.integers(0, 40), max_size=40), data=st.data())  # mostly span by span
+def test_segments_coded_by_length_equal_the_raw_codec_span_by_span(lengths: list[int], data: st.DataObject) -> None:
+    """The cut codes spans of one length as rows of one array; each value is still the raw chunk block."""
+    total = sum(lengths)
+    ts = np.cumsum(np.asarray(data.draw(st.lists(st.integers(1, 10**6), min_size=total, max_size=total)),
+                              dtype=np.int64)) - 10**6
+    vals = np.asarray(data.draw(st.lists(st.floats(allow_nan=True), min_size=total, max_size=total)), np.float64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if lengths else np.zeros(0, np.int64)
+    order = np.asarray(data.draw(st.permutations(range(len(lengths)))), dtype=np.intp)  # spans in any order
+    got = segments.encode_spans(ts, vals, starts[order], np.asarray(lengths, np.int64)[order])
+    want = [codecs.encode(ts[a:a + n], vals[a:a + n], "raw") for a, n in zip(starts[order], np.asarray(lengths)[order],
+                                                                             strict=True)]
+    assert got == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(-(2**62), 2**62)), max_size=20),
+       seq=st.integers(0, 2**63 - 1))
+def test_segment_keys_packed_together_equal_one_by_one(rows: list[tuple[int, int]], seq: int) -> None:
+    sids = np.array([r[0] for r in rows], dtype=np.uint64)
+    starts = np.array([r[1] for r in rows], dtype=np.int64)
+    assert keys.segment_keys(sids, starts, seq) == [keys.segment_key(sid, t, seq) for sid, t in rows]
 
 
 async def test_a_seal_whose_flush_failed_is_redone_by_the_next_cut(tables: StorageTables) -> None:
