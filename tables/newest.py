@@ -18,7 +18,7 @@ import numpy as np
 
 NEVER = np.iinfo(np.int64).min  # "no sample yet"
 MERGE_MIN = 1024
-_SET_MAX = 256  # up to this many positions a set finds a repeat faster than a bincount
+_SET_MAX = 256  # up to this many positions a set finds a repeat faster than a sort
 
 _EMPTY_U64 = np.empty(0, dtype=np.uint64)
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
@@ -96,7 +96,14 @@ class NewestTimes:
         if not keys.size:
             return self._lookup_new(sids, np.full(sids.size, NEVER, dtype=np.int64), None,
                                     np.zeros(sids.size, dtype=bool))
-        pos = keys.searchsorted(sids)
+        if sids.size > _SET_MAX:
+            # A search in key order reuses the last bound and the cache lines: a 6,250-series
+            # message over 1.25 M known series 1,527 -> 852 µs with its argsort, over 6,250 677 -> 624.
+            order = np.argsort(sids)
+            pos = np.empty(sids.size, dtype=np.intp)
+            pos[order] = keys.searchsorted(sids[order])
+        else:
+            pos = keys.searchsorted(sids)
         np.minimum(pos, keys.size - 1, out=pos)
         found = keys[pos] == sids
         known = np.where(found, self._times[pos], NEVER)
@@ -148,7 +155,9 @@ class NewestTimes:
 
 
 def _repeats(pos: np.ndarray) -> bool:
-    """Whether a position repeats: a set for a message's worth of series, a count for more."""
+    """Whether a position repeats: a set for a few, a sort for more (a count would allocate one
+    slot per known series of the partition, for every message)."""
     if pos.size <= _SET_MAX:
         return len(set(pos.tolist())) != pos.size
-    return int(np.bincount(pos).max()) > 1
+    ordered = np.sort(pos)
+    return bool((ordered[1:] == ordered[:-1]).any())

@@ -60,10 +60,14 @@ def test_known_series_are_kept_in_columns_not_a_dict() -> None:
     newest = NewestTimes()
     sids = np.arange(1, 5001, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     known, where = newest.lookup(sids)
-    newest.raise_to(where, np.ones(sids.size, dtype=bool), sids, np.full(sids.size, 10, dtype=np.int64))
+    times = np.arange(5000, dtype=np.int64) * 7
+    newest.raise_to(where, np.ones(sids.size, dtype=bool), sids, times)
     assert len(newest._new) == 0 and newest._keys.size == 5000  # merged: 5,000 >= MERGE_MIN
-    known, where = newest.lookup(sids[::-1])
-    assert bool(where.found.all()) and known.tolist() == [10] * 5000
+    shuffled = np.random.default_rng(3).permutation(5000)  # a message's order is not the columns'
+    known, where = newest.lookup(sids[shuffled])
+    assert bool(where.found.all()) and known.tolist() == times[shuffled].tolist()
+    assert newest.lookup(np.concatenate([sids[:300], sids[299:300]])) is None  # a repeat among many known
+    assert newest.lookup(sids[:300]) is not None
 
 
 def test_series_left_in_the_dict_join_the_columns_once_probed_again() -> None:
