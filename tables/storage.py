@@ -98,7 +98,7 @@ log = logging.getLogger(__name__)
 # sleep(0) freshness rose by up to 1.6 s with every cut at 70k pts/s (perf/RESULTS.md).
 CUT_SLICE_S = 0.02
 CUT_PAUSE_S = 0.005
-SEGMENT_SLICE_RUNS = 2048  # segments a cut makes between two looks at the loop (a few ms of work)
+SEGMENT_SLICE_RUNS = 2048  # segments a cut makes and writes at once, between two looks at the loop
 # Seals hold the loop for shorter slices: their throughput is the seal budget's (MF_SEAL_SHARE), not
 # the slice's, and a request that arrives during a slice cannot even be read before it ends (a 20 ms
 # seal slice put up to 20 ms on queries while a seal backlog drained, perf/RESULTS.md "Sums in numpy,
@@ -575,14 +575,14 @@ class WorkerStorage:
         horizon = self.seal_horizon_ms(partition)
         rewrite = head.first_offset is not None and head.first_offset <= st.last_seq
         seq = self._seq(st, head)
-        written_keys: list[bytes] = []
-        written_values: list[bytes] = []
-        written_runs: list[np.ndarray] = []
 
         async def put_segments(runs: np.ndarray) -> None:
             # Unsealed, or sealed but over the seal budget: a segment each, which makes the block
             # pending (again); a later cut folds it when the budget allows. Keys and values are
-            # made for a slice of runs at a time (the per-run Python was most of a cut's own CPU).
+            # made for a slice of runs at a time (the per-run Python was most of a cut's own CPU),
+            # and written in one RocksDB batch per slice (a write each cost twice as much). Until a
+            # slice is written its points are read from the head being cut; block folds cached
+            # meanwhile are dropped after the write.
             for lo in range(0, runs.size, SEGMENT_SLICE_RUNS):
                 await slicer.tick()
                 part = runs[lo:lo + SEGMENT_SLICE_RUNS]
@@ -590,9 +590,13 @@ class WorkerStorage:
                 values = segments.encode_spans(ts, vals, starts[part], lengths[part])
                 if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
                     values = [self._merged_segment(partition, k, v) for k, v in zip(names, values, strict=True)]
-                written_keys.extend(names)
-                written_values.extend(values)
-                written_runs.append(part)
+                self._segments.put_many(partition, list(zip(names, values, strict=True)))
+                for key in names:
+                    self._forget(partition, key)  # a replay may have rewritten it with more points
+                part_blocks, part_sids = run_blocks[part], run_sids[part]
+                for block in np.unique(part_blocks).tolist():
+                    st.pending.setdefault(block, set()).update(part_sids[part_blocks == block].tolist())
+                stats.segments += len(names)
 
         sealed = (run_blocks + self.block_ms <= horizon) if horizon is not None else np.zeros(starts.size, bool)
         await put_segments(np.flatnonzero(~sealed))
@@ -612,17 +616,6 @@ class WorkerStorage:
                                  for i in now],
                                 stats, self._seal_budget)
                 batch = _next_batch(time.perf_counter() - started, len(now))
-        # The cut's segments in one RocksDB write (one write each cost twice as much). Until it,
-        # reads find these points in the head being cut; blocks cached meanwhile are dropped after it.
-        self._segments.put_many(partition, list(zip(written_keys, written_values, strict=True)))
-        for key in written_keys:
-            self._forget(partition, key)  # a replay may have rewritten it with more points
-        if written_runs:
-            runs = np.concatenate(written_runs)
-            segment_blocks, segment_sids = run_blocks[runs], run_sids[runs]
-            for block in np.unique(segment_blocks).tolist():
-                st.pending.setdefault(block, set()).update(segment_sids[segment_blocks == block].tolist())
-        stats.segments += len(written_keys)
 
     def _merged_segment(self, partition: int, key: bytes, value: bytes) -> bytes:
         """``value`` over the segment already stored under ``key`` (later wins): usually the same points."""

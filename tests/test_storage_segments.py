@@ -140,8 +140,8 @@ async def test_cuts_append_segments_and_seal_folds_them_once(tables: StorageTabl
 
 
 async def test_a_block_read_while_a_cut_writes_is_read_again_after_it(tables: StorageTables) -> None:
-    """The cut's segments go to RocksDB in one batch at its end: a fold cached before that batch
-    (without them) must not outlive it. Fails if the cut drops cached blocks before its write."""
+    """The cut's segments go to RocksDB in batches after they are made: a fold cached before a batch
+    (without it) must not outlive it. Fails if the cut drops cached blocks before the write."""
     storage, feed = make(tables), Feed()
     first, second = every_10s(T0, T0 + HOUR_MS), every_10s(T0 + HOUR_MS, T0 + BLOCK_MS)
     feed.send(storage, 7, first, first / 1000.0)
