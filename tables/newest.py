@@ -75,7 +75,7 @@ class NewestTimes:
     def update(self, items: Iterable[tuple[int, int]]) -> None:
         """Set many at once (a partition's load): one merge instead of a search per series."""
         for sid, t in items:
-            i = self._index(sid) if self._keys.size else -1
+            i = self._index(sid)
             if i >= 0:
                 self._times[i] = t
             else:

@@ -586,14 +586,14 @@ class WorkerStorage:
             for lo in range(0, runs.size, SEGMENT_SLICE_RUNS):
                 await slicer.tick()
                 part = runs[lo:lo + SEGMENT_SLICE_RUNS]
-                names = keys.segment_keys(run_sids[part], run_blocks[part], seq)
+                part_blocks, part_sids = run_blocks[part], run_sids[part]
+                names = keys.segment_keys(part_sids, part_blocks, seq)
                 values = segments.encode_spans(ts, vals, starts[part], lengths[part])
                 if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
                     values = [self._merged_segment(partition, k, v) for k, v in zip(names, values, strict=True)]
                 self._segments.put_many(partition, list(zip(names, values, strict=True)))
                 for key in names:
                     self._forget(partition, key)  # a replay may have rewritten it with more points
-                part_blocks, part_sids = run_blocks[part], run_sids[part]
                 for block in np.unique(part_blocks).tolist():
                     st.pending.setdefault(block, set()).update(part_sids[part_blocks == block].tolist())
                 stats.segments += len(names)
