@@ -65,15 +65,10 @@ class NewestTimes:
         return t
 
     def __setitem__(self, sid: int, t: int) -> None:
-        i = self._index(sid)
-        if i >= 0:
-            self._times[i] = t
-        else:
-            self._new[sid] = t
-            self._maybe_merge()
+        self.update(((sid, t),))
 
     def update(self, items: Iterable[tuple[int, int]]) -> None:
-        """Set many at once (a partition's load): one merge instead of a search per series."""
+        """Set many at once (a partition's load): the merge is considered once, after all of them."""
         for sid, t in items:
             i = self._index(sid)
             if i >= 0:
