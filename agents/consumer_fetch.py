@@ -19,6 +19,13 @@ broker to gather ``fill_s`` worth of the bytes the worker consumed in the last s
 a quiet worker still gets each record at once. The worker counts decompressed bytes and
 the broker compressed ones: with the collector's zstd batches (~10 % of the bytes) a fetch
 gathers about ten times ``fill_s``, never more than the 250 ms max wait.
+
+Faust "pauses" a partition only in its own bookkeeping: the Kafka client goes on fetching
+every assigned partition, the changelogs of the worker's own tables included, whose records
+only a recovery reads. Each such partition rode in every fetch request and response (~80 of
+them where the streams need 32), and the records of a changelog the worker had written
+stayed parked in the client unread. ``stop_fetching_own_changelogs`` pauses them in the
+Kafka client once Faust has recovered the tables (perf/RESULTS.md, "The consumer's fetches").
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from __future__ import annotations
 import time
 import weakref
 from typing import Any
+
+from aiokafka import TopicPartition
 
 FETCH_MAX_WAIT_MS = 250
 FETCH_FILL_S = 0.01
@@ -88,3 +97,48 @@ class FetchSizer:
                 # Read by the consumer thread for every fetch request it builds; one attribute store.
                 fetcher._fetch_min_bytes = size
         return size
+
+
+def consumer_partitions(standby: set[tuple[str, int]]) -> dict[tuple[str, str], int]:
+    """Partitions the worker consumers hold, by kind and state (``fetched``|``paused``).
+
+    Kinds: ``stream`` (a topic the agents consume), ``standby`` (a changelog replicated for
+    another worker's table, ``standby`` holds them as (topic, partition)), ``changelog`` (one
+    of the tables this worker owns).
+    """
+    kinds = ("stream", "standby", "changelog")
+    out = {(kind, state): 0 for kind in kinds for state in ("fetched", "paused")}
+    for consumer in list(_CONSUMERS):
+        try:  # read from the event loop's thread while the consumer's thread may reassign: retry next second
+            assigned, paused = set(consumer.assignment()), consumer.paused()
+        except (RuntimeError, AttributeError):
+            continue
+        for tp in assigned:
+            if not tp.topic.endswith("-changelog"):
+                kind = "stream"
+            else:
+                kind = "standby" if (tp.topic, tp.partition) in standby else "changelog"
+            out[kind, "paused" if tp in paused else "fetched"] += 1
+    return out
+
+
+async def stop_fetching_own_changelogs(app: Any) -> int:
+    """Pause, in the Kafka client, the changelog partitions of the tables this worker owns as active;
+    returns how many. Standby partitions go on being fetched: they replicate other workers' tables.
+
+    Call once the tables are recovered (Faust's on_rebalance_complete): a new assignment gives
+    the client fresh, unpaused partitions, so a recovery after a rebalance reads them again.
+    """
+    recovery = app.tables.recovery
+    own = {TopicPartition(tp.topic, tp.partition) for tp in recovery.active_tps - recovery.standby_tps}
+    if not own:
+        return 0
+    thread = app.consumer._thread
+
+    def pause() -> int:  # in the consumer's thread: the client's pause creates a future on its loop
+        consumer = thread._ensure_consumer()
+        todo = own & consumer.assignment()
+        consumer.pause(*todo)
+        return len(todo)
+
+    return int(await thread.call_thread(pause))

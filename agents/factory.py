@@ -17,7 +17,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
-from agents.consumer_fetch import FetchSizer, short_fetch_waits
+from agents.consumer_fetch import FetchSizer, short_fetch_waits, stop_fetching_own_changelogs
 from agents.end_offsets import EndOffsets
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
@@ -168,6 +168,8 @@ def create_app(settings: Settings) -> faust.App:
         # every head is rebuilt from mf.points before Faust resumes fetching the partitions.
         replay.stop()
         storage.drop_all()
+        paused = await stop_fetching_own_changelogs(app)
+        log.info("stopped fetching %d changelog partitions of the tables recovered here", paused)
         await replay.run(active_partitions())
         freeze_long_lived()  # the restored partitions' index and heads live until the next rebalance
 

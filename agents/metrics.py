@@ -38,6 +38,11 @@ REPLAY_SECONDS = Histogram("mf_worker_replay_seconds", "Time to replay one parti
                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
 FETCH_MIN_BYTES = Gauge("mf_worker_fetch_min_bytes",
                         "Bytes the broker gathers before it answers a fetch (sized to the consumed rate)")
+CONSUMER_PARTITIONS = Gauge("mf_worker_consumer_partitions",
+                            "Partitions assigned to the worker's Kafka consumer, by kind (stream: a topic the agents "
+                            "consume; standby: a changelog replicated for another worker; changelog: of a table "
+                            "this worker owns, paused once recovered) and state (fetched or paused)",
+                            ["kind", "state"])
 GC_PAUSE = Histogram("mf_worker_gc_pause_seconds",
                      "Garbage collections by generation (2: full); the whole process waits for each",
                      ["generation"], buckets=GC_PAUSE_BUCKETS)

@@ -13,7 +13,7 @@ import time
 import faust
 
 from agents import metrics
-from agents.consumer_fetch import FetchSizer
+from agents.consumer_fetch import FetchSizer, consumer_partitions
 from metricsflow.errors import InvalidInput
 from tables.replay import PointsReplay
 from tables.storage import WorkerStorage
@@ -66,6 +66,9 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
     @app.timer(interval=1.0, name="fetch-sizer")
     async def size_fetches() -> None:
         metrics.FETCH_MIN_BYTES.set(fetch_sizer.adjust())
+        standby = {(tp.topic, tp.partition) for tp in app.tables.recovery.standby_tps}
+        for (kind, state), n in consumer_partitions(standby).items():
+            metrics.CONSUMER_PARTITIONS.labels(kind, state).set(n)
 
     @app.task
     async def watch_event_loop() -> None:

@@ -58,6 +58,21 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]
     return status, json.loads(body) if body else None
 
 
+def metric_value(url: str, name: str, **labels: str) -> float | None:
+    """One sample of a component's /metrics (labels given in any order), or None when it is absent."""
+    text = http("GET", url + "/metrics")[2].decode()
+    want = {k: str(v) for k, v in labels.items()}
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        got = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if kv) if rest else {}
+        if metric == name and {k: v.strip('"') for k, v in got.items()} == want:
+            return float(value)
+    return None
+
+
 @dataclass
 class Proc:
     name: str

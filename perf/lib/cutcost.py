@@ -59,9 +59,13 @@ def main() -> None:
     ap.add_argument("--cuts", type=int, default=6)
     ap.add_argument("--message-points", type=int, default=Settings().max_points_per_message,
                     help="live: at most this many points per mf.points message (a round of a partition is split)")
+    ap.add_argument("--compression", default=Settings().kafka_compression, choices=("none", "gzip", "lz4", "zstd"),
+                    help="live: how mf.points batches are compressed (the collector's MF_KAFKA_COMPRESSION)")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="MF_X=V",
+                    help="live: a setting for the worker (repeatable), e.g. MF_FETCH_FILL_MS=50")
     a = ap.parse_args()
     if a.live:
-        print(json.dumps(_live(a.series, a.cuts, a.cut_points, a.message_points)))
+        print(json.dumps(_live(a.series, a.cuts, a.cut_points, a.message_points, a.compression, a.worker_env)))
         return
     n = a.points
     vals = RandomWalk(a.blocks, 7).rounds(n).T.copy()  # (blocks, n)
@@ -123,24 +127,24 @@ def _segment_costs(ts: np.ndarray, vals: np.ndarray, cut_points: int) -> dict[st
             "segment_cut_amortised_us_per_series_cut": seg_us + seal_us / cuts}
 
 
-def _live(n_series: int, cuts: int, cut_points: int, message_points: int,
-          cut_interval_s: float = 15.0) -> dict[str, float]:
+def _live(n_series: int, cuts: int, cut_points: int, message_points: int, compression: str = "zstd",
+          worker_env: list[str] | None = None, cut_interval_s: float = 15.0) -> dict[str, float]:
     from perf.lib import procs, promtext
-    from perf.lib.stack import Stack
+    from perf.lib.stack import Stack, env_settings
 
     stack = Stack(root=Path("/tmp/mfperf/cutlive"), kafka_port=29192, worker_web_base=26166,
-                  cut_interval_s=cut_interval_s)
+                  cut_interval_s=cut_interval_s, extra_env=env_settings(worker_env or []))
     try:
         stack.start_kafka()
         worker = stack.start_worker()
-        return asyncio.run(_live_send(stack, worker, n_series, cuts, cut_points, message_points, cut_interval_s,
-                                      procs, promtext))
+        return asyncio.run(_live_send(stack, worker, n_series, cuts, cut_points, message_points, compression,
+                                      cut_interval_s, procs, promtext))
     finally:
         stack.stop_all()
 
 
-async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, cut_interval_s, procs,
-                     promtext) -> dict[str, float]:
+async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, compression, cut_interval_s,
+                     procs, promtext) -> dict[str, float]:
     from aiokafka import AIOKafkaProducer
 
     from metricsflow.pointbatch import encode_batches
@@ -156,7 +160,8 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, 
     t0 = now_ms // block_ms * block_ms + block_ms // 2 - 360 * step_ms
     metrics_url = worker.url + "/metrics"
     producer = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{stack.kafka_port}", acks="all",
-                                max_request_size=8 << 20)
+                                max_request_size=8 << 20,
+                                compression_type=None if compression == "none" else compression)
     await producer.start()
     sent = messages = 0
 
@@ -190,6 +195,7 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, 
         idle = procs.idle_rates({"w": worker.pid}, 5.0)["w"]
         bytes0 = rocks.kafka_topic_sizes(stack.kafka_dir)
         cpu0, blocks0, messages0, started = procs.proc_cpu(worker.pid), written(), messages, time.monotonic()
+        threads0 = procs.thread_cpu(worker.pid)
         rounds = cuts * cut_points
         for r in range(360, 360 + rounds):
             await send_rounds(r, 1)
@@ -198,14 +204,19 @@ async def _live_send(stack, worker, n_series, cuts, cut_points, message_points, 
         procs.wait_idle([worker.pid], max_wait=180.0)
         elapsed = time.monotonic() - started
         cpu = procs.proc_cpu(worker.pid) - cpu0 - idle * elapsed
+        threads = {tid: c - threads0.get(tid, 0.0) for tid, c in procs.thread_cpu(worker.pid).items()}
         series_cuts = written() - blocks0
         bytes1 = rocks.kafka_topic_sizes(stack.kafka_dir)
     finally:
         await producer.stop()
-    return {"series": n_series, "cut_points": cut_points, "points": n_series * rounds, "series_cuts": series_cuts,
+    return {"series": n_series, "cut_points": cut_points, "compression": compression, "points": n_series * rounds,
+            "series_cuts": series_cuts,
             "worker_cpu_s_net": round(cpu, 3), "idle_rate": round(idle, 4), "elapsed_s": round(elapsed, 1),
             "messages": messages - messages0,
             "points_per_message": round(n_series * rounds / max(1, messages - messages0)),
+            # The event loop's thread, and the busiest other one: Faust's Kafka consumer thread (idle included).
+            "main_thread_cpu_s": round(threads.get(worker.pid, 0.0), 3),
+            "consumer_thread_cpu_s": round(max((c for t, c in threads.items() if t != worker.pid), default=0.0), 3),
             "us_per_series_cut_incl_points": round(cpu / max(1.0, series_cuts) * 1e6, 1),
             "points_per_cpu_s": round(n_series * rounds / max(cpu, 1e-9)),
             # Kafka bytes (RF 1, log segments) per measured point: what the worker writes, and mf.points itself.

@@ -20,6 +20,23 @@ def proc_cpu(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """utime + stime per thread of the process, in seconds, by thread id (the main thread's id is ``pid``)."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(rest[11]) + int(rest[12])) / CLK
+    return out
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     try:

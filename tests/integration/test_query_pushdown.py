@@ -9,7 +9,7 @@ import urllib.parse
 import orjson
 import pytest
 
-from tests.support import Stack, get_json, http, wait_for
+from tests.support import Stack, get_json, http, metric_value, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +60,15 @@ def series_count(url: str) -> int:
     return int(orjson.loads(http("GET", url + "/healthz")[2])["series"])
 
 
+def fetches_no_own_changelog(url: str, standbys: bool) -> bool:
+    """The worker's consumer fetches no changelog of its own tables (Faust pauses those only in its own
+    bookkeeping, agents/consumer_fetch.py in the client), and goes on fetching its standby replicas."""
+    def n(kind: str, state: str) -> float:
+        return metric_value(url, "mf_worker_consumer_partitions", kind=kind, state=state) or 0.0
+    return (n("changelog", "fetched") == 0 and n("changelog", "paused") > 0 and n("stream", "fetched") > 0
+            and n("standby", "paused") == 0 and (n("standby", "fetched") > 0) == standbys)
+
+
 def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
     stack.partitions = 8
     stack.start_collector()
@@ -72,6 +81,7 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
         return bool(result) and result[0]["values"][-1][1] == str(N_SERIES)
 
     wait_for(lambda: complete(url1), 90, "worker 1 holds every series")
+    wait_for(lambda: fetches_no_own_changelog(url1, standbys=False), 10, "worker 1 stopped fetching its changelogs")
     single = {q: query_range(url1, q, now) for q in EXACT + CLOSE}
     assert all(single.values()), single
 
@@ -83,6 +93,9 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
                 and 0 < series_count(url1) < 2 * N_SERIES and 0 < series_count(url2) < 2 * N_SERIES)
 
     wait_for(split, 120, "the group rebalanced: each worker holds some partitions, both count every series")
+    for url in (url1, url2):  # the new assignment gave the client fresh partitions: paused again after recovery
+        wait_for(lambda u=url: fetches_no_own_changelog(u, standbys=True), 10,
+                 f"{url} fetches its standby changelogs and none of its own after the rebalance")
 
     for url in (url1, url2):
         partials_before = counter(url, "mf_worker_query_partials_total", source="peer")

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rocksdict import AccessType, Rdict
 
-from tests.support import Stack, http, query_raw, wait_for
+from tests.support import Stack, http, metric_value, query_raw, wait_for
 
 pytestmark = pytest.mark.integration
 N_SERIES, N_POINTS = 50, 60
@@ -65,6 +65,9 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     worker_proc, worker = stack.start_worker("w1")
     assert_all(worker, "restart_chunked", base)
     assert_all(worker, "restart_head", base)
+    # Recovered from the changelogs, which the consumer then stops fetching (agents/consumer_fetch.py).
+    wait_for(lambda: metric_value(worker, "mf_worker_consumer_partitions", kind="changelog", state="fetched") == 0,
+             10, "the recovered changelogs paused in the Kafka client")
 
 
 def offsets_persisted(stack: Stack, table: str) -> bool:
