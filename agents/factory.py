@@ -168,8 +168,11 @@ def create_app(settings: Settings) -> faust.App:
         # every head is rebuilt from mf.points before Faust resumes fetching the partitions.
         replay.stop()
         storage.drop_all()
-        paused = await stop_fetching_own_changelogs(app)
-        log.info("stopped fetching %d changelog partitions of the tables recovered here", paused)
+        try:
+            paused = await stop_fetching_own_changelogs(app)
+            log.info("stopped fetching %d changelog partitions of the tables recovered here", paused)
+        except Exception as exc:  # a saving, never a reason to fail the rebalance
+            log.warning("could not pause the changelogs of the tables recovered here: %r", exc)
         await replay.run(active_partitions())
         freeze_long_lived()  # the restored partitions' index and heads live until the next rebalance
 

@@ -11,6 +11,7 @@ import logging
 import time
 
 import faust
+from prometheus_client import Gauge
 
 from agents import metrics
 from agents.consumer_fetch import FetchSizer, consumer_partitions
@@ -38,6 +39,8 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             metrics.SERIES_CONSUMED.inc()
             metrics.SERIES_INDEXED.inc(added)
 
+    lag_by_partition: dict[int, Gauge] = {}  # the gauge's child per partition: labels() per message cost more
+
     @app.agent(points, name="points-store")
     async def store_points(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -60,7 +63,10 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
                 metrics.FRESHNESS.observe(max(0.0, time.time() - stats.produced_at_ms / 1000))
             highwater = app.consumer.highwater(msg.tp) if app.consumer else None
             if highwater is not None:
-                metrics.LAG.labels(str(msg.partition)).set(max(0, highwater - msg.offset - 1))
+                lag = lag_by_partition.get(msg.partition)
+                if lag is None:
+                    lag = lag_by_partition[msg.partition] = metrics.LAG.labels(str(msg.partition))
+                lag.set(max(0, highwater - msg.offset - 1))
             # Cuts run from the timer only: inline they stalled consumption for the whole cut.
 
     @app.timer(interval=1.0, name="fetch-sizer")

@@ -64,8 +64,10 @@ class Settings:
     worker_loop: str = "uvloop"
     standby_replicas: int = 1
     # A busy worker asks the broker to gather this long's worth of its consumed bytes per fetch
-    # (agents/consumer_fetch.py): a fetch for every few small messages was ~40 % of its CPU. 0: off.
-    fetch_fill_ms: int = 10
+    # (agents/consumer_fetch.py): a fetch for every few small messages was ~40 % of its CPU, and
+    # each fetch still costs its consumer thread ~1 ms whatever it brings (10 → 30: perf/RESULTS.md,
+    # "The consumer's fetches"). 0: off.
+    fetch_fill_ms: int = 30
     # Every cut appends one segment per series with new points; blocks are compressed and
     # rolled up once, at seal. 5 minutes keeps the head a few minutes of data.
     head_cut_interval_s: float = 300.0
