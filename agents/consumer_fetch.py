@@ -17,8 +17,8 @@ write, and the broker's work to answer it. With messages of 250 points that was 
 the worker's CPU (perf/RESULTS.md, "... fetches sized to the load"). ``FetchSizer`` asks the
 broker to gather ``fill_s`` worth of the bytes the worker consumed in the last second, and
 a quiet worker still gets each record at once. The worker counts decompressed bytes and
-the broker compressed ones: with the collector's zstd batches (~10 % of the bytes) a fetch
-gathers about ten times ``fill_s``, never more than the 250 ms max wait.
+the broker compressed ones: with the collector's zstd batches (a quarter to two fifths of the
+bytes) a fetch gathers 2.5-4 times ``fill_s``, never more than the 250 ms max wait.
 
 Faust "pauses" a partition only in its own bookkeeping: the Kafka client goes on fetching
 every assigned partition, the changelogs of the worker's own tables included, whose records
@@ -37,7 +37,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 FETCH_MAX_WAIT_MS = 250
-FETCH_FILL_S = 0.01
+FETCH_FILL_S = 0.03  # MF_FETCH_FILL_MS's default
 FETCH_MIN_BYTES_MAX = 1 << 20
 _PATCHED = "_mf_fetch_max_wait"
 _CONSUMERS: weakref.WeakSet[Any] = weakref.WeakSet()  # the worker consumers created in this process
