@@ -109,9 +109,9 @@ def consumer_partitions(standby: set[tuple[str, int]]) -> dict[tuple[str, str], 
     kinds = ("stream", "standby", "changelog")
     out = {(kind, state): 0 for kind in kinds for state in ("fetched", "paused")}
     for consumer in list(_CONSUMERS):
-        try:  # read from the event loop's thread while the consumer's thread may reassign: retry next second
+        try:  # read from the event loop's thread while the consumer's thread may reassign: counted next second
             assigned, paused = set(consumer.assignment()), consumer.paused()
-        except (RuntimeError, AttributeError):
+        except Exception:  # a set changed size, or a partition left the assignment mid-read
             continue
         for tp in assigned:
             if not tp.topic.endswith("-changelog"):

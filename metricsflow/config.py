@@ -65,7 +65,7 @@ class Settings:
     standby_replicas: int = 1
     # A busy worker asks the broker to gather this long's worth of its consumed bytes per fetch
     # (agents/consumer_fetch.py): a fetch for every few small messages was ~40 % of its CPU, and
-    # each fetch still costs its consumer thread ~1 ms whatever it brings (10 → 30: perf/RESULTS.md,
+    # each fetch still costs its consumer thread ~0.8 ms whatever it brings (10 → 30: perf/RESULTS.md,
     # "The consumer's fetches"). 0: off.
     fetch_fill_ms: int = 30
     # Every cut appends one segment per series with new points; blocks are compressed and
