@@ -66,8 +66,11 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     assert_all(worker, "restart_chunked", base)
     assert_all(worker, "restart_head", base)
     # Recovered from the changelogs, which the consumer then stops fetching (agents/consumer_fetch.py).
-    wait_for(lambda: metric_value(worker, "mf_worker_consumer_partitions", kind="changelog", state="fetched") == 0,
-             10, "the recovered changelogs paused in the Kafka client")
+    def changelogs(state: str) -> float | None:
+        return metric_value(worker, "mf_worker_consumer_partitions", kind="changelog", state=state)
+
+    wait_for(lambda: changelogs("fetched") == 0 and (changelogs("paused") or 0) > 0, 10,
+             "the recovered changelogs paused in the Kafka client")
 
 
 def offsets_persisted(stack: Stack, table: str) -> bool:
