@@ -26,6 +26,9 @@ only a recovery reads. Each such partition rode in every fetch request and respo
 them where the streams need 32), and the records of a changelog the worker had written
 stayed parked in the client unread. ``stop_fetching_own_changelogs`` pauses them in the
 Kafka client once Faust has recovered the tables (perf/RESULTS.md, "The consumer's fetches").
+Faust's livelock check then has to leave them alone: it logs an error every 2.5 s for each
+assigned partition the client has not fetched for ``stream_processing_timeout`` (5 minutes);
+``short_fetch_waits`` also makes it skip the partitions paused in the client.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ FETCH_MAX_WAIT_MS = 250
 FETCH_FILL_S = 0.03  # MF_FETCH_FILL_MS's default
 FETCH_MIN_BYTES_MAX = 1 << 20
 _PATCHED = "_mf_fetch_max_wait"
+_PATCHED_CHECK = "_mf_skips_paused"
 _CONSUMERS: weakref.WeakSet[Any] = weakref.WeakSet()  # the worker consumers created in this process
 
 
@@ -60,6 +64,33 @@ def short_fetch_waits(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
 
     setattr(create_worker_consumer, _PATCHED, True)
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    skip_paused_in_livelock_check(AIOKafkaConsumerThread)
+
+
+def skip_paused_in_livelock_check(thread_class: Any) -> None:
+    """Make Faust's per-partition livelock check of ``thread_class`` leave out partitions paused in
+    the Kafka client (idempotent; ``short_fetch_waits`` applies it to Faust's consumer thread)."""
+    verify = thread_class.verify_event_path
+    if getattr(verify, _PATCHED_CHECK, False):
+        return
+
+    def verify_event_path(self: Any, now: float, tp: Any) -> None:
+        if not paused_in_client(self, tp):  # a paused partition is not fetched on purpose
+            verify(self, now, tp)
+
+    setattr(verify_event_path, _PATCHED_CHECK, True)
+    thread_class.verify_event_path = verify_event_path
+
+
+def paused_in_client(thread: Any, tp: Any) -> bool:
+    """Whether the Kafka client of Faust's consumer ``thread`` holds ``tp`` paused."""
+    state_of = getattr(getattr(thread, "_consumer", None), "_subscription", None)  # the client's, also its fetcher's
+    subscription = state_of.subscription if state_of is not None else None
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None:
+        return False
+    state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+    return bool(state is not None and state.paused)
 
 
 def fetch_min_bytes(bytes_per_s: float, fill_s: float = FETCH_FILL_S, cap: int = FETCH_MIN_BYTES_MAX) -> int:

@@ -7,9 +7,18 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from agents.consumer_fetch import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES_MAX, FetchSizer, fetch_min_bytes, short_fetch_waits
+from agents.consumer_fetch import (
+    FETCH_MAX_WAIT_MS,
+    FETCH_MIN_BYTES_MAX,
+    FetchSizer,
+    fetch_min_bytes,
+    paused_in_client,
+    short_fetch_waits,
+    skip_paused_in_livelock_check,
+)
 
 
 def _worker_consumer() -> object:
@@ -54,3 +63,36 @@ def test_a_zero_fill_time_keeps_fetches_answered_at_once() -> None:
     sizer.consumed(100 * FETCH_MIN_BYTES_MAX)
     assert sizer.adjust() == 1
     assert consumer._fetch_min_bytes == 1  # type: ignore[attr-defined]
+
+
+def test_the_livelock_check_skips_partitions_paused_in_the_client() -> None:
+    """Faust logs an error every 2.5 s for each assigned partition its client has not fetched for 5 minutes;
+    the changelogs the worker pauses on purpose must not count (agents/consumer_fetch.py)."""
+    checked: list[str] = []
+
+    class Thread:  # the two attributes Faust's consumer thread has that the check reads
+        _consumer: object = None
+
+        def verify_event_path(self, now: float, tp: TopicPartition) -> None:
+            checked.append(tp.topic)
+
+    skip_paused_in_livelock_check(Thread)
+    skip_paused_in_livelock_check(Thread)  # idempotent: one wrapper, not two
+
+    async def run() -> None:
+        thread = Thread()
+        own, stream = TopicPartition("t-segments-changelog", 0), TopicPartition("t.points", 0)
+        thread.verify_event_path(0.0, own)  # no consumer yet: checked as before
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")  # never started: no connection
+        consumer.assign([own, stream])
+        thread._consumer = consumer
+        consumer.pause(own)
+        assert paused_in_client(thread, own) and not paused_in_client(thread, stream)
+        thread.verify_event_path(0.0, own)
+        thread.verify_event_path(0.0, stream)
+        consumer.resume(own)
+        thread.verify_event_path(0.0, own)
+        await consumer.stop()
+
+    asyncio.run(run())
+    assert checked == ["t-segments-changelog", "t.points", "t-segments-changelog"]
