@@ -49,7 +49,8 @@ _CONSUMERS: weakref.WeakSet[Any] = weakref.WeakSet()  # the worker consumers cre
 
 def short_fetch_waits(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     """Make the worker consumers Faust creates from now on wait at most ``max_wait_ms`` per fetch,
-    and let ``FetchSizer`` size their fetches (idempotent)."""
+    let ``FetchSizer`` size their fetches, and keep Faust's livelock check off the partitions
+    paused in their client (idempotent)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     create = AIOKafkaConsumerThread._create_worker_consumer
