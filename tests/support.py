@@ -60,7 +60,9 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]
 
 def metric_value(url: str, name: str, **labels: str) -> float | None:
     """One sample of a component's /metrics (labels given in any order), or None when it is absent."""
-    text = http("GET", url + "/metrics")[2].decode()
+    status, _, body = http("GET", url + "/metrics")
+    assert status == 200, status
+    text = body.decode()
     want = {k: str(v) for k, v in labels.items()}
     for line in text.splitlines():
         if not line.startswith(name) or line.startswith("#"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -29,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from metricsflow import series_batch
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import partition_for, series_id
-from tests.support import REPO, Stack, http, query_raw, wait_for
+from tests.support import REPO, Stack, http, metric_value, query_raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,14 +110,7 @@ def assert_exact(result: list[dict[str, Any]], expected: dict[str, tuple[np.ndar
 
 def worker_counter(worker: str, name: str, **labels: str) -> float:
     """One sample of the worker's own /metrics (0 when absent)."""
-    status, _, body = http("GET", worker + "/metrics")
-    assert status == 200
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in body.decode().splitlines():
-        m = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
-        if m and ",".join(sorted((m.group(1) or "").split(","))) == want:
-            return float(m.group(2))
-    return 0.0
+    return metric_value(worker, name, **labels) or 0.0
 
 
 # --- (a) Python ------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.parse
 
@@ -50,10 +49,7 @@ def query_range(url: str, query: str, now_ms: int) -> list[dict]:
 
 
 def counter(url: str, name: str, **labels: str) -> float:
-    text = http("GET", url + "/metrics")[2].decode()
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    m = re.search(rf"^{name}{{{re.escape(want)}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+    return metric_value(url, name, **labels) or 0.0
 
 
 def series_count(url: str) -> int:
