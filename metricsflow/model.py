@@ -65,6 +65,47 @@ class SeriesSamples:
         return s
 
 
+@dataclass(slots=True)
+class SampleColumns:
+    """The samples of a request's series laid end to end: run ``i`` is ``lengths[i]`` points long.
+
+    A parser that reads every series' columns from one buffer keeps them so; the
+    collector then validates and groups the request without one array per series.
+    """
+
+    lengths: np.ndarray  # int64, points per series
+    timestamps_ms: np.ndarray  # int64
+    values: np.ndarray  # float64
+
+
+class ColumnRun(SeriesSamples):
+    """A ``SeriesSamples`` whose columns are a run of a request's ``SampleColumns``, sliced when read.
+
+    Read-only columns: a parser hands out hundreds per request, and most are never
+    read one by one (the collector takes the request's columns whole).
+    """
+
+    __slots__ = ("_columns", "_end", "_start")
+
+    @classmethod
+    def of_run(cls, labels: dict[str, str], columns: SampleColumns, start: int, end: int,
+               kind: MetricKind) -> ColumnRun:
+        s = object.__new__(cls)
+        s.labels, s.kind, s._columns, s._start, s._end = labels, kind, columns, start, end
+        return s
+
+    @property  # type: ignore[override]
+    def timestamps_ms(self) -> np.ndarray:
+        return self._columns.timestamps_ms[self._start:self._end]
+
+    @property  # type: ignore[override]
+    def values(self) -> np.ndarray:
+        return self._columns.values[self._start:self._end]
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+
 @dataclass(slots=True, frozen=True)
 class Rejection:
     """Why (part of) a request was refused; ``reason`` is also a counter label."""
@@ -83,6 +124,8 @@ class ParseResult:
     # True when every series' labels dict is one the parser hands out again for the same label set
     # (never changed downstream): the pipeline may then know a label set by the dict itself.
     shared_labels: bool = False
+    # When set, every series is a ``ColumnRun`` of these columns, in order.
+    columns: SampleColumns | None = None
 
     @property
     def rejected_points(self) -> int:

@@ -23,7 +23,7 @@ from metricsflow.collector.kafka_writer import Message
 from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentSeries
 from metricsflow.collector.validation import Limits, validate
 from metricsflow.config import Settings
-from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
+from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pointbatch import decode_batch
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
@@ -108,12 +108,27 @@ series_strategy = st.builds(
 )
 
 
+def _as_columns(series: list[SeriesSamples]) -> tuple[list[SeriesSamples], SampleColumns | None]:
+    """The series as a parser that reads one buffer hands them out: runs of request-wide columns."""
+    if not series:
+        return series, None
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    columns = SampleColumns(lengths, np.concatenate([s.timestamps_ms for s in series]),
+                            np.concatenate([s.values for s in series]))
+    ends = np.cumsum(lengths).tolist()
+    return [ColumnRun.of_run(s.labels, columns, end - len(s), end, s.kind)
+            for s, end in zip(series, ends, strict=True)], columns
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(series_strategy, max_size=12), st.booleans())
-def test_pipeline_matches_per_series_validation(series: list[SeriesSamples], parse_rejection: bool) -> None:
+@given(st.lists(series_strategy, max_size=12), st.booleans(), st.booleans())
+def test_pipeline_matches_per_series_validation(series: list[SeriesSamples], parse_rejection: bool,
+                                                columnar: bool) -> None:
     writer = RecordingWriter()
     pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
     parsed = ParseResult(series=series, rejections=[Rejection("bad_columns", "x", 2)] if parse_rejection else [])
+    if columnar:
+        parsed.series, parsed.columns = _as_columns(series)
     want_outcome, want_runs, want_announced = _reference("t1", parsed, int(time.time() * 1000))
     outcome = _accept(pipeline, parsed)
     assert (outcome.accepted, outcome.rejected, outcome.rejections) == want_outcome

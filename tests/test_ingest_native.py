@@ -11,6 +11,7 @@ from metricsflow.errors import InvalidInput
 from metricsflow.ingest.native import _parse_general, encode_native, parse_native, parse_native_with_tenant
 from metricsflow.model import STALE_NAN, STALE_NAN_BITS, MetricKind, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.series_id import uvarint
 
 
 def _series(**kw):
@@ -225,3 +226,109 @@ def test_a_known_label_set_is_the_same_dict_next_time():
     body = encode_native([SeriesSamples({"__name__": "cpu", "host": "h1"}, [1], [1.0])])
     first, second = parse_native(body).series[0].labels, parse_native(body).series[0].labels
     assert first == {"__name__": "cpu", "host": "h1"} and first is second
+
+
+def _field(tag: int, payload: bytes, pad: bool = False) -> bytes:
+    # pad: a length varint one byte longer than needed (valid protobuf, not canonical)
+    length = uvarint(len(payload))
+    if pad:
+        length = bytes([length[0] | 0x80]) + length[1:] + b"\x00" if len(length) == 1 else length
+    return bytes([tag]) + length + payload
+
+
+_LAYOUTS = ["canonical", "labels_after_columns", "labels_split", "unknown_field", "packed_too",
+            "columns_twice", "kind_first", "padded_label"]
+
+
+def _series_bytes(labels: list[tuple[str, str]], split: int, n: int, kind: int, layout: str) -> bytes:
+    fields = [_field(0x0A, pb.Label(name=k, value=v).SerializeToString()) for k, v in labels]
+    ts = (np.arange(n, dtype="<i8") * 1000 + 7).tobytes()
+    vs = (np.arange(n, dtype="<f8") + 0.25).tobytes()
+    columns = _field(0x22, ts) + _field(0x2A, vs)
+    kind_field = b"\x30" + uvarint(kind & 0xFFFF_FFFF_FFFF_FFFF) if kind else b""
+    head, tail = b"".join(fields[:split]), b"".join(fields[split:])
+    if layout == "labels_after_columns":
+        return columns + kind_field + head + tail
+    if layout == "labels_split":
+        return head + columns + kind_field + tail
+    if layout == "unknown_field":
+        return head + tail + columns + kind_field + _field(0x4A, b"zz")
+    if layout == "packed_too":
+        return head + tail + _field(0x12, uvarint(5)) + columns + kind_field
+    if layout == "columns_twice":
+        return head + tail + _field(0x22, bytes(len(ts))) + columns + kind_field
+    if layout == "kind_first":
+        return kind_field + head + tail + columns
+    if layout == "padded_label" and fields:
+        k, v = labels[0]
+        return _field(0x0A, pb.Label(name=k, value=v).SerializeToString(), pad=True) + b"".join(fields[1:]) \
+            + columns + kind_field
+    return head + tail + columns + kind_field
+
+
+_ODD_SERIES = st.tuples(
+    st.lists(st.tuples(st.sampled_from(["__name__", "host", "dc"]), st.sampled_from(["a", "cpu"])),
+             max_size=3, unique_by=lambda p: p[0]),
+    st.integers(0, 3), st.integers(1, 3), st.sampled_from([0, 2, 9, -1]), st.sampled_from(_LAYOUTS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ODD_SERIES, min_size=1, max_size=5))
+def test_label_prefixes_never_stand_for_other_fields(spec: list):
+    """Series in any field order, with extra or repeated fields, read as the general parse reads them,
+    also when the same label sets were seen before in canonical form (the parser keys labels by the bytes
+    before a series' columns)."""
+    primer = b"".join(_field(0x0A, _series_bytes(labels[:cut], cut, 1, kind, "canonical"))
+                      for labels, split, _, kind, _ in spec for cut in (split, len(labels)))
+    parse_native(primer)
+    body = b"".join(_field(0x0A, _series_bytes(*s)) for s in spec)
+    want = _parse_general(body)[0]
+    for _ in range(2):
+        got = parse_native(body)
+        assert got.rejections == want.rejections
+        assert [(g.labels, g.kind, g.timestamps_ms.tolist(), g.values.tolist()) for g in got.series] == \
+            [(w.labels, w.kind, w.timestamps_ms.tolist(), w.values.tolist()) for w in want.series]
+
+
+def test_a_series_with_labels_after_its_columns_keeps_them_all():
+    canonical = _field(0x0A, _series_bytes([("__name__", "cpu")], 1, 2, 0, "canonical"))
+    assert parse_native(canonical).series[0].labels == {"__name__": "cpu"}
+    # The same first label, then the columns, then one more label: the bytes before where canonical
+    # columns would start are not the known prefix, so the series is read label by label.
+    odd = _field(0x0A, _series_bytes([("__name__", "cpu"), ("host", "a")], 1, 2, 0, "labels_split"))
+    for _ in range(2):
+        assert parse_native(odd).series[0].labels == {"__name__": "cpu", "host": "a"}
+
+
+def test_request_columns_are_the_series_laid_end_to_end():
+    body = encode_native([SeriesSamples({"__name__": "a"}, [1, 2], [1.0, 2.0]),
+                          SeriesSamples({"__name__": "b"}, [3], [3.0])])
+    parsed = parse_native(body)
+    assert parsed.columns is not None
+    assert parsed.columns.lengths.tolist() == [2, 1]
+    assert parsed.columns.timestamps_ms.tolist() == [1, 2, 3] and parsed.columns.values.tolist() == [1.0, 2.0, 3.0]
+    assert [s.timestamps_ms.tolist() for s in parsed.series] == [[1, 2], [3]]
+
+
+def test_a_known_prefix_with_other_fields_behind_it_is_not_taken_for_the_labels():
+    """Two series alike up to their last label, which comes after the columns: each keeps its own.
+
+    The last label field takes 18 bytes, as many as the timestamps field, so the bytes before where the
+    columns would end are the first label and the whole timestamps field: readable, but not labels alone.
+    """
+    body = b"".join(_field(0x0A, _series_bytes([("__name__", "cpu"), ("host", host * 8)], 1, 2, 0, "labels_split"))
+                    for host in ("a", "b"))
+    for _ in range(2):
+        assert [s.labels["host"] for s in parse_native(body).series] == ["aaaaaaaa", "bbbbbbbb"]
+
+
+def test_a_short_negative_kind_leaves_no_label_behind():
+    """-1 written in 5 bytes (the low 32 bits) reads as -1 too: the label before it is still read."""
+    cpu = _field(0x0A, pb.Label(name="__name__", value="cpu").SerializeToString())
+    columns = _field(0x22, np.array([1], "<i8").tobytes()) + _field(0x2A, np.array([1.0], "<f8").tobytes())
+    parse_native(_field(0x0A, cpu + columns))  # {__name__: cpu} known by its bytes
+    x = _field(0x0A, pb.Label(name="x").SerializeToString())  # 5 bytes, as many as the short kind saves
+    body = _field(0x0A, cpu + x + columns + b"\x30" + uvarint(0xFFFF_FFFF))
+    assert _parse_general(body)[0].series[0].labels == {"__name__": "cpu", "x": ""}
+    for _ in range(2):
+        assert parse_native(body).series[0].labels == {"__name__": "cpu", "x": ""}

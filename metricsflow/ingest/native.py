@@ -14,7 +14,7 @@ calls ``parse_native_with_tenant`` and gets it from the same parse.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
-from metricsflow.model import MetricKind, ParseResult, Rejection, SeriesSamples
+from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 
 _I64_LE = np.dtype("<i8")
@@ -50,56 +50,73 @@ def parse_native_with_tenant(body: bytes) -> tuple[ParseResult, str | None]:
 def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     """The common request in one pass per series: byte columns, valid UTF-8, no packed samples.
 
-    Each series' labels are read as their raw encodings and looked up in ``_LABELS``:
-    clients send the same label sets request after request, and a hit gives the
-    same ``dict`` (and the same strings) as last time, without decoding a string.
-    The dict is shared: nothing downstream may change it. Every series' byte columns
-    are joined and wrapped once (one ``frombuffer`` per request). Anything else
+    Clients send the same label sets request after request. A series' labels are
+    found by the raw bytes of its label fields (see ``_LabelSets.by_prefix``): one
+    slice and one dict probe give the same ``dict`` (and the same strings) as last
+    time, without a Python object per label. The dict is shared: nothing downstream
+    may change it. Every series' byte columns are joined and wrapped once (one
+    ``frombuffer`` per request) and handed out as ``SampleColumns``. Anything else
     (packed samples, invalid UTF-8, an unparsable body) returns None and
     ``_parse_general`` decides, so the answers stay exactly its answers.
     """
     try:
         req = _SeriesRequest.FromString(body)
         tenant = req.tenant.decode("utf-8")
+        raws = _RawSeriesRequest.FromString(body).series
     except (DecodeError, UnicodeDecodeError):
         return None
     result = ParseResult()
-    series_out = result.series
     rejections = result.rejections
     known = _LABELS.sets
-    kept: list[tuple[dict[str, str], int, int]] = []  # labels, kind, points
+    by_prefix = _LABELS.by_prefix
+    columns_size = _COLUMNS_SIZE
+    kind_size = _KIND_SIZE
+    kept_labels: list[dict[str, str]] = []
+    kinds: list[int] = []
     ts_parts: list[bytes] = []
     vs_parts: list[bytes] = []
-    for series in req.series:
-        raw = tuple(series.labels)
-        labels = known.get(raw)
-        if labels is None:
-            labels = _LABELS.decode(raw)
-            if labels is None:
-                return None  # not valid UTF-8: the general parse refuses just that series
+    for series, raw in zip(req.series, raws, strict=True):
         ts_le = series.timestamps_ms_le
         vs_le = series.values_le
+        kind = series.kind
+        n = len(ts_le)
+        if n == len(vs_le) and n and not n & 7:
+            labels = by_prefix.get(raw[:len(raw) - columns_size[n] - kind_size[kind]])
+            if labels is not None:
+                kept_labels.append(labels)
+                kinds.append(kind)
+                ts_parts.append(ts_le)
+                vs_parts.append(vs_le)
+                continue
+        label_fields = tuple(series.labels)
+        labels = known.get(label_fields)
+        if labels is None:
+            labels = _LABELS.decode(label_fields)
+            if labels is None:
+                return None  # not valid UTF-8: the general parse refuses just that series
         if not (ts_le or vs_le):
             if len(series.timestamps_ms) or len(series.values):
                 return None  # packed samples
             continue  # no samples at all
-        if len(ts_le) % 8 or len(ts_le) != len(vs_le):
+        if n % 8 or n != len(vs_le):
             rejections.append(_bad_le_columns(ts_le, vs_le))
             continue
-        if len(labels) != len(raw):
-            rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", len(ts_le) // 8))
+        if len(labels) != len(label_fields):
+            rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", n >> 3))
             continue
-        kept.append((labels, series.kind, len(ts_le) >> 3))
+        _LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], label_fields, labels)
+        kept_labels.append(labels)
+        kinds.append(kind)
         ts_parts.append(ts_le)
         vs_parts.append(vs_le)
-    timestamps_ms = np.frombuffer(b"".join(ts_parts), dtype=_I64_LE)
-    values = np.frombuffer(b"".join(vs_parts), dtype=_F64_LE)
-    at = 0
-    of_columns = SeriesSamples.of_columns  # the columns are int64/float64 views of equal length
-    for labels, kind, n in kept:
-        end = at + n
-        series_out.append(of_columns(labels, timestamps_ms[at:end], values[at:end], _KIND.get(kind, _UNSPECIFIED)))
-        at = end
+    ends = np.cumsum(np.fromiter(map(len, ts_parts), dtype=np.int64, count=len(ts_parts))) >> 3
+    columns = SampleColumns(np.diff(ends, prepend=0), np.frombuffer(b"".join(ts_parts), dtype=_I64_LE),
+                            np.frombuffer(b"".join(vs_parts), dtype=_F64_LE))
+    run = ColumnRun.of_run
+    kind_of = _KIND.get
+    result.series = [run(labels, columns, start, end, kind_of(kind, _UNSPECIFIED)) for labels, kind, start, end
+                     in zip(kept_labels, kinds, (ends - columns.lengths).tolist(), ends.tolist(), strict=True)]
+    result.columns = columns
     result.rejections = merged(rejections)
     result.shared_labels = True  # every labels dict came from _LABELS
     return result, tenant
@@ -108,15 +125,49 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
 LABEL_SETS_KEPT = 65_536  # label sets whose dict the parser hands out again
 
 
-class _LabelSets:
-    """Raw label encodings of a series (a tuple of serialized ``Label`` messages) → its labels.
+def _least_varint_size(value: int) -> int:
+    """The fewest bytes a varint read as ``value`` can take (never more: see ``_LabelSets``)."""
+    if value < 0:
+        return 5  # negative int32s are written in 10 bytes, but 5 (the low 32 bits) read the same
+    return max(1, (value.bit_length() + 6) // 7)
 
-    Bounded: emptied when ``capacity`` sets are known (a miss only decodes again). The
-    tuple keeps each label's boundaries, so two different label lists never share a key.
+
+class _FieldSizes(dict[int, int]):
+    """The fewest bytes on the wire of the fields a series ends with, by column length or kind (memoised)."""
+
+    def __init__(self, size: Callable[[int], int]) -> None:
+        super().__init__()
+        self._size = size
+
+    def __missing__(self, key: int) -> int:
+        size = self[key] = self._size(key)
+        return size
+
+
+# timestamps_ms_le and values_le of n bytes each: tag, length, bytes, twice.
+_COLUMNS_SIZE = _FieldSizes(lambda n: 2 * (1 + _least_varint_size(n) + n))
+# kind: absent when 0, else tag and varint.
+_KIND_SIZE = _FieldSizes(lambda kind: 1 + _least_varint_size(kind) if kind else 0)
+
+
+class _LabelSets:
+    """Raw label encodings of a series → its labels, two ways.
+
+    ``sets`` by a tuple of the serialized ``Label`` messages (which keeps each label's
+    boundaries, so two different label lists never share a key). ``by_prefix`` by the
+    bytes of a Series before its columns: a series is its label fields then the
+    columns and kind, so ``raw[:len(raw) - size of those]`` is one ``bytes`` slice
+    per series. Only a prefix that is nothing but whole label fields is kept (checked
+    once, in ``remember_prefix``). A later series whose prefix equals it has exactly
+    those labels, whatever the order of its fields: the size subtracted is the least
+    its columns and kind can take, so the rest holds all of them and no room is left
+    for a label. Bounded: both emptied when ``capacity`` sets are known (a miss only
+    decodes again).
     """
 
     def __init__(self, capacity: int = LABEL_SETS_KEPT) -> None:
         self.sets: dict[tuple[bytes, ...], dict[str, str]] = {}
+        self.by_prefix: dict[bytes, dict[str, str]] = {}
         self._capacity = capacity
 
     def decode(self, raw: tuple[bytes, ...]) -> dict[str, str] | None:
@@ -128,8 +179,22 @@ class _LabelSets:
         labels = {p.name: p.value for p in pairs}
         if len(self.sets) >= self._capacity:
             self.sets.clear()
+            self.by_prefix.clear()
         self.sets[raw] = labels
         return labels
+
+    def remember_prefix(self, prefix: bytes, label_fields: tuple[bytes, ...], labels: dict[str, str]) -> None:
+        """Key ``labels`` by ``prefix`` if it is exactly the fields ``label_fields``, canonically encoded."""
+        try:
+            fields = _LabelFields.FromString(prefix)
+        except DecodeError:
+            return
+        fields.DiscardUnknownFields()
+        if tuple(fields.labels) != label_fields or fields.SerializeToString() != prefix:
+            return
+        if len(self.by_prefix) >= self._capacity:
+            self.by_prefix.clear()
+        self.by_prefix[prefix] = labels
 
 
 _LABELS = _LabelSets()
@@ -262,12 +327,12 @@ def _columns(
     return np.array(series.timestamps_ms, dtype=np.int64), np.array(series.values, dtype=np.float64)
 
 
-def _view_classes() -> tuple[Any, Any, Any]:
+def _view_classes() -> tuple[Any, ...]:
     """Alternative declarations of the native wire format (same bytes, no .proto needed).
 
     ``WriteRequest`` with label strings as bytes (salvages series around invalid
-    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`) and
-    ``WriteRequestLe`` (see :func:`_parse_le_columns`).
+    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`), and
+    ``WriteRequestLe``, ``WriteRequestRaw`` and ``LabelFields`` (see :func:`_parse_le_columns`).
     """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -323,15 +388,20 @@ def _view_classes() -> tuple[Any, Any, Any]:
         type_name=".metricsflow.ingest.lenient.SeriesLe",
     )  # fmt: skip
     req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    # The same request with each Series as its raw bytes, and a Series' label fields alone.
+    raw_req = fdp.message_type.add(name="WriteRequestRaw")
+    raw_req.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    label_fields = fdp.message_type.add(name="LabelFields")
+    label_fields.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
-        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe")
+        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe", "WriteRequestRaw", "LabelFields")
     )
 
 
-_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest = _view_classes()
+_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _RawSeriesRequest, _LabelFields = _view_classes()
 _Label = pb.Label
 
 
