@@ -42,6 +42,9 @@ class Settings:
     collector_http_port: int = 8080
     collector_grpc_port: int = 50051
     kafka_ack_timeout_s: float = 2.0  # answer 503 past this (invariant 6)
+    # Kafka writes a collector has in flight; requests that arrive meanwhile are written together
+    # next, one PointBatch per partition for all of them (a worker pays per message, not per point).
+    collector_writes_in_flight: int = 1
     retry_after_s: int = 2
     max_body_bytes: int = 32 * 1024 * 1024
     max_labels: int = 30
@@ -138,4 +141,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
         raise ValueError(f"MF_KAFKA_COMPRESSION={settings.kafka_compression!r}: one of {', '.join(KAFKA_COMPRESSIONS)}")
     if settings.worker_loop not in WORKER_LOOPS:
         raise ValueError(f"MF_WORKER_LOOP={settings.worker_loop!r}: one of {', '.join(WORKER_LOOPS)}")
+    if settings.collector_writes_in_flight < 1:
+        raise ValueError(f"MF_COLLECTOR_WRITES_IN_FLIGHT={settings.collector_writes_in_flight}: at least 1")
     return settings

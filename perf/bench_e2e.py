@@ -75,6 +75,14 @@ def worker_counters(url: str) -> dict[str, float]:
             "sealed": promtext.total(s, "mf_worker_blocks_sealed_total")}
 
 
+def requests_per_write(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Mean requests the collector wrote to Kafka together (group commit) between two scrapes."""
+    name = "mf_collector_requests_per_write"
+    writes = promtext.total(after, name + "_count") - promtext.total(before, name + "_count")
+    requests = promtext.total(after, name + "_sum") - promtext.total(before, name + "_sum")
+    return round(requests / writes, 2) if writes else None
+
+
 def query(url: str, expr: str, start_s: float, end_s: float, tenant: str = "default",
           timeout: float = 60) -> tuple[float, dict]:
     q = urllib.parse.urlencode({"query": expr, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "tier": "raw"})
@@ -253,6 +261,7 @@ def main() -> int:
                      str(a.profile_seconds), "--rate", "100", "--nonblocking", "--format", "raw",
                      "-o", str(svg.with_suffix(".folded.txt"))],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cm_bulk0 = promtext.scrape(coll.url + "/metrics")
         cpu0 = procs.cpu_of(pids)
         ct0 = os.times()
         t0 = time.perf_counter()
@@ -278,6 +287,7 @@ def main() -> int:
         cpu_caught = procs.cpu_of(pids)
         rss_caught = procs.proc_mem(worker.pid)
         consumed = cw["consumed"] - c0["consumed"]
+        cm_bulk1 = promtext.scrape(coll.url + "/metrics")
         print(f"[{tag}] worker consumed {consumed:,.0f} after {t_caught:.2f} s", flush=True)
 
         # ---- cut + settle ---------------------------------------------------
@@ -297,6 +307,7 @@ def main() -> int:
         net_caught = net(cpu_caught, t_caught)
         cw_names = [coll.name, worker.name]
         ingest = {
+            "collector_requests_per_write": requests_per_write(cm_bulk0, cm_bulk1),
             "wall_s": round(wall, 3), "points_per_s_wall": round(n / wall),
             "catch_up_s": round(t_caught, 2), "points_per_s_sustained": round(n / t_caught),
             "settle_s": round(settle, 1), "measured_until_s": round(t_end, 1),
@@ -401,6 +412,7 @@ def main() -> int:
             # The collector's own ack histogram (body received -> Kafka ack; bucket upper bounds): what the
             # client's ack times add beyond it is transport, queueing before the handler and the client.
             cdelta = {k: v - cm0.get(k, 0.0) for k, v in cm1.items()}
+            result["steady"]["collector_requests_per_write"] = requests_per_write(cm0, cm1)
             for q in (50, 99):
                 for key, metric in (("collector_ack", "mf_collector_ack_seconds"),
                                     ("collector_kafka_write", "mf_collector_kafka_write_seconds")):
@@ -496,6 +508,7 @@ def print_table(r: dict) -> None:
         ("CPU-s net (coll/worker/kafka)", f"{ing['cpu_s_net'].get('collector0')}/{ing['cpu_s_net'].get('w1')}/"
                                           f"{ing['cpu_s_net'].get('kafka')}"),
         ("ack p50/p99 ms (bulk)", f"{ing['ack_p50_ms']} / {ing['ack_p99_ms']}"),
+        ("requests per Kafka write (bulk)", f"{ing.get('collector_requests_per_write')}"),
         ("bytes/point total (worker dir)", f"{sto['bytes_per_point_total']}"),
         ("bytes/point excl. WAL table", f"{sto['bytes_per_point_excl_wal_table']}"),
         ("bytes/point chunks only", f"{sto['bytes_per_point_chunks_only']}"),
@@ -515,6 +528,7 @@ def print_table(r: dict) -> None:
                      f"{s.get('collector_ack_le_p50_ms')} / {s.get('collector_ack_le_p99_ms')}"))
         rows.append(("  of which Kafka's ack p50/p99 ms (≤ bucket)",
                      f"{s.get('collector_kafka_write_le_p50_ms')} / {s.get('collector_kafka_write_le_p99_ms')}"))
+        rows.append(("  requests per Kafka write", f"{s.get('collector_requests_per_write')}"))
         rows.append(("  load generator loop lag p50/p99 ms",
                      f"{s.get('client_loop_lag_p50_ms')} / {s.get('client_loop_lag_p99_ms')}"))
         rows.append(("freshness p50/p99 s", f"{s['freshness_p50_s']} / {s['freshness_p99_s']} "

@@ -19,9 +19,13 @@ ACK_SECONDS = Histogram("mf_collector_ack_seconds", "Time from request body rece
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5,
                                  1, 2, 5))
 KAFKA_WRITE_SECONDS = Histogram("mf_collector_kafka_write_seconds",
-                                "Time from handing a request's messages to the producer to Kafka's ack",
+                                "Time from handing a write's messages (one or more requests') to the producer"
+                                " to Kafka's ack",
                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1,
                                          0.25, 0.5, 1, 2, 5))
+REQUESTS_PER_WRITE = Histogram("mf_collector_requests_per_write",
+                               "Requests whose points went to Kafka in one write (one message per partition)",
+                               buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))
 GC_PAUSE = Histogram("mf_collector_gc_pause_seconds",
                      "Garbage collections by generation (2: full); the whole process waits for each",
                      ["generation"], buckets=GC_PAUSE_BUCKETS)

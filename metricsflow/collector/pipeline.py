@@ -6,6 +6,7 @@ Each protocol handler parses its wire format into a ``ParseResult`` and calls
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -181,6 +182,10 @@ class IngestPipeline:
         self._series_topic = settings.topic("series")
         self._announced = _RecentSeries(1_000_000)
         self._label_sets = _LabelSetCache(self._limits, settings.partitions)
+        # Group commit: requests kept while ``writes_in_flight`` writes are out wait here and go in the next.
+        self._waiting: list[tuple[str, _Kept, asyncio.Future[None]]] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._max_writes = settings.collector_writes_in_flight
 
     def check_tenant(self, tenant: str) -> None:
         bad = check_tenant(tenant, self._settings.tenants)
@@ -198,20 +203,59 @@ class IngestPipeline:
         now_ms = int(time.time() * 1000)
         kept = self._keep(tenant, parsed.series, now_ms, parsed.shared_labels, parsed.columns)
         rejections = parsed.rejections + kept.rejections
-        messages, new_series = self._build_messages(tenant, kept, now_ms)
-        if messages:
-            writing = time.perf_counter()
-            await self._writer.write(messages)
-            metrics.KAFKA_WRITE_SECONDS.observe(time.perf_counter() - writing)
-        for sid in new_series:
-            self._announced.add(sid)
-        metrics.SERIES_ANNOUNCED.inc(len(new_series))
+        if kept.sids:
+            await self._written(tenant, kept)
         rejected = sum(r.points for r in rejections)
         metrics.POINTS_ACCEPTED.labels(protocol).inc(kept.accepted)
         for r in rejections:
             metrics.POINTS_REJECTED.labels(protocol, r.reason).inc(r.points)
         metrics.ACK_SECONDS.labels(protocol).observe(time.perf_counter() - started)
         return WriteOutcome(kept.accepted, rejected, rejections[:MAX_REASONS])
+
+    async def _written(self, tenant: str, kept: _Kept) -> None:
+        """Return once ``kept`` is in Kafka (BackendUnavailable if not in time): written with whatever waits.
+
+        A request that finds a write slot free is written at once, so a quiet collector
+        adds no wait; a busy one writes the requests of a Kafka round trip together.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((tenant, kept, done))
+        if len(self._writes) < self._max_writes:
+            self._start_write()
+        await done
+
+    def _start_write(self) -> None:
+        group, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._write(group))
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if self._waiting and len(self._writes) < self._max_writes:
+            self._start_write()
+
+    async def _write(self, group: list[tuple[str, _Kept, asyncio.Future[None]]]) -> None:
+        try:
+            messages, new_series = self._build_messages([(tenant, kept) for tenant, kept, _ in group],
+                                                        int(time.time() * 1000))
+            writing = time.perf_counter()
+            await self._writer.write(messages)
+            metrics.KAFKA_WRITE_SECONDS.observe(time.perf_counter() - writing)
+            metrics.REQUESTS_PER_WRITE.observe(len(group))
+        except BaseException as exc:  # every request of the group answers with it (none was acknowledged)
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for sid in new_series:
+            self._announced.add(sid)
+        metrics.SERIES_ANNOUNCED.inc(len(new_series))
+        for _, _, done in group:
+            if not done.done():  # its request may have gone (cancelled): the points are stored anyway
+                done.set_result(None)
 
     def _keep(self, tenant: str, series: list[SeriesSamples], now_ms: int, shared_labels: bool = False,
               columns: SampleColumns | None = None) -> _Kept:
@@ -294,41 +338,62 @@ class IngestPipeline:
         return _Kept(kept, sids, parts, lengths, np.concatenate([ts for ts, _ in runs]),
                      np.concatenate([vs for _, vs in runs]), accepted, rejections)
 
-    def _build_messages(self, tenant: str, kept: _Kept, now_ms: int) -> tuple[list[Message], list[int]]:
+    def _build_messages(self, group: list[tuple[str, _Kept]], now_ms: int) -> tuple[list[Message], list[int]]:
         """A SeriesBatch per partition of the series not announced yet, then one PointBatch per partition.
 
-        Both are split at their size caps; the series go first, so a worker knows the
-        labels of a series no later than its points.
+        For a group of requests written together: their points are laid out by partition
+        as one request's would be (request after request within a partition). Both are
+        split at their size caps; the series go first, so a worker knows the labels of a
+        series no later than its points.
         """
         messages: list[Message] = []
-        new_series = self._announced.missing(kept.sids)
+        all_sids = [sid for _, kept in group for sid in kept.sids]
+        new_series = self._announced.missing(all_sids)
         if new_series:
             fresh = set(new_series)
             by_part: dict[int, tuple[list[int], list[pb.SeriesInfo]]] = {}
-            for s, sid, part in zip(kept.series, kept.sids, kept.parts, strict=True):
-                if sid in fresh:
-                    info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms,
-                                         labels=[pb.Label(name=k, value=v) for k, v in sorted(s.labels.items()) if v])
-                    ids, infos = by_part.setdefault(part, ([], []))
-                    ids.append(sid)
-                    infos.append(info)
+            for tenant, kept in group:
+                for s, sid, part in zip(kept.series, kept.sids, kept.parts, strict=True):
+                    if sid in fresh:
+                        fresh.discard(sid)  # once per write, however often it comes
+                        info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms,
+                                             labels=[pb.Label(name=k, value=v)
+                                                     for k, v in sorted(s.labels.items()) if v])
+                        ids, infos = by_part.setdefault(part, ([], []))
+                        ids.append(sid)
+                        infos.append(info)
             for part, (ids, infos) in sorted(by_part.items()):
                 for key, value in series_batch.encode_batches(ids, infos):
                     messages.append((self._series_topic, part, key, value))
-        if not kept.sids:
-            return messages, new_series
+            new_series = list(dict.fromkeys(new_series))
+        if len(group) == 1:
+            kept = group[0][1]
+            sids, parts, lengths = kept.sids, kept.parts, kept.lengths
+            timestamps_ms, values = kept.timestamps_ms, kept.values
+        else:
+            sids = all_sids
+            parts = [part for _, kept in group for part in kept.parts]
+            lengths = np.concatenate([kept.lengths for _, kept in group])
+            timestamps_ms = np.concatenate([kept.timestamps_ms for _, kept in group])
+            values = np.concatenate([kept.values for _, kept in group])
+        messages.extend(self._point_messages(sids, parts, lengths, timestamps_ms, values, now_ms))
+        return messages, new_series
+
+    def _point_messages(self, sid_list: list[int], part_list: list[int], lengths: np.ndarray,
+                        timestamps_ms: np.ndarray, values: np.ndarray, now_ms: int) -> list[Message]:
+        """One PointBatch per partition (split at its size cap) of the runs given, in their order."""
+        messages: list[Message] = []
         max_points = self._settings.max_points_per_message
-        sids = np.array(kept.sids, dtype=np.uint64)
-        parts = np.array(kept.parts, dtype=np.intp)
-        lengths = kept.lengths
-        # Series grouped by partition (request order within each), and their points gathered to match.
+        sids = np.array(sid_list, dtype=np.uint64)
+        parts = np.array(part_list, dtype=np.intp)
+        # Series grouped by partition (given order within each), and their points gathered to match.
         order = np.argsort(parts, kind="stable")
         grouped_lengths = lengths[order]
         grouped_starts = np.cumsum(grouped_lengths) - grouped_lengths
         starts = (np.cumsum(lengths) - lengths)[order]
-        gather = np.arange(kept.timestamps_ms.size) + np.repeat(starts - grouped_starts, grouped_lengths)
-        timestamps_ms = kept.timestamps_ms[gather]
-        values = kept.values[gather]
+        gather = np.arange(timestamps_ms.size) + np.repeat(starts - grouped_starts, grouped_lengths)
+        timestamps_ms = timestamps_ms[gather]
+        values = values[gather]
         series_per_part = np.bincount(parts, minlength=self._settings.partitions).tolist()
         s_at = p_at = 0
         for part, n_series in enumerate(series_per_part):
@@ -342,7 +407,7 @@ class IngestPipeline:
                 messages.append((self._points_topic, part, None, value))
             s_at += n_series
             p_at += n_points
-        return messages, new_series
+        return messages
 
 
 _NO_LENGTHS = np.zeros(0, dtype=np.int64)
