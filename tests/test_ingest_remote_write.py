@@ -284,3 +284,85 @@ def test_unexpected_wire_type_is_unknown_field_not_a_crash():
     [s] = decode_write_request(b"\x0a" + bytes([len(ts)]) + ts).series
     assert s.labels == {"__name__": "x"}
     assert s.timestamps_ms.tolist() == [5] and s.values.tolist() == [0.0]
+
+
+# --- labels known by the bytes before a series' samples --------------------------------------------
+
+
+def _label_field(name: str, value: str) -> bytes:
+    return _field(1, 2, _field(1, 2, name.encode()) + (_field(2, 2, value.encode()) if value else b""))
+
+
+def _sample_field(value: float, t: int) -> bytes:
+    body = (_field(1, 1, struct.pack("<d", value)) if value else b"") + (_field(2, 0, _varint(t)) if t else b"")
+    return _field(2, 2, body)
+
+
+def _reference(raw: bytes) -> list[tuple[dict[str, str], list[int], list[float]]]:
+    """Series with samples and no repeated label name, read message by message."""
+    out = []
+    for ts in pb.WriteRequest.FromString(raw).timeseries:
+        labels = {label.name: label.value for label in ts.labels}
+        if len(ts.samples) and len(labels) == len(ts.labels):
+            out.append((labels, [s.timestamp for s in ts.samples], [s.value for s in ts.samples]))
+    return out
+
+
+_RW_SERIES = st.tuples(
+    st.lists(st.tuples(st.sampled_from(["__name__", "job", "le"]), st.sampled_from(["", "a", "api"])), max_size=3),
+    st.integers(0, 3),  # how many labels come before the samples (the rest after them)
+    st.lists(st.tuples(st.sampled_from([0.0, 1.5, -2.0]), st.sampled_from([0, 5, 1764150000000, -3])), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_RW_SERIES, min_size=1, max_size=5))
+def test_series_read_as_message_by_message_whatever_their_field_order(spec: list) -> None:
+    """Labels before and after the samples, zeros omitted, repeated names: the parse reads each series as
+    the messages say, also once every label set's canonical prefix is known."""
+    canonical = b"".join(_field(1, 2, b"".join(_label_field(*lb) for lb in labels[:cut]) + _sample_field(1.0, 7))
+                         for labels, split, _ in spec for cut in (split, len(labels)))
+    decode_write_request(canonical)
+    body = b"".join(_field(1, 2, b"".join(_label_field(*lb) for lb in labels[:split])
+                           + b"".join(_sample_field(v, t) for v, t in samples)
+                           + b"".join(_label_field(*lb) for lb in labels[split:]))
+                    for labels, split, samples in spec)
+    want = _reference(body)
+    for _ in range(2):
+        got = decode_write_request(body)
+        assert [(s.labels, list(s.labels), s.timestamps_ms.tolist(), s.values.tolist()) for s in got.series] == \
+            [(labels, list(labels), ts, vs) for labels, ts, vs in want]
+
+
+def test_a_known_prefix_with_a_label_behind_the_samples_is_not_taken_for_the_labels() -> None:
+    """The sample sizes come from the merged columns, which a sender can skew: here the first series'
+    sample has two values and the second's none, so the second's samples are counted 9 bytes too many,
+    exactly its label behind them. Its prefix is then the known {__name__: up}: one label, where the
+    series has two."""
+    name = _label_field("__name__", "up")
+    t = 1764150000000
+    decode_write_request(_field(1, 2, name + _sample_field(1.0, t)))  # {__name__: up} known by its bytes
+    two_values = _field(2, 2, _field(1, 1, struct.pack("<d", 1.0)) * 2 + _field(2, 0, _varint(t)))
+    no_value = _field(2, 2, _field(2, 0, _varint(t)))
+    behind = _label_field("jo", "x")
+    assert len(behind) == 9
+    body = _field(1, 2, name + two_values) + _field(1, 2, name + no_value + behind)
+    for _ in range(2):
+        assert [s.labels for s in decode_write_request(body).series] == [
+            {"__name__": "up"}, {"__name__": "up", "jo": "x"}]
+
+
+def test_request_columns_skip_refused_series() -> None:
+    req = _request(({"__name__": "a"}, [(1, 1.0), (2, 2.0)]), ({"__name__": "b"}, [(3, 3.0)]))
+    dup = req.timeseries.add()
+    dup.labels.add(name="x", value="1")
+    dup.labels.add(name="x", value="2")
+    dup.samples.add(timestamp=4, value=4.0)
+    req.timeseries.add().samples.add(timestamp=5, value=5.0)  # no labels: read, refused later by the collector
+    for _ in range(2):
+        got = decode_write_request(req.SerializeToString())
+        assert got.columns is not None
+        assert got.columns.lengths.tolist() == [2, 1, 1]
+        assert got.columns.timestamps_ms.tolist() == [1, 2, 3, 5]
+        assert [s.values.tolist() for s in got.series] == [[1.0, 2.0], [3.0], [5.0]]
+        assert [r.reason for r in got.rejections] == ["duplicate_label_name"]

@@ -18,7 +18,7 @@ from metricsflow.collector.kafka_writer import KafkaWriter, Message
 from metricsflow.collector.validation import Limits, check_labels, check_tenant, validate
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
-from metricsflow.ingest.native import LABEL_SETS_KEPT
+from metricsflow.ingest.label_sets import LABEL_SETS_KEPT
 from metricsflow.model import ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import encode_columns

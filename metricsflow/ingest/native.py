@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
+from metricsflow.ingest.label_sets import LABELS, least_varint_size, series_bytes
 from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 
@@ -50,11 +51,9 @@ def parse_native_with_tenant(body: bytes) -> tuple[ParseResult, str | None]:
 def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     """The common request in one pass per series: byte columns, valid UTF-8, no packed samples.
 
-    Clients send the same label sets request after request. A series' labels are
-    found by the raw bytes of its label fields (see ``_LabelSets.by_prefix``): one
-    slice and one dict probe give the same ``dict`` (and the same strings) as last
-    time, without a Python object per label. The dict is shared: nothing downstream
-    may change it. Every series' byte columns are joined and wrapped once (one
+    A series' labels are found by the bytes before its columns (``label_sets``): the
+    least its columns and kind can take is subtracted, so a known prefix leaves no room
+    for another label. Every series' byte columns are joined and wrapped once (one
     ``frombuffer`` per request) and handed out as ``SampleColumns``. Anything else
     (packed samples, invalid UTF-8, an unparsable body) returns None and
     ``_parse_general`` decides, so the answers stay exactly its answers.
@@ -62,13 +61,13 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     try:
         req = _SeriesRequest.FromString(body)
         tenant = req.tenant.decode("utf-8")
-        raws = _RawSeriesRequest.FromString(body).series
+        raws = series_bytes(body)
     except (DecodeError, UnicodeDecodeError):
         return None
     result = ParseResult()
     rejections = result.rejections
-    known = _LABELS.sets
-    by_prefix = _LABELS.by_prefix
+    known = LABELS.sets
+    by_prefix = LABELS.by_prefix
     columns_size = _COLUMNS_SIZE
     kind_size = _KIND_SIZE
     kept_labels: list[dict[str, str]] = []
@@ -91,7 +90,7 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         label_fields = tuple(series.labels)
         labels = known.get(label_fields)
         if labels is None:
-            labels = _LABELS.decode(label_fields)
+            labels = LABELS.decode(label_fields)
             if labels is None:
                 return None  # not valid UTF-8: the general parse refuses just that series
         if not (ts_le or vs_le):
@@ -104,7 +103,7 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         if len(labels) != len(label_fields):
             rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", n >> 3))
             continue
-        _LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], label_fields, labels)
+        LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], labels)
         kept_labels.append(labels)
         kinds.append(kind)
         ts_parts.append(ts_le)
@@ -118,18 +117,8 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
                      in zip(kept_labels, kinds, (ends - columns.lengths).tolist(), ends.tolist(), strict=True)]
     result.columns = columns
     result.rejections = merged(rejections)
-    result.shared_labels = True  # every labels dict came from _LABELS
+    result.shared_labels = True  # every labels dict came from LABELS
     return result, tenant
-
-
-LABEL_SETS_KEPT = 65_536  # label sets whose dict the parser hands out again
-
-
-def _least_varint_size(value: int) -> int:
-    """The fewest bytes a varint read as ``value`` can take (never more: see ``_LabelSets``)."""
-    if value < 0:
-        return 5  # negative int32s are written in 10 bytes, but 5 (the low 32 bits) read the same
-    return max(1, (value.bit_length() + 6) // 7)
 
 
 class _FieldSizes(dict[int, int]):
@@ -145,59 +134,9 @@ class _FieldSizes(dict[int, int]):
 
 
 # timestamps_ms_le and values_le of n bytes each: tag, length, bytes, twice.
-_COLUMNS_SIZE = _FieldSizes(lambda n: 2 * (1 + _least_varint_size(n) + n))
+_COLUMNS_SIZE = _FieldSizes(lambda n: 2 * (1 + least_varint_size(n) + n))
 # kind: absent when 0, else tag and varint.
-_KIND_SIZE = _FieldSizes(lambda kind: 1 + _least_varint_size(kind) if kind else 0)
-
-
-class _LabelSets:
-    """Raw label encodings of a series → its labels, two ways.
-
-    ``sets`` by a tuple of the serialized ``Label`` messages (which keeps each label's
-    boundaries, so two different label lists never share a key). ``by_prefix`` by the
-    bytes of a Series before its columns: a series is its label fields then the
-    columns and kind, so ``raw[:len(raw) - size of those]`` is one ``bytes`` slice
-    per series. Only a prefix that is nothing but whole label fields is kept (checked
-    once, in ``remember_prefix``). A later series whose prefix equals it has exactly
-    those labels, whatever the order of its fields: the size subtracted is the least
-    its columns and kind can take, so the rest holds all of them and no room is left
-    for a label. Bounded: both emptied when ``capacity`` sets are known (a miss only
-    decodes again).
-    """
-
-    def __init__(self, capacity: int = LABEL_SETS_KEPT) -> None:
-        self.sets: dict[tuple[bytes, ...], dict[str, str]] = {}
-        self.by_prefix: dict[bytes, dict[str, str]] = {}
-        self._capacity = capacity
-
-    def decode(self, raw: tuple[bytes, ...]) -> dict[str, str] | None:
-        """The labels of ``raw`` (a repeated name keeps its last value), or None if not valid UTF-8."""
-        try:
-            pairs = [_Label.FromString(b) for b in raw]
-        except DecodeError:
-            return None
-        labels = {p.name: p.value for p in pairs}
-        if len(self.sets) >= self._capacity:
-            self.sets.clear()
-            self.by_prefix.clear()
-        self.sets[raw] = labels
-        return labels
-
-    def remember_prefix(self, prefix: bytes, label_fields: tuple[bytes, ...], labels: dict[str, str]) -> None:
-        """Key ``labels`` by ``prefix`` if it is exactly the fields ``label_fields``, canonically encoded."""
-        try:
-            fields = _LabelFields.FromString(prefix)
-        except DecodeError:
-            return
-        fields.DiscardUnknownFields()
-        if tuple(fields.labels) != label_fields or fields.SerializeToString() != prefix:
-            return
-        if len(self.by_prefix) >= self._capacity:
-            self.by_prefix.clear()
-        self.by_prefix[prefix] = labels
-
-
-_LABELS = _LabelSets()
+_KIND_SIZE = _FieldSizes(lambda kind: 1 + least_varint_size(kind) if kind else 0)
 
 
 def _bad_le_columns(ts_le: bytes, vs_le: bytes) -> Rejection:
@@ -331,8 +270,8 @@ def _view_classes() -> tuple[Any, ...]:
     """Alternative declarations of the native wire format (same bytes, no .proto needed).
 
     ``WriteRequest`` with label strings as bytes (salvages series around invalid
-    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`), and
-    ``WriteRequestLe``, ``WriteRequestRaw`` and ``LabelFields`` (see :func:`_parse_le_columns`).
+    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`) and
+    ``WriteRequestLe`` (see :func:`_parse_le_columns`).
     """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -374,7 +313,7 @@ def _view_classes() -> tuple[Any, ...]:
         type_name=".metricsflow.ingest.lenient.SeriesColumns",
     )  # fmt: skip
     # Per-series view for the byte-column fast path: labels left as raw bytes (the key of
-    # ``_LABELS``); the packed samples declared only so that their presence shows.
+    # ``label_sets.LABELS``); the packed samples declared only so that their presence shows.
     series_le = fdp.message_type.add(name="SeriesLe")
     series_le.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     series_le.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
@@ -388,21 +327,15 @@ def _view_classes() -> tuple[Any, ...]:
         type_name=".metricsflow.ingest.lenient.SeriesLe",
     )  # fmt: skip
     req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    # The same request with each Series as its raw bytes, and a Series' label fields alone.
-    raw_req = fdp.message_type.add(name="WriteRequestRaw")
-    raw_req.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    label_fields = fdp.message_type.add(name="LabelFields")
-    label_fields.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
-        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe", "WriteRequestRaw", "LabelFields")
+        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe")
     )
 
 
-_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _RawSeriesRequest, _LabelFields = _view_classes()
-_Label = pb.Label
+_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest = _view_classes()
 
 
 def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes:

@@ -24,11 +24,21 @@ from typing import Any
 
 import cramjam
 import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
-from metricsflow.model import METRIC_NAME_LABEL, MetricKind, ParseResult, Rejection, SeriesSamples
+from metricsflow.ingest.label_sets import LABELS, series_bytes
+from metricsflow.model import (
+    METRIC_NAME_LABEL,
+    ColumnRun,
+    MetricKind,
+    ParseResult,
+    Rejection,
+    SampleColumns,
+    SeriesSamples,
+)
 from metricsflow.pb import prometheus_remote_pb2 as pb
 
 # Decompressed-size bound: the snappy header announces the size, so a 1 KiB
@@ -103,7 +113,9 @@ def decode_write_request(raw: bytes) -> ParseResult:
     for ts in req.timeseries:
         label_counts.append(len(ts.labels))
         sample_counts.append(len(ts.samples))
-        _refuse_extras(ts, result)
+    if _has_extras(raw):
+        for ts in req.timeseries:
+            _refuse_extras(ts, result)
     try:
         view = pb.WriteRequestColumnsView.FromString(raw).timeseries
     except DecodeError:
@@ -114,26 +126,96 @@ def decode_write_request(raw: bytes) -> ParseResult:
             _append_series(result, labels, len(ts.labels), _sample_columns(ts.samples), kinds)
         result.rejections = merged(result.rejections)
         return result
-    names = list(view.labels.name)
-    values = list(view.labels.value)
     # np.array on a repeated double copies the doubles bit-exactly (stale NaN kept).
     timestamps_ms = np.array(view.samples.timestamp, dtype=np.int64)
     sample_values = np.array(view.samples.value, dtype=np.float64)
-    n_labels = sum(label_counts)
-    n_samples = sum(sample_counts)
-    if len(names) == len(values) == n_labels and len(timestamps_ms) == len(sample_values) == n_samples:
-        label_pairs = zip(names, values, strict=True)
-        start = 0
-        for n_l, n_s in zip(label_counts, sample_counts, strict=True):
-            labels = dict(itertools.islice(label_pairs, n_l))
-            end = start + n_s
-            _append_series(result, labels, n_l, (timestamps_ms[start:end], sample_values[start:end]), kinds)
-            start = end
+    if len(timestamps_ms) == len(sample_values) == sum(sample_counts):
+        _decode_known_labels(raw, req.timeseries, (label_counts, sample_counts), timestamps_ms, sample_values,
+                             kinds, result)
     else:
+        names = list(view.labels.name)
+        values = list(view.labels.value)
+        n_labels = sum(label_counts)
+        if len(names) == len(values) == n_labels:  # only some samples omitted a zero
+            label_pairs = zip(names, values, strict=True)
+            label_columns = [dict(itertools.islice(label_pairs, n_l)) for n_l in label_counts]
+        else:
+            label_columns = None
         columns = (names, values, timestamps_ms, sample_values)
-        _decode_misaligned(raw, req, (label_counts, sample_counts), columns, kinds, result)
+        _decode_misaligned(raw, req, (label_counts, sample_counts), columns, kinds, result, label_columns)
     result.rejections = merged(result.rejections)
     return result
+
+
+# Varint sizes of non-negative int64s: 1 plus how many of these they reach.
+_VARINT_STEPS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
+
+
+def _least_sample_sizes(timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Bytes of each ``samples`` field as encoders write it (zeros omitted): tag, length, value, timestamp."""
+    ts_size = np.searchsorted(_VARINT_STEPS, timestamps_ms, side="right") + 1
+    ts_size[timestamps_ms < 0] = 10
+    return 2 + 9 * (values != 0) + (1 + ts_size) * (timestamps_ms != 0)
+
+
+def _decode_known_labels(
+    raw: bytes,
+    timeseries: Any,
+    counts: tuple[list[int], list[int]],
+    timestamps_ms: np.ndarray,
+    values: np.ndarray,
+    kinds: dict[str, MetricKind],
+    result: ParseResult,
+) -> None:
+    """Every sample in the merged columns: labels by the bytes before each series' samples.
+
+    ``label_sets.LABELS.by_prefix`` knows a label set by those bytes (its samples' usual
+    size subtracted from the series' bytes); a prefix is taken only when its labels are
+    as many as the strict parse counted, so no label of the series lies past it. The
+    others are read from the strict parse and their prefix remembered. The request's
+    columns go out whole (``ParseResult.columns``).
+    """
+    label_counts, sample_counts = counts
+    raws = series_bytes(raw)
+    sizes = np.zeros(timestamps_ms.size + 1, dtype=np.int64)
+    np.cumsum(_least_sample_sizes(timestamps_ms, values), out=sizes[1:])
+    lengths = np.array(sample_counts, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    tails = (sizes[ends] - sizes[ends - lengths]).tolist()
+    by_prefix = LABELS.by_prefix
+    kept: list[tuple[dict[str, str], int]] = []  # labels, index of the series
+    refused = False
+    for i, (series, series_raw, n_l, n_s, tail) in enumerate(
+            zip(timeseries, raws, label_counts, sample_counts, tails, strict=True)):
+        if not n_s:
+            continue  # histogram-only series: already counted by _refuse_extras
+        prefix = series_raw[:len(series_raw) - tail]
+        labels = by_prefix.get(prefix)
+        if labels is None or len(labels) != n_l:
+            labels = {label.name: label.value for label in series.labels}
+            if len(labels) != n_l:
+                result.rejections.append(
+                    Rejection("duplicate_label_name", f"series {_describe(labels)} repeats a label name", n_s))
+                refused = True
+                continue
+            LABELS.remember_prefix(prefix, labels)
+        kept.append((labels, i))
+    kept_at = np.fromiter((i for _, i in kept), dtype=np.intp, count=len(kept))
+    if refused:
+        keep = np.zeros(len(sample_counts), dtype=bool)
+        keep[kept_at] = True
+        points = np.repeat(keep, lengths)
+        timestamps_ms, values = timestamps_ms[points], values[points]
+    lengths = lengths[kept_at]
+    columns = SampleColumns(lengths, timestamps_ms, values)
+    run_ends = np.cumsum(lengths)
+    unspecified = MetricKind.UNSPECIFIED
+    run = ColumnRun.of_run
+    result.series.extend(
+        run(labels, columns, start, end, kinds.get(labels.get(METRIC_NAME_LABEL, ""), unspecified) if kinds
+            else unspecified)
+        for (labels, _), start, end in zip(kept, (run_ends - lengths).tolist(), run_ends.tolist(), strict=True))
+    result.columns = columns
 
 
 def _decode_misaligned(
@@ -143,6 +225,7 @@ def _decode_misaligned(
     columns: tuple[list[str], list[str], np.ndarray, np.ndarray],
     kinds: dict[str, MetricKind],
     result: ParseResult,
+    label_columns: list[dict[str, str]] | None = None,
 ) -> None:
     """Some series omitted a zero value, a zero timestamp or an empty label value.
 
@@ -160,8 +243,11 @@ def _decode_misaligned(
     vs_ok = len(sample_values) == sum(sample_counts)
     per_series = pb.WriteRequestPerSeriesView.FromString(raw).timeseries
     at_name = at_value = at_ts = at_v = 0
-    for ts, view, n_l, n_s in zip(req.timeseries, per_series, label_counts, sample_counts, strict=True):
-        if names_ok and values_ok:
+    for i, (ts, view, n_l, n_s) in enumerate(zip(req.timeseries, per_series, label_counts, sample_counts,
+                                                 strict=True)):
+        if label_columns is not None:
+            c_name = c_value = n_l
+        elif names_ok and values_ok:
             c_name = c_value = n_l
         else:
             label_view = view.labels
@@ -173,7 +259,9 @@ def _decode_misaligned(
             sample_view = view.samples
             c_ts = n_s if ts_ok else len(sample_view.timestamp)
             c_v = n_s if vs_ok else len(sample_view.value)
-        if c_name == c_value == n_l:
+        if label_columns is not None:
+            labels = label_columns[i]
+        elif c_name == c_value == n_l:
             labels = dict(zip(names[at_name : at_name + n_l], values[at_value : at_value + n_l], strict=True))
         else:
             labels = {label.name: label.value for label in ts.labels}
@@ -193,6 +281,36 @@ def _sample_columns(samples: Any) -> tuple[np.ndarray, np.ndarray]:
     ts = np.fromiter(map(_timestamp_of, samples), dtype=np.int64, count=n)
     vs = np.fromiter(map(_value_of, samples), dtype=np.float64, count=n)
     return ts, vs
+
+
+def _extras_view() -> Any:
+    """Every TimeSeries of a request merged, its exemplars and histograms as raw bytes (the rest unknown)."""
+    f = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="metricsflow_ingest_remote_write_extras.proto", package="metricsflow.ingest.rw_extras", syntax="proto3")
+    series = fdp.message_type.add(name="TimeSeriesExtras")
+    series.field.add(name="exemplars", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    series.field.add(name="histograms", number=4, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    req = fdp.message_type.add(name="WriteRequestExtras")
+    req.field.add(name="timeseries", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+                  type_name=".metricsflow.ingest.rw_extras.TimeSeriesExtras")
+    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
+    pool.Add(fdp)
+    name = "metricsflow.ingest.rw_extras.WriteRequestExtras"
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+_ExtrasView = _extras_view()
+
+
+def _has_extras(raw: bytes) -> bool:
+    """Whether any series carries exemplars or native histograms: one parse in C instead of two
+    container lookups per series (a third of the strict parse's per-series loop)."""
+    try:
+        extras = _ExtrasView.FromString(raw).timeseries
+    except DecodeError:
+        return True  # let the per-series look decide
+    return bool(len(extras.exemplars) or len(extras.histograms))
 
 
 def _refuse_extras(ts: Any, result: ParseResult) -> None:

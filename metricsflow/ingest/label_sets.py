@@ -1,0 +1,107 @@
+"""Label sets known by their raw bytes, shared by the protobuf parsers (native, remote_write).
+
+Clients send the same label sets request after request. A series' labels are
+the first fields of its message in both formats (field 1, ``Label {name = 1;
+value = 2}``), so the bytes of a series before its samples name its label set:
+one slice and one dict probe give the same ``dict`` (and the same strings) as
+last time, without a Python object per label. The dicts are shared: nothing
+downstream may change them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from metricsflow.pb import metricsflow_pb2 as pb
+
+LABEL_SETS_KEPT = 65_536  # label sets whose dict the parsers hand out again
+
+
+def _views() -> tuple[Any, Any]:
+    """``SeriesBytes`` (a request's field 1 entries as raw bytes) and ``LabelFields`` (a series' field 1 alone)."""
+    f = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="metricsflow_ingest_label_sets.proto", package="metricsflow.ingest.label_sets", syntax="proto3")
+    series = fdp.message_type.add(name="SeriesBytes")
+    series.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    labels = fdp.message_type.add(name="LabelFields")
+    labels.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
+    pool.Add(fdp)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.label_sets.{name}"))
+                 for name in ("SeriesBytes", "LabelFields"))  # type: ignore[return-value]
+
+
+_SeriesBytes, _LabelFields = _views()
+_Label = pb.Label
+
+
+def series_bytes(body: bytes) -> Any:
+    """The raw bytes of each field-1 entry of a request (``WriteRequest.series`` / ``.timeseries``), in order.
+
+    Raises DecodeError as the request's own parse would.
+    """
+    return _SeriesBytes.FromString(body).series
+
+
+def least_varint_size(value: int) -> int:
+    """The fewest bytes a varint read as ``value`` (an int32 or int64 field) can take."""
+    if value < 0:
+        return 5  # negative int32s are written in 10 bytes, but 5 (the low 32 bits) read the same
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+class LabelSets:
+    """Raw label encodings of a series → its labels, two ways.
+
+    ``sets`` by a tuple of the serialized ``Label`` messages (which keeps each label's
+    boundaries, so two different label lists never share a key). ``by_prefix`` by the
+    bytes of a series before its samples (``raw[:len(raw) - size of the samples]``).
+    Only a prefix that is nothing but whole label fields, canonically encoded and
+    reading as exactly the labels kept, is kept (checked once, in ``remember_prefix``).
+    A parser that finds a prefix must still know that no label of the series lies past
+    it: native subtracts the least its columns can take, so the rest has no room for a
+    label; remote_write compares the label count of its strict parse. Bounded: both
+    emptied when ``capacity`` sets are known (a miss only decodes again).
+    """
+
+    def __init__(self, capacity: int = LABEL_SETS_KEPT) -> None:
+        self.sets: dict[tuple[bytes, ...], dict[str, str]] = {}
+        self.by_prefix: dict[bytes, dict[str, str]] = {}
+        self._capacity = capacity
+
+    def decode(self, raw: tuple[bytes, ...]) -> dict[str, str] | None:
+        """The labels of ``raw`` (a repeated name keeps its last value), or None if not valid UTF-8."""
+        try:
+            pairs = [_Label.FromString(b) for b in raw]
+        except DecodeError:
+            return None
+        labels = {p.name: p.value for p in pairs}
+        if len(self.sets) >= self._capacity:
+            self.sets.clear()
+            self.by_prefix.clear()
+        self.sets[raw] = labels
+        return labels
+
+    def remember_prefix(self, prefix: bytes, labels: dict[str, str]) -> None:
+        """Key ``labels`` by ``prefix`` if ``prefix`` is whole label fields, canonically encoded, that read as
+        exactly ``labels`` (same items in the same order, no name twice)."""
+        try:
+            fields = _LabelFields.FromString(prefix)
+            fields.DiscardUnknownFields()
+            if fields.SerializeToString() != prefix or len(fields.labels) != len(labels):
+                return
+            pairs = [_Label.FromString(b) for b in fields.labels]
+        except DecodeError:
+            return
+        if [(p.name, p.value) for p in pairs] != list(labels.items()):
+            return
+        if len(self.by_prefix) >= self._capacity:
+            self.by_prefix.clear()
+        self.by_prefix[prefix] = labels
+
+
+LABELS = LabelSets()
