@@ -121,13 +121,15 @@ def decode_batch(data: bytes) -> DecodedBatch:
         raise InvalidInput("bad_point_batch", f"cannot parse PointBatch of {len(data)} bytes: {exc}") from exc
     if msg.format_version != FORMAT_VERSION:
         raise InvalidInput("bad_point_batch", f"unknown PointBatch format_version {msg.format_version}")
-    sizes = (len(msg.series_ids), len(msg.run_lengths), len(msg.timestamps_ms), len(msg.values))
+    # Each read of a bytes field copies it out of the message: once per column.
+    columns = (msg.series_ids, msg.run_lengths, msg.timestamps_ms, msg.values)
+    sizes = tuple(map(len, columns))
     if sizes[0] % 8 or sizes[1] % 4 or sizes[2] % 8 or sizes[3] % 8 or sizes[0] // 8 != sizes[1] // 4:
         raise InvalidInput("bad_point_batch", f"PointBatch column sizes do not fit: {sizes}")
-    sids = np.frombuffer(msg.series_ids, dtype=U64)
-    lengths = np.frombuffer(msg.run_lengths, dtype=U32)
-    ts = np.frombuffer(msg.timestamps_ms, dtype=I64)
-    vals = np.frombuffer(msg.values, dtype=F64)
+    sids = np.frombuffer(columns[0], dtype=U64)
+    lengths = np.frombuffer(columns[1], dtype=U32)
+    ts = np.frombuffer(columns[2], dtype=I64)
+    vals = np.frombuffer(columns[3], dtype=F64)
     if ts.shape != vals.shape or int(lengths.sum(dtype=np.uint64)) != ts.shape[0]:
         raise InvalidInput("bad_point_batch", "PointBatch runs do not add up to the point columns")
     return DecodedBatch(sids, lengths, ts, vals, msg.produced_at_ms)
