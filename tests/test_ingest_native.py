@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
-from metricsflow.ingest.native import _parse_general, encode_native, parse_native, parse_native_with_tenant
+from metricsflow.ingest.native import (
+    _parse_general,
+    _parse_uniform,
+    encode_native,
+    parse_native,
+    parse_native_with_tenant,
+)
 from metricsflow.model import STALE_NAN, STALE_NAN_BITS, MetricKind, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
@@ -332,3 +338,55 @@ def test_a_short_negative_kind_leaves_no_label_behind():
     assert _parse_general(body)[0].series[0].labels == {"__name__": "cpu", "x": ""}
     for _ in range(2):
         assert parse_native(body).series[0].labels == {"__name__": "cpu", "x": ""}
+
+
+def _same_as_general(got, body: bytes) -> None:
+    want, want_tenant = _parse_general(body)
+    result, tenant = got
+    assert tenant == want_tenant and result.rejections == want.rejections
+    assert [(s.labels, list(s.labels), s.kind, s.timestamps_ms.tolist(), s.values.tolist()) for s in result.series] \
+        == [(s.labels, list(s.labels), s.kind, s.timestamps_ms.tolist(), s.values.tolist()) for s in want.series]
+
+
+def test_a_steady_request_is_read_whole_once_its_label_sets_are_known():
+    series = [SeriesSamples({"__name__": "cpu", "host": f"h{i}"}, [1000 * i + 1, 1000 * i + 2],
+                            [float(i), float(i) + 0.5], MetricKind.COUNTER) for i in range(5)]
+    req = pb.WriteRequest.FromString(encode_native(series))
+    req.tenant = "acme"
+    body = req.SerializeToString()
+    assert _parse_uniform(body) is None  # label sets not known yet
+    parse_native(body)
+    got = _parse_uniform(body)
+    assert got is not None and got[0].columns is not None
+    assert got[0].columns.lengths.tolist() == [2] * 5
+    _same_as_general(got, body)
+
+
+@pytest.mark.parametrize("odd", ["points", "kind", "packed"])
+def test_a_request_with_one_series_unlike_the_first_is_read_series_by_series(odd: str):
+    series = [SeriesSamples({"__name__": "cpu", "host": f"u{i}"}, [1, 2], [1.0, 2.0], MetricKind.GAUGE)
+              for i in range(3)]
+    parse_native(encode_native(series))  # label sets known
+    req = pb.WriteRequest.FromString(encode_native(series))
+    s = req.series[1]
+    if odd == "points":
+        s.timestamps_ms_le, s.values_le = np.array([1, 2, 3], "<i8").tobytes(), np.array([1.0, 2, 3], "<f8").tobytes()
+    elif odd == "kind":
+        s.kind = int(MetricKind.COUNTER)
+    else:
+        s.timestamps_ms.append(5)
+        s.values.append(5.0)
+    body = req.SerializeToString()
+    assert _parse_uniform(body) is None
+    _same_as_general(parse_native_with_tenant(body), body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ODD_SERIES, min_size=1, max_size=5))
+def test_the_whole_request_read_is_the_general_parse_or_nothing(spec: list):
+    body = b"".join(_field(0x0A, _series_bytes(*s)) for s in spec)
+    for _ in range(2):
+        got = _parse_uniform(body)
+        if got is not None:
+            _same_as_general(got, body)
+        parse_native(body)  # the label sets it can, known for the next round

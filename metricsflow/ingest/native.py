@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
+from numpy.lib.stride_tricks import sliding_window_view
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
 from metricsflow.ingest.label_sets import LABELS, least_varint_size, series_bytes
 from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.series_id import uvarint
 
 _I64_LE = np.dtype("<i8")
 _F64_LE = np.dtype("<f8")
@@ -42,10 +44,88 @@ def parse_native_with_tenant(body: bytes) -> tuple[ParseResult, str | None]:
     The tenant is "" when absent and None when it is not valid UTF-8 (the
     caller refuses the message); invalid UTF-8 elsewhere does not hide it.
     """
-    fast = _parse_le_columns(body)
+    fast = _parse_uniform(body) or _parse_le_columns(body)
     if fast is not None:
         return fast
     return _parse_general(body)
+
+
+def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
+    """The steady request of a client, without a protobuf object per series.
+
+    Every series ends in canonically encoded columns of one length and one kind (as the
+    first series does) and begins with a label prefix already known (``label_sets``): each
+    series is then exactly those labels and those columns, so the columns are gathered for
+    the whole request with numpy and each series costs one slice and one dict probe. None
+    for anything else: a new label set, a series of other columns, a check that fails
+    (``_parse_le_columns`` then reads it series by series).
+    """
+    try:
+        request = _RawRequest.FromString(body)
+        tenant = request.tenant.decode("utf-8")
+        raws = request.series
+        if not raws:
+            return None
+        first = _SeriesLe.FromString(raws[0])
+    except (DecodeError, UnicodeDecodeError):
+        return None
+    n, kind = len(first.timestamps_ms_le), first.kind
+    if not n or n & 7 or len(first.values_le) != n or kind < 0:
+        return None
+    tail = _UNIFORM_TAILS[(n, kind)]
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    if int(lengths.min()) < tail.size:
+        return None
+    get = LABELS.by_prefix.get
+    labels = [get(raw[:end]) for raw, end in zip(raws, (lengths - tail.size).tolist(), strict=True)]
+    if None in labels:
+        return None
+    joined = np.frombuffer(b"".join(raws), dtype=np.uint8)
+    # (series, tail bytes): rows of a window view, so only the tails are copied
+    tails = sliding_window_view(joined, tail.size)[np.cumsum(lengths) - tail.size]
+    if not (tails[:, tail.fixed] == tail.fixed_bytes).all():
+        return None
+    points = n >> 3
+    columns = SampleColumns(np.full(len(raws), points, dtype=np.int64),
+                            np.ascontiguousarray(tails[:, tail.timestamps]).view(_I64_LE).reshape(-1),
+                            np.ascontiguousarray(tails[:, tail.values]).view(_F64_LE).reshape(-1))
+    run = ColumnRun.of_run
+    metric_kind = _KIND.get(kind, _UNSPECIFIED)
+    result = ParseResult()
+    result.series = [run(ls, columns, start, start + points, metric_kind)
+                     for ls, start in zip(labels, range(0, len(raws) * points, points), strict=True)]
+    result.columns = columns
+    result.shared_labels = True  # every labels dict came from LABELS
+    return result, tenant
+
+
+class _UniformTail:
+    """The bytes a series ends with when its columns are n bytes each and its kind is ``kind``:
+    timestamps_ms_le (tag, length, bytes), values_le (the same), kind (tag, varint; absent when 0)."""
+
+    def __init__(self, n: int, kind: int) -> None:
+        length = uvarint(n)
+        head = [0x22, *length]
+        middle = [0x2A, *length]
+        end = [0x30, *uvarint(kind)] if kind else []
+        self.size = len(head) + n + len(middle) + n + len(end)
+        at_values = len(head) + n + len(middle)
+        self.timestamps = slice(len(head), len(head) + n)
+        self.values = slice(at_values, at_values + n)
+        fixed = [*range(len(head)), *range(len(head) + n, at_values), *range(at_values + n, self.size)]
+        self.fixed = np.array(fixed, dtype=np.intp)
+        self.fixed_bytes = np.array([*head, *middle, *end], dtype=np.uint8)
+
+
+class _UniformTails(dict[tuple[int, int], _UniformTail]):
+    def __missing__(self, key: tuple[int, int]) -> _UniformTail:
+        if len(self) > 256:
+            self.clear()
+        tail = self[key] = _UniformTail(*key)
+        return tail
+
+
+_UNIFORM_TAILS = _UniformTails()
 
 
 def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
@@ -270,8 +350,8 @@ def _view_classes() -> tuple[Any, ...]:
     """Alternative declarations of the native wire format (same bytes, no .proto needed).
 
     ``WriteRequest`` with label strings as bytes (salvages series around invalid
-    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`) and
-    ``WriteRequestLe`` (see :func:`_parse_le_columns`).
+    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`), ``WriteRequestLe``
+    (see :func:`_parse_le_columns`), ``SeriesLe`` and ``WriteRequestRaw`` (see :func:`_parse_uniform`).
     """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -327,15 +407,19 @@ def _view_classes() -> tuple[Any, ...]:
         type_name=".metricsflow.ingest.lenient.SeriesLe",
     )  # fmt: skip
     req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    # Each Series as its raw bytes, and the tenant (see :func:`_parse_uniform`).
+    req_raw = fdp.message_type.add(name="WriteRequestRaw")
+    req_raw.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    req_raw.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
-        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe")
+        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe", "SeriesLe", "WriteRequestRaw")
     )
 
 
-_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest = _view_classes()
+_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _SeriesLe, _RawRequest = _view_classes()
 
 
 def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes:
