@@ -77,6 +77,8 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     if int(lengths.min()) < tail.size:
         return None
     get = LABELS.by_prefix.get
+    if get(raws[0][:len(raws[0]) - tail.size]) is None:
+        return None  # a request of new series, most likely: no need to look at the others
     labels = [get(raw[:end]) for raw, end in zip(raws, (lengths - tail.size).tolist(), strict=True)]
     if None in labels:
         return None
