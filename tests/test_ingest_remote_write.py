@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest.remote_write import (
+    _decode_whole,
     build_write_request,
     decode_write_request,
     decompress_remote_write,
@@ -366,3 +367,76 @@ def test_request_columns_skip_refused_series() -> None:
         assert got.columns.timestamps_ms.tolist() == [1, 2, 3, 5]
         assert [s.values.tolist() for s in got.series] == [[1.0, 2.0], [3.0], [5.0]]
         assert [r.reason for r in got.rejections] == ["duplicate_label_name"]
+
+
+# --- a steady request read whole (remote_write._decode_whole) ----------------------------------------
+
+_PIECE = st.one_of(
+    st.tuples(st.just("value"), st.sampled_from([0.0, 1.5, -2.0, float("inf")])),
+    st.tuples(st.just("ts"), st.sampled_from([0, 7, 1764150000000, -3, 2**62])),
+    st.tuples(st.just("junk"), st.sampled_from([b"\x18\x01", b"\x09\x00", b"\x10\x80"])),
+)
+
+
+def _sample_of(pieces: list) -> bytes:
+    out = b""
+    for kind, x in pieces:
+        if kind == "value":
+            out += _field(1, 1, struct.pack("<d", x))
+        elif kind == "ts":
+            out += _field(2, 0, _varint(x))
+        else:
+            out += x
+    return _field(2, 2, out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.lists(st.lists(_PIECE, max_size=3), max_size=3)),
+                min_size=1, max_size=4))
+def test_the_whole_request_read_is_the_strict_parse_or_nothing(spec: list) -> None:
+    """Sample fields of any content (values and timestamps in any order, repeated, left out, other fields):
+    read whole only when each series reads the same as message by message."""
+    for name, _ in spec:  # the label sets known by their bytes
+        decode_write_request(_field(1, 2, _label_field("__name__", name) + _sample_field(1.0, 1)))
+    body = b"".join(_field(1, 2, _label_field("__name__", name) + b"".join(_sample_of(s) for s in samples))
+                    for name, samples in spec)
+    try:
+        want = _reference(body)
+    except Exception:  # not a valid WriteRequest: the strict parse refuses it, so must the whole read
+        assert _decode_whole(body) is None
+        return
+    got = _decode_whole(body)
+    if got is not None:
+        assert [(s.labels, s.timestamps_ms.tolist(), s.values.view(np.uint64).tolist()) for s in got.series] == \
+            [(labels, ts, np.array(vs, dtype=np.float64).view(np.uint64).tolist()) for labels, ts, vs in want]
+
+
+def test_a_request_with_zeros_and_stale_markers_is_read_whole() -> None:
+    stale = np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0]
+    req = _request(({"__name__": "w", "job": "a"}, [(1764150000000, 0.0), (1764150010000, 2.5)]),
+                   ({"__name__": "w", "job": "b"}, [(0, 3.0), (-5, stale)]))
+    raw = req.SerializeToString()
+    got = _decode_whole(raw)  # new label sets are read from their bytes and kept
+    assert got is not None and got.columns is not None
+    assert [s.labels["job"] for s in got.series] == ["a", "b"]
+    assert got.columns.lengths.tolist() == [2, 2]
+    assert got.columns.timestamps_ms.tolist() == [1764150000000, 1764150010000, 0, -5]
+    assert got.columns.values.view(np.uint64).tolist()[:3] == np.array([0.0, 2.5, 3.0]).view(np.uint64).tolist()
+    assert got.columns.values.view(np.uint64)[3] == np.uint64(STALE_NAN_BITS)
+
+
+@pytest.mark.parametrize("odd", ["exemplar", "metadata", "label_after_samples"])
+def test_a_request_the_whole_read_does_not_know_goes_message_by_message(odd: str) -> None:
+    req = _request(({"__name__": "o", "job": "x"}, [(1764150000000, 1.0)]))
+    decode_write_request(req.SerializeToString())  # label set known
+    if odd == "exemplar":
+        req.timeseries[0].exemplars.add(value=0.5, timestamp=1)
+    elif odd == "metadata":
+        req.metadata.add(type=pb.MetricMetadata.COUNTER, metric_family_name="o")
+    raw = req.SerializeToString()
+    if odd == "label_after_samples":
+        name = _label_field("__name__", "o") + _label_field("job", "x")
+        raw = _field(1, 2, name + _sample_field(1.0, 1764150000000) + _label_field("zone", "z"))
+    assert _decode_whole(raw) is None
+    got = decode_write_request(raw)
+    assert [s.labels for s in got.series] == [labels for labels, _, _ in _reference(raw)]

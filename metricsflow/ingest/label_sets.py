@@ -104,4 +104,24 @@ class LabelSets:
         self.by_prefix[prefix] = labels
 
 
+    def learn_prefix(self, prefix: bytes) -> dict[str, str] | None:
+        """The labels of ``prefix``, a series' label fields alone, kept by it; None unless it is whole
+        label fields, canonically encoded, valid UTF-8 and without a name twice."""
+        try:
+            fields = _LabelFields.FromString(prefix)
+            fields.DiscardUnknownFields()
+            if fields.SerializeToString() != prefix:
+                return None
+            pairs = [_Label.FromString(b) for b in fields.labels]
+        except DecodeError:
+            return None
+        labels = {p.name: p.value for p in pairs}
+        if len(labels) != len(pairs):
+            return None
+        if len(self.by_prefix) >= self._capacity:
+            self.by_prefix.clear()
+        self.by_prefix[prefix] = labels
+        return labels
+
+
 LABELS = LabelSets()

@@ -28,6 +28,7 @@ import cramjam
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
+from numpy.lib.stride_tricks import sliding_window_view
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
@@ -103,6 +104,9 @@ def parse_remote_write(
 
 def decode_write_request(raw: bytes) -> ParseResult:
     """Decode an uncompressed ``prometheus.WriteRequest``."""
+    whole = _decode_whole(raw)
+    if whole is not None:
+        return whole
     try:
         req = pb.WriteRequest.FromString(raw)
     except DecodeError:
@@ -139,6 +143,171 @@ def decode_write_request(raw: bytes) -> ParseResult:
         _decode_misaligned(raw, req, (label_counts, sample_counts), columns, kinds, result)
     result.rejections = merged(result.rejections)
     return result
+
+
+_MAX_LABEL_FIELDS = 64
+_MAX_SAMPLE_FIELDS = 32  # past this a series' samples are cheaper read by the strict parse
+
+
+def _decode_whole(raw: bytes) -> ParseResult | None:
+    """The steady request of a sender, without a protobuf object per series or per sample.
+
+    The fields of every series are stepped for all series at once with numpy: its label
+    fields, then its sample fields, which must end the series (no exemplar, histogram or
+    anything else; one-byte lengths). A series' label fields are known by their bytes
+    (``label_sets``; a new set is read once and kept), and when every sample field is a
+    value field then a timestamp field (either left out when zero, as encoders do), each
+    series is exactly those labels and those samples, read here with numpy. None for
+    anything else (metadata, invalid UTF-8, another layout): the strict parse decides.
+    """
+    try:
+        request = _RawWriteRequest.FromString(raw)
+    except DecodeError:
+        return None
+    raws = request.timeseries
+    if not raws or len(request.metadata):
+        return None
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    ends = np.cumsum(lengths)
+    pos = ends - lengths
+    # Bytes past the end: a field's tag, length and a sample's timestamp are read before bounds are checked.
+    padded = np.frombuffer(b"".join((*raws, bytes(_PAD))), dtype=np.uint8)
+    if not _step_fields(padded, pos, ends, 0x0A, _MAX_LABEL_FIELDS):
+        return None
+    prefix_lengths = (pos - (ends - lengths)).tolist()
+    get = LABELS.by_prefix.get
+    labels = [get(r[:n]) for r, n in zip(raws, prefix_lengths, strict=True)]
+    if None in labels:
+        for i, known in enumerate(labels):
+            if known is None:
+                learnt = LABELS.learn_prefix(raws[i][:prefix_lengths[i]])
+                if learnt is None:
+                    return None  # invalid UTF-8, a name twice, ...: the strict parse words it
+                labels[i] = learnt
+    fields: list[tuple[np.ndarray, np.ndarray]] = []
+    if not _step_fields(padded, pos, ends, 0x12, _MAX_SAMPLE_FIELDS, fields) or not (pos == ends).all():
+        return None
+    at, samples = _in_series_order(fields, len(raws))
+    read = _read_samples(padded, at)
+    if read is None:
+        return None
+    with_samples = np.flatnonzero(samples)
+    columns = SampleColumns(samples[with_samples], *read)
+    run_ends = np.cumsum(columns.lengths)
+    unspecified = MetricKind.UNSPECIFIED
+    run = ColumnRun.of_run
+    result = ParseResult()
+    result.series = [run(labels[i], columns, start, end, unspecified) for i, start, end
+                     in zip(with_samples.tolist(), (run_ends - columns.lengths).tolist(), run_ends.tolist(),
+                            strict=True)]
+    result.columns = columns
+    return result
+
+
+_PAD = 16
+_NO_POSITIONS = np.zeros(0, dtype=np.int64)
+
+
+def _step_fields(padded: np.ndarray, pos: np.ndarray, ends: np.ndarray, tag: int, limit: int,
+                 found: list[tuple[np.ndarray, np.ndarray]] | None = None) -> bool:
+    """Step every series over its fields with ``tag`` from ``pos`` on (moved in place), all series at once.
+
+    Appends to ``found`` one (series, field position) pair of arrays per round: the k-th
+    field of each series that has one. False when a field has a length of more than one
+    byte or runs past its series, or a series has more than ``limit`` of them.
+    """
+    at = np.flatnonzero(pos < ends)
+    for _ in range(limit + 1):
+        if not at.size:
+            return True
+        here = pos[at]
+        same = padded[here] == tag
+        if not same.all():
+            at, here = at[same], here[same]
+            if not at.size:
+                return True
+        length = padded[here + 1]
+        ends_at = ends[at]
+        after = here + 2 + length
+        if (length >= 0x80).any() or (after > ends_at).any():
+            return False
+        if found is not None:
+            found.append((at, here))
+        pos[at] = after
+        at = at[after < ends_at]
+    return False
+
+
+def _in_series_order(found: list[tuple[np.ndarray, np.ndarray]], n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """The field positions of ``_step_fields`` series after series, and the number of fields per series."""
+    if not found:
+        return _NO_POSITIONS, np.zeros(n_series, dtype=np.int64)
+    counts = np.bincount(np.concatenate([series for series, _ in found]), minlength=n_series)
+    offsets = np.cumsum(counts) - counts
+    positions = np.empty(int(counts.sum()), dtype=np.int64)
+    for k, (series, here) in enumerate(found):
+        positions[offsets[series] + k] = here
+    return positions, counts
+
+
+def _read_samples(padded: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(timestamps, values) of the Sample fields at ``at``: each a value field (tag 0x09, 8 bytes) then a
+    timestamp field (tag 0x10, varint), either absent when zero; None when one is anything else.
+
+    Fields of one length and layout are read together as rows of a window view; a request
+    has one or two such groups (a zero value makes the second).
+    """
+    length = padded[at + 1].astype(np.int64)
+    content = at + 2
+    has_value = (length > 0) & (padded[content] == 0x09)
+    layout = 2 * length + has_value
+    timestamps = np.zeros(at.size, dtype=np.uint64)
+    values = np.zeros(at.size, dtype=np.float64)
+    if not at.size:
+        return timestamps.view(np.int64), values
+    first = int(layout[0])
+    kinds = [first] if (layout == first).all() else np.unique(layout).tolist()  # unique: ~0.1 ms for 5,000
+    for kind in kinds:
+        size, value_first = kind >> 1, kind & 1
+        rows = slice(None) if len(kinds) == 1 else np.flatnonzero(layout == kind)
+        if size == 0:
+            continue  # both zero
+        block = sliding_window_view(padded, size)[content[rows]]
+        ts_at = 0
+        if value_first:
+            if size < 9:
+                return None
+            values[rows] = np.ascontiguousarray(block[:, 1:9]).view("<f8")[:, 0]
+            ts_at = 9
+        if ts_at == size:
+            continue  # no timestamp: zero
+        width = size - ts_at - 1
+        if not 1 <= width <= 10 or not (block[:, ts_at] == 0x10).all():
+            return None
+        varint = block[:, ts_at + 1:]
+        if not (varint[:, :-1] >= 0x80).all() or (varint[:, -1] >= 0x80).any():
+            return None  # continuation bits on all but the last byte
+        acc = np.zeros(varint.shape[0], dtype=np.uint64)
+        for j in range(width):
+            acc |= (varint[:, j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+        timestamps[rows] = acc
+    return timestamps.view(np.int64), values
+
+
+def _raw_request_view() -> Any:
+    """A WriteRequest with its series and metadata as raw bytes."""
+    f = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="metricsflow_ingest_remote_write_raw.proto", package="metricsflow.ingest.rw_raw", syntax="proto3")
+    req = fdp.message_type.add(name="WriteRequestRaw")
+    req.field.add(name="timeseries", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    req.field.add(name="metadata", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metricsflow.ingest.rw_raw.WriteRequestRaw"))
+
+
+_RawWriteRequest = _raw_request_view()
 
 
 # Varint sizes of non-negative int64s: 1 plus how many of these they reach.
