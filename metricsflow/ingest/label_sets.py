@@ -64,7 +64,8 @@ class LabelSets:
     reading as exactly the labels kept, is kept (checked once, in ``remember_prefix``).
     A parser that finds a prefix must still know that no label of the series lies past
     it: native subtracts the least its columns can take, so the rest has no room for a
-    label; remote_write compares the label count of its strict parse. Bounded: both
+    label; remote_write steps every field of the series, or compares the label count of
+    its strict parse. Bounded: both
     emptied when ``capacity`` sets are known (a miss only decodes again).
     """
 

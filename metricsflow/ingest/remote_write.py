@@ -1,5 +1,8 @@
 """Prometheus remote_write 1.0: snappy-block-compressed ``prometheus.WriteRequest``.
 
+A sender's steady request (known label sets, samples as encoders write them, no
+metadata) is read whole with numpy (``_decode_whole``). Anything else:
+
 Decoding uses two upb parses of the same bytes instead of touching one Python
 object per sample: the normal ``WriteRequest`` gives per-series label and sample
 counts (and histograms/exemplars to refuse), and ``WriteRequestColumnsView``
