@@ -297,20 +297,6 @@ def _read_samples(padded: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.nd
     return timestamps.view(np.int64), values
 
 
-def _raw_request_view() -> Any:
-    """A WriteRequest with its series and metadata as raw bytes."""
-    f = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_ingest_remote_write_raw.proto", package="metricsflow.ingest.rw_raw", syntax="proto3")
-    req = fdp.message_type.add(name="WriteRequestRaw")
-    req.field.add(name="timeseries", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    req.field.add(name="metadata", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metricsflow.ingest.rw_raw.WriteRequestRaw"))
-
-
-_RawWriteRequest = _raw_request_view()
 
 
 # Varint sizes of non-negative int64s: 1 plus how many of these they reach.
@@ -443,24 +429,32 @@ def _sample_columns(samples: Any) -> tuple[np.ndarray, np.ndarray]:
     return ts, vs
 
 
-def _extras_view() -> Any:
-    """Every TimeSeries of a request merged, its exemplars and histograms as raw bytes (the rest unknown)."""
+def _view_classes() -> tuple[Any, Any]:
+    """Declarations of the same bytes beside the spec's (no .proto needed).
+
+    ``WriteRequestRaw``: series and metadata as raw bytes (``_decode_whole``).
+    ``WriteRequestExtras``: every TimeSeries merged, its exemplars and histograms as raw
+    bytes, the rest unknown (``_has_extras``).
+    """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_ingest_remote_write_extras.proto", package="metricsflow.ingest.rw_extras", syntax="proto3")
+        name="metricsflow_ingest_remote_write_views.proto", package="metricsflow.ingest.rw_views", syntax="proto3")
+    raw = fdp.message_type.add(name="WriteRequestRaw")
+    raw.field.add(name="timeseries", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    raw.field.add(name="metadata", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     series = fdp.message_type.add(name="TimeSeriesExtras")
     series.field.add(name="exemplars", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     series.field.add(name="histograms", number=4, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    req = fdp.message_type.add(name="WriteRequestExtras")
-    req.field.add(name="timeseries", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-                  type_name=".metricsflow.ingest.rw_extras.TimeSeriesExtras")
+    extras = fdp.message_type.add(name="WriteRequestExtras")
+    extras.field.add(name="timeseries", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+                     type_name=".metricsflow.ingest.rw_views.TimeSeriesExtras")
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
-    name = "metricsflow.ingest.rw_extras.WriteRequestExtras"
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.rw_views.{name}"))
+                 for name in ("WriteRequestRaw", "WriteRequestExtras"))  # type: ignore[return-value]
 
 
-_ExtrasView = _extras_view()
+_RawWriteRequest, _ExtrasView = _view_classes()
 
 
 def _has_extras(raw: bytes) -> bool:
