@@ -88,41 +88,36 @@ class LabelSets:
         return labels
 
     def remember_prefix(self, prefix: bytes, labels: dict[str, str]) -> None:
-        """Key ``labels`` by ``prefix`` if ``prefix`` is whole label fields, canonically encoded, that read as
-        exactly ``labels`` (same items in the same order, no name twice)."""
-        try:
-            fields = _LabelFields.FromString(prefix)
-            fields.DiscardUnknownFields()
-            if fields.SerializeToString() != prefix or len(fields.labels) != len(labels):
-                return
-            pairs = [_Label.FromString(b) for b in fields.labels]
-        except DecodeError:
-            return
-        if [(p.name, p.value) for p in pairs] != list(labels.items()):
-            return
-        if len(self.by_prefix) >= self._capacity:
-            self.by_prefix.clear()
-        self.by_prefix[prefix] = labels
-
+        """Key ``labels`` by ``prefix`` if ``prefix`` reads as exactly ``labels`` (same items in the same order)."""
+        read = _read_prefix(prefix)
+        if read is not None and list(read.items()) == list(labels.items()):
+            self._keep(prefix, labels)
 
     def learn_prefix(self, prefix: bytes) -> dict[str, str] | None:
-        """The labels of ``prefix``, a series' label fields alone, kept by it; None unless it is whole
-        label fields, canonically encoded, valid UTF-8 and without a name twice."""
-        try:
-            fields = _LabelFields.FromString(prefix)
-            fields.DiscardUnknownFields()
-            if fields.SerializeToString() != prefix:
-                return None
-            pairs = [_Label.FromString(b) for b in fields.labels]
-        except DecodeError:
-            return None
-        labels = {p.name: p.value for p in pairs}
-        if len(labels) != len(pairs):
-            return None
+        """The labels of ``prefix``, a series' label fields alone, kept by it; None unless it is some."""
+        labels = _read_prefix(prefix)
+        if labels is not None:
+            self._keep(prefix, labels)
+        return labels
+
+    def _keep(self, prefix: bytes, labels: dict[str, str]) -> None:
         if len(self.by_prefix) >= self._capacity:
             self.by_prefix.clear()
         self.by_prefix[prefix] = labels
-        return labels
+
+
+def _read_prefix(prefix: bytes) -> dict[str, str] | None:
+    """The labels of ``prefix`` if it is whole label fields, canonically encoded, valid UTF-8, no name twice."""
+    try:
+        fields = _LabelFields.FromString(prefix)
+        fields.DiscardUnknownFields()
+        if fields.SerializeToString() != prefix:
+            return None
+        pairs = [_Label.FromString(b) for b in fields.labels]
+    except DecodeError:
+        return None
+    labels = {p.name: p.value for p in pairs}
+    return labels if len(labels) == len(pairs) else None
 
 
 LABELS = LabelSets()
