@@ -9,6 +9,7 @@ collector validates, hashes and ships them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,13 @@ class SampleColumns:
     lengths: np.ndarray  # int64, points per series
     timestamps_ms: np.ndarray  # int64
     values: np.ndarray  # float64
+
+    def runs(self, labels: Iterable[dict[str, str]], kinds: Iterable[MetricKind]) -> list[ColumnRun]:
+        """One ``ColumnRun`` per run, with its series' labels and kind (one of each per run, in order)."""
+        ends = np.cumsum(self.lengths)
+        run = ColumnRun.of_run
+        return [run(ls, self, start, end, kind) for ls, kind, start, end
+                in zip(labels, kinds, (ends - self.lengths).tolist(), ends.tolist(), strict=True)]
 
 
 class ColumnRun(SeriesSamples):

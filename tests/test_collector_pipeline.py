@@ -24,7 +24,7 @@ from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentS
 from metricsflow.collector.validation import Limits, validate
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable
-from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
+from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pointbatch import decode_batch
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
@@ -116,9 +116,7 @@ def _as_columns(series: list[SeriesSamples]) -> tuple[list[SeriesSamples], Sampl
     lengths = np.array([len(s) for s in series], dtype=np.int64)
     columns = SampleColumns(lengths, np.concatenate([s.timestamps_ms for s in series]),
                             np.concatenate([s.values for s in series]))
-    ends = np.cumsum(lengths).tolist()
-    return [ColumnRun.of_run(s.labels, columns, end - len(s), end, s.kind)
-            for s, end in zip(series, ends, strict=True)], columns
+    return columns.runs([s.labels for s in series], [s.kind for s in series]), columns
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
 from metricsflow.ingest.label_sets import LABELS, least_varint_size, series_bytes
-from metricsflow.model import ColumnRun, MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
+from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
 
@@ -91,11 +91,8 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     columns = SampleColumns(np.full(len(raws), points, dtype=np.int64),
                             np.ascontiguousarray(tails[:, tail.timestamps]).view(_I64_LE).reshape(-1),
                             np.ascontiguousarray(tails[:, tail.values]).view(_F64_LE).reshape(-1))
-    run = ColumnRun.of_run
-    metric_kind = _KIND.get(kind, _UNSPECIFIED)
     result = ParseResult()
-    result.series = [run(ls, columns, start, start + points, metric_kind)
-                     for ls, start in zip(labels, range(0, len(raws) * points, points), strict=True)]
+    result.series = columns.runs(labels, itertools.repeat(_KIND.get(kind, _UNSPECIFIED), len(labels)))
     result.columns = columns
     result.shared_labels = True  # every labels dict came from LABELS
     return result, tenant
@@ -193,10 +190,8 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     ends = np.cumsum(np.fromiter(map(len, ts_parts), dtype=np.int64, count=len(ts_parts))) >> 3
     columns = SampleColumns(np.diff(ends, prepend=0), np.frombuffer(b"".join(ts_parts), dtype=_I64_LE),
                             np.frombuffer(b"".join(vs_parts), dtype=_F64_LE))
-    run = ColumnRun.of_run
     kind_of = _KIND.get
-    result.series = [run(labels, columns, start, end, kind_of(kind, _UNSPECIFIED)) for labels, kind, start, end
-                     in zip(kept_labels, kinds, (ends - columns.lengths).tolist(), ends.tolist(), strict=True)]
+    result.series = columns.runs(kept_labels, [kind_of(kind, _UNSPECIFIED) for kind in kinds])
     result.columns = columns
     result.rejections = merged(rejections)
     result.shared_labels = True  # every labels dict came from LABELS

@@ -23,6 +23,7 @@ from the counted total the request falls back to per-series decoding.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from operator import attrgetter
 from typing import Any
@@ -38,7 +39,6 @@ from metricsflow.ingest._rejections import merged
 from metricsflow.ingest.label_sets import LABELS, series_bytes
 from metricsflow.model import (
     METRIC_NAME_LABEL,
-    ColumnRun,
     MetricKind,
     ParseResult,
     Rejection,
@@ -196,13 +196,9 @@ def _decode_whole(raw: bytes) -> ParseResult | None:
         return None
     with_samples = np.flatnonzero(samples)
     columns = SampleColumns(samples[with_samples], *read)
-    run_ends = np.cumsum(columns.lengths)
-    unspecified = MetricKind.UNSPECIFIED
-    run = ColumnRun.of_run
     result = ParseResult()
-    result.series = [run(labels[i], columns, start, end, unspecified) for i, start, end
-                     in zip(with_samples.tolist(), (run_ends - columns.lengths).tolist(), run_ends.tolist(),
-                            strict=True)]
+    result.series = columns.runs([labels[i] for i in with_samples.tolist()],
+                                 itertools.repeat(MetricKind.UNSPECIFIED, with_samples.size))
     result.columns = columns
     return result
 
@@ -360,13 +356,11 @@ def _decode_known_labels(
         timestamps_ms, values = timestamps_ms[points], values[points]
     lengths = lengths[kept_at]
     columns = SampleColumns(lengths, timestamps_ms, values)
-    run_ends = np.cumsum(lengths)
     unspecified = MetricKind.UNSPECIFIED
-    run = ColumnRun.of_run
-    result.series.extend(
-        run(labels, columns, start, end, kinds.get(labels.get(METRIC_NAME_LABEL, ""), unspecified) if kinds
-            else unspecified)
-        for (labels, _), start, end in zip(kept, (run_ends - lengths).tolist(), run_ends.tolist(), strict=True))
+    result.series.extend(columns.runs(
+        [labels for labels, _ in kept],
+        [kinds.get(labels.get(METRIC_NAME_LABEL, ""), unspecified) for labels, _ in kept] if kinds
+        else itertools.repeat(unspecified, len(kept))))
     result.columns = columns
 
 
