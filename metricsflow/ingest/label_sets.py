@@ -20,38 +20,20 @@ from metricsflow.pb import metricsflow_pb2 as pb
 LABEL_SETS_KEPT = 65_536  # label sets whose dict the parsers hand out again
 
 
-def _views() -> tuple[Any, Any]:
-    """``SeriesBytes`` (a request's field 1 entries as raw bytes) and ``LabelFields`` (a series' field 1 alone)."""
+def _label_fields_view() -> Any:
+    """``LabelFields``: a series' label fields (field 1) alone, each as its raw bytes."""
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
         name="metricsflow_ingest_label_sets.proto", package="metricsflow.ingest.label_sets", syntax="proto3")
-    series = fdp.message_type.add(name="SeriesBytes")
-    series.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     labels = fdp.message_type.add(name="LabelFields")
     labels.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
     pool.Add(fdp)
-    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.label_sets.{name}"))
-                 for name in ("SeriesBytes", "LabelFields"))  # type: ignore[return-value]
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metricsflow.ingest.label_sets.LabelFields"))
 
 
-_SeriesBytes, _LabelFields = _views()
+_LabelFields = _label_fields_view()
 _Label = pb.Label
-
-
-def series_bytes(body: bytes) -> Any:
-    """The raw bytes of each field-1 entry of a request (``WriteRequest.series`` / ``.timeseries``), in order.
-
-    Raises DecodeError as the request's own parse would.
-    """
-    return _SeriesBytes.FromString(body).series
-
-
-def least_varint_size(value: int) -> int:
-    """The fewest bytes a varint read as ``value`` (an int32 or int64 field) can take."""
-    if value < 0:
-        return 5  # negative int32s are written in 10 bytes, but 5 (the low 32 bits) read the same
-    return max(1, (value.bit_length() + 6) // 7)
 
 
 class LabelSets:

@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
-from metricsflow.ingest.label_sets import LABELS, least_varint_size, series_bytes
+from metricsflow.ingest.label_sets import LABELS
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
@@ -140,7 +140,7 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     try:
         req = _SeriesRequest.FromString(body)
         tenant = req.tenant.decode("utf-8")
-        raws = series_bytes(body)
+        raws = _RawRequest.FromString(body).series
     except (DecodeError, UnicodeDecodeError):
         return None
     result = ParseResult()
@@ -198,6 +198,13 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
     return result, tenant
 
 
+def _least_varint_size(value: int) -> int:
+    """The fewest bytes a varint read as ``value`` can take (never more: see ``label_sets``)."""
+    if value < 0:
+        return 5  # negative int32s are written in 10 bytes, but 5 (the low 32 bits) read the same
+    return max(1, (value.bit_length() + 6) // 7)
+
+
 class _FieldSizes(dict[int, int]):
     """The fewest bytes on the wire of the fields a series ends with, by column length or kind (memoised)."""
 
@@ -211,9 +218,9 @@ class _FieldSizes(dict[int, int]):
 
 
 # timestamps_ms_le and values_le of n bytes each: tag, length, bytes, twice.
-_COLUMNS_SIZE = _FieldSizes(lambda n: 2 * (1 + least_varint_size(n) + n))
+_COLUMNS_SIZE = _FieldSizes(lambda n: 2 * (1 + _least_varint_size(n) + n))
 # kind: absent when 0, else tag and varint.
-_KIND_SIZE = _FieldSizes(lambda kind: 1 + least_varint_size(kind) if kind else 0)
+_KIND_SIZE = _FieldSizes(lambda kind: 1 + _least_varint_size(kind) if kind else 0)
 
 
 def _bad_le_columns(ts_le: bytes, vs_le: bytes) -> Rejection:
@@ -348,7 +355,7 @@ def _view_classes() -> tuple[Any, ...]:
 
     ``WriteRequest`` with label strings as bytes (salvages series around invalid
     UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`), ``WriteRequestLe``
-    (see :func:`_parse_le_columns`), ``SeriesLe`` and ``WriteRequestRaw`` (see :func:`_parse_uniform`).
+    (see :func:`_parse_le_columns`), ``SeriesLe`` (see :func:`_parse_uniform`) and ``WriteRequestRaw`` (both).
     """
     f = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
@@ -404,7 +411,7 @@ def _view_classes() -> tuple[Any, ...]:
         type_name=".metricsflow.ingest.lenient.SeriesLe",
     )  # fmt: skip
     req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    # Each Series as its raw bytes, and the tenant (see :func:`_parse_uniform`).
+    # Each Series as its raw bytes, and the tenant (see :func:`_parse_uniform` and :func:`_parse_le_columns`).
     req_raw = fdp.message_type.add(name="WriteRequestRaw")
     req_raw.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     req_raw.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)

@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
-from metricsflow.ingest.label_sets import LABELS, series_bytes
+from metricsflow.ingest.label_sets import LABELS
 from metricsflow.model import (
     METRIC_NAME_LABEL,
     MetricKind,
@@ -324,7 +324,7 @@ def _decode_known_labels(
     columns go out whole (``ParseResult.columns``).
     """
     label_counts, sample_counts = counts
-    raws = series_bytes(raw)
+    raws = _RawWriteRequest.FromString(raw).timeseries
     sizes = np.zeros(timestamps_ms.size + 1, dtype=np.int64)
     np.cumsum(_least_sample_sizes(timestamps_ms, values), out=sizes[1:])
     lengths = np.array(sample_counts, dtype=np.int64)
@@ -426,7 +426,7 @@ def _sample_columns(samples: Any) -> tuple[np.ndarray, np.ndarray]:
 def _view_classes() -> tuple[Any, Any]:
     """Declarations of the same bytes beside the spec's (no .proto needed).
 
-    ``WriteRequestRaw``: series and metadata as raw bytes (``_decode_whole``).
+    ``WriteRequestRaw``: series and metadata as raw bytes (``_decode_whole``, ``_decode_known_labels``).
     ``WriteRequestExtras``: every TimeSeries merged, its exemplars and histograms as raw
     bytes, the rest unknown (``_has_extras``).
     """
