@@ -12,7 +12,7 @@ the block's entry; a rebalance clears it (restored partitions bypass the storage
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -40,6 +40,17 @@ class BlockCache(Generic[V]):
         if block is not None:
             self._blocks.move_to_end((partition, key))
         return block
+
+    def get_many(self, partition: int, keys: Sequence[bytes]) -> list[V | None]:
+        """``get`` of every key, in order: a query reads hundreds of (series, block) entries at once."""
+        blocks = self._blocks
+        wanted = [(partition, k) for k in keys]
+        found = [blocks.get(k) for k in wanted]
+        touch = blocks.move_to_end
+        for k, block in zip(wanted, found, strict=True):
+            if block is not None:
+                touch(k)
+        return found
 
     def put(self, partition: int, key: bytes, value: V) -> None:
         self.drop(partition, key)

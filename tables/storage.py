@@ -809,18 +809,31 @@ class WorkerStorage:
         heads = st.head.series_many(sids, start_ms, end_ms)
         cutting = st.cutting.series_many(sids, start_ms, end_ms) if st.cutting is not None else None
         blocks = range(first, last + 1, self.block_ms)
-        cached = len(blocks) <= FOLDED_BLOCKS_MAX
+        nb = len(blocks)
+        stored = self._stored_many(partition, sids, blocks) if nb <= FOLDED_BLOCKS_MAX else None
         out = []
         for i, sid in enumerate(sids):
-            if cached:
-                parts = _clipped([self._stored(partition, sid, b) for b in blocks], start_ms, end_ms)
+            if stored is not None:
+                parts = _clipped(stored[i * nb:(i + 1) * nb], start_ms, end_ms)
             else:
                 scanned = self._scan_stored(partition, sid, first, last, start_ms, end_ms)
                 parts = [scanned] if scanned[0].size else []
             if cutting is not None:
                 parts = _then(parts, *cutting[i])
-            out.append(_then(parts, *heads[i]))
+            head = heads[i]
+            out.append(_then(parts, *head) if head[0].size else parts)
         return out
+
+    def _stored_many(self, partition: int, sids: Sequence[int], blocks: range) -> list[Block]:
+        """``_stored`` of every (series, block), series by series: the cache asked once for all of them."""
+        pack = keys.chunk_key
+        found = self._blocks.get_many(partition, [pack(sid, b) for sid in sids for b in blocks])
+        if None in found:
+            nb = len(blocks)
+            for j, hit in enumerate(found):
+                if hit is None:
+                    found[j] = self._stored(partition, sids[j // nb], blocks[j % nb])
+        return found  # type: ignore[return-value]
 
     def _stored(self, partition: int, sid: int, block: int) -> Block:
         """A block's chunk and segments folded (later wins), cached until a write touches the block.
@@ -945,21 +958,24 @@ class WorkerStorage:
         Every series' blocks are joined by one concatenation for all of them, where a list of
         series joined each series' blocks and the engine then copied them all once more.
         """
-        found: list[tuple[Labels, list[Block], int]] = []
+        found: list[tuple[Labels, list[Block]]] = []
         for p, index, sids in self._matching(tenant, matchers):
-            for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms), strict=True):
-                if parts:
-                    found.append((index.label_key(sid), parts, sum(part[0].size for part in parts)))
+            label_key = index.label_key
+            found += [(label_key(sid), parts)
+                      for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms), strict=True) if parts]
         found.sort(key=_first)
+        every = [part for _, parts in found for part in parts]
+        # Each series' end is the running size at its last part.
+        sizes = np.fromiter([part[0].size for part in every], np.intp, len(every))
+        last_parts = np.fromiter([len(parts) for _, parts in found], np.intp, len(found)).cumsum() - 1
         offsets = np.zeros(len(found) + 1, dtype=np.intp)
-        np.cumsum([size for _, _, size in found], out=offsets[1:])
-        every = [part for _, parts, _ in found for part in parts]
+        offsets[1:] = sizes.cumsum()[last_parts]
         ts = np.empty(offsets[-1], np.int64)
         vals = np.empty(offsets[-1], np.float64)
         if every:
             np.concatenate([part[0] for part in every], out=ts)
             np.concatenate([part[1] for part in every], out=vals)
-        return RangeVec([lb for lb, _, _ in found], ts, vals, offsets)
+        return RangeVec([lb for lb, _ in found], ts, vals, offsets)
 
     def select_rollup(self, tenant: str, matchers: Sequence[MatcherLike], start_ms: int, end_ms: int,
                       tier: str, agg: str) -> list[SeriesData]:

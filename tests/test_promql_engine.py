@@ -607,7 +607,7 @@ def test_variance_by_windowed_sums_matches_welford(monkeypatch: pytest.MonkeyPat
 def test_window_search_matches_per_series_searchsorted(
     lengths: list[int], queries: list[int], aligned: bool, huge: bool, side: str
 ) -> None:
-    from metricsflow.promql.windows import search
+    from metricsflow.promql.windows import common_grid, search
 
     rng = np.random.default_rng(len(lengths) * 7 + sum(lengths))
     if aligned:
@@ -624,6 +624,11 @@ def test_window_search_matches_per_series_searchsorted(
     for i in range(len(lengths)):
         want = np.searchsorted(ts[offsets[i] : offsets[i + 1]], q, side) + offsets[i]  # type: ignore[call-overload]
         assert got[i].tolist() == want.tolist()
+    # The grid a RangeVec finds once gives the same answer, and exists exactly when every series has the same stamps.
+    grid = common_grid(ts, offsets)
+    shared = lengths[0] > 0 and all(np.array_equal(p, parts[0]) for p in parts)
+    assert (grid is not None) == shared
+    assert search(ts, offsets, q, side, grid).tolist() == got.tolist()
 
 
 @pytest.mark.parametrize(
@@ -649,3 +654,17 @@ def test_json_bytes_equal_json_data(query: str, is_range: bool) -> None:
 def test_json_bytes_timestamp_text_is_prometheus_form() -> None:
     res = Engine(MemorySource()).instant("1", 1_050)
     assert res.to_json_bytes() == b'{"resultType":"scalar","result":[1.050,"1"]}'
+
+
+def test_stale_markers_leave_series_without_samples_in_place() -> None:
+    # Series at the end of the columns with no samples have their offset at the end: the filter
+    # once failed on them (reduceat past the end) whenever any series held a stale marker.
+    from metricsflow.model import is_stale_marker
+    from metricsflow.promql.engine import _filter_samples
+    from metricsflow.promql.values import RangeVec
+
+    labels = [(("a", "1"),), (("a", "2"),), (("a", "3"),), (("a", "4"),)]
+    rv = RangeVec(labels, np.array([1, 2, 3, 5]), np.array([1.0, STALE_NAN, 3.0, 4.0]), np.array([0, 0, 3, 4, 4]))
+    out = _filter_samples(rv, ~is_stale_marker(rv.vals))
+    assert out.offsets.tolist() == [0, 0, 2, 3, 3]
+    assert out.ts.tolist() == [1, 3, 5] and out.vals.tolist() == [1.0, 3.0, 4.0]

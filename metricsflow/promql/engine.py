@@ -307,7 +307,7 @@ class _Evaluator:
         _check_cells(n, ctx.steps)
         if n == 0:
             return InstantVec.empty(ctx.steps), np.zeros((0, ctx.steps), dtype=np.int64)
-        pos = search(rv.ts, rv.offsets, ref, "right") - 1
+        pos = search(rv.ts, rv.offsets, ref, "right", rv.common_grid()) - 1
         valid = pos >= rv.offsets[:-1, None]
         posc = np.where(valid, pos, 0)
         if rv.ts.size == 0:
@@ -332,9 +332,9 @@ class _Evaluator:
             ends = base - off
             rv = self._fetch(selector_matchers(vs), int(ends.min()) - rng + 1, int(ends.max()))
             if rv.vals.size:
-                live = ~is_stale_marker(rv.vals)
-                if not live.all():
-                    rv = _filter_samples(rv, live)
+                stale = is_stale_marker(rv.vals)
+                if stale.any():
+                    rv = _filter_samples(rv, ~stale)
         elif isinstance(node, pp.SubqueryExpr):
             rng = duration_ms(node, "range")
             off = duration_ms(node, "offset")
@@ -361,8 +361,8 @@ class _Evaluator:
             raise PromQLUnsupported(f"range vector argument of type {type(node).__name__}")
         ctx.check()
         _check_cells(len(rv), ctx.steps)
-        lo = search(rv.ts, rv.offsets, ends - rng, "right")
-        hi = search(rv.ts, rv.offsets, ends, "right")
+        lo = search(rv.ts, rv.offsets, ends - rng, "right", rv.common_grid())
+        hi = search(rv.ts, rv.offsets, ends, "right", rv.common_grid())
         w = Windows(rv, lo, hi, ends, rng, ctx.times)
         self.last_windows = w
         return w
@@ -619,12 +619,11 @@ def _merge_duplicate_series(
 
 
 def _filter_samples(rv: RangeVec, keep: np.ndarray) -> RangeVec:
-    counts = np.add.reduceat(keep.astype(np.intp), rv.offsets[:-1]) if rv.vals.size else np.zeros(0)
-    lengths = np.diff(rv.offsets)
-    counts = np.where(lengths > 0, counts, 0) if len(rv) else counts
-    offsets = np.zeros(len(rv) + 1, dtype=np.intp)
-    np.cumsum(counts, out=offsets[1:])
-    return RangeVec(rv.labels, rv.ts[keep], rv.vals[keep], offsets)
+    # Each series' new bounds are the kept samples before its old ones (reduceat over the offsets
+    # failed when the last series had no samples: its offset is past the end).
+    kept = np.zeros(keep.size + 1, dtype=np.intp)
+    np.cumsum(keep, out=kept[1:])
+    return RangeVec(rv.labels, rv.ts[keep], rv.vals[keep], kept[rv.offsets])
 
 
 def _to_range(vec: InstantVec, times: np.ndarray) -> RangeVec:

@@ -57,7 +57,7 @@ class Windows:
             return None
         width = self.range_ms // step
         grid = self.ends[0] - self.range_ms + step * np.arange(steps + width, dtype=np.int64)
-        bounds = search(self.rv.ts, self.rv.offsets, grid, "right")
+        bounds = search(self.rv.ts, self.rv.offsets, grid, "right", self.rv.common_grid())
         # The same searches as the windows' own: anything else would change the answer.
         if not (np.array_equal(bounds[:, :steps], self.lo) and np.array_equal(bounds[:, width:], self.hi)):
             return None
@@ -126,7 +126,9 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
     last = np.where(ok, w.hi - 1, 0)
     if v.size == 0:
         return np.zeros(cnt.shape), np.zeros(cnt.shape, dtype=bool)
-    first_t, last_t = ts[f], ts[last]
+    # Series that share their timestamps share every window's times too: those passes run on one row.
+    rows = slice(0, 1) if w.rv.common_grid() is not None else slice(None)
+    first_t, last_t = ts[f[rows]], ts[last[rows]]
     first_v, last_v = v[f], v[last]
     # The same IEEE operations as Prometheus' extrapolatedRate, in place where a temporary is ours:
     # on (series x steps) matrices every pass saved is ~40 µs per 36,000 cells.
@@ -145,7 +147,7 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
         dur_end /= 1000.0
         sampled = np.subtract(last_t, first_t, dtype=np.float64)
         sampled /= 1000.0
-        avg = sampled / np.maximum(cnt - 1, 1)
+        avg = sampled / np.maximum(cnt[rows] - 1, 1)
         threshold = avg * 1.1
         avg /= 2
         np.copyto(dur_start, avg, where=dur_start >= threshold)
@@ -154,7 +156,7 @@ def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
             to_zero *= sampled
             fits = (result > 0) & (first_v >= 0)
             fits &= to_zero < dur_start
-            np.copyto(dur_start, to_zero, where=fits)
+            dur_start = np.where(fits, to_zero, dur_start)
         np.copyto(dur_end, avg, where=dur_end >= threshold)
         factor = sampled + dur_start
         factor += dur_end

@@ -8,12 +8,13 @@ samples flat with per-series offsets, the shape windowed functions need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import PromQLExecutionError
 from .labels import Labels
+from .windows import common_grid
 
 DUPLICATE_LABELSET = "vector cannot contain metrics with the same labelset"
 
@@ -63,9 +64,17 @@ class RangeVec:
     ts: np.ndarray  # int64, ascending within each series
     vals: np.ndarray  # float64
     offsets: np.ndarray  # (n+1,) intp
+    # The timestamps every series shares (windows.common_grid), or None; False: not looked at yet.
+    grid: np.ndarray | bool | None = field(default=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def common_grid(self) -> np.ndarray | None:
+        """``windows.common_grid`` of the columns, found once (a range function searches them twice)."""
+        if self.grid is False:
+            self.grid = common_grid(self.ts, self.offsets)
+        return self.grid  # type: ignore[return-value]
 
 
 Value = InstantVec | Scalar | String | RangeVec
