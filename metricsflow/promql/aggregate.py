@@ -65,16 +65,16 @@ def _sum(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, np.ndarray]
     sums = _kahan_in_numpy(vec, gr, G)
     if sums is None:
         return _sum_by_rank(vec, gr, G)
-    running, c, present = sums
+    running, c, counts = sums
     total = running[:, -1]
-    return np.where(np.isinf(total), total, total + c), present.any(axis=1)
+    return np.where(np.isinf(total), total, total + c), counts > 0
 
 
 def _kahan_in_numpy(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Kahan-Neumaier sums per group in Prometheus' order, the sequential steps done inside numpy.
 
     Returns the running sums (G, size + 1, T) (a zero first), the compensation
-    (G, T) and the padded presence (G, size, T), or None where the rank loop is
+    (G, T) and the samples per group and step (G, T), or None where the rank loop is
     cheaper. The running sums of a sequential sum are ``np.add.accumulate`` along
     the group (accumulate adds strictly in order, unlike ``np.sum``'s pairwise
     tree), every step's compensation term follows from the sums before and after
@@ -91,14 +91,20 @@ def _kahan_in_numpy(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, 
     if G * T > 2048 or G * gr.size > 2 * len(vec) + 64:
         return None
     x = np.zeros((G, gr.size + 1, T))
-    x[gr.group, gr.rank + 1] = np.where(vec.present, vec.values, 0.0)
+    every = vec.present.all()
+    cells = vec.values if every else np.where(vec.present, vec.values, 0.0)
+    if G == 1:  # one group (sum without by): its ranks are the rows in order
+        x[0, 1:] = cells
+        counts = vec.present.sum(axis=0, keepdims=True)
+    else:
+        x[gr.group, gr.rank + 1] = cells
+        counts = np.zeros((G, T), dtype=np.intp)
+        np.add.at(counts, gr.group, vec.present)
     running = np.add.accumulate(x, axis=1)
     before, after, x = running[:, :-1], running[:, 1:], x[:, 1:]
     term = np.where(np.abs(before) >= np.abs(x), (before - after) + x, (x - after) + before)
     c = np.add.accumulate(term, axis=1)[:, -1]
-    present = np.zeros((G, gr.size, T), dtype=bool)
-    present[gr.group, gr.rank] = vec.present
-    return running, c, present
+    return running, c, counts
 
 
 def _sum_by_rank(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +128,7 @@ def _avg(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, np.ndarray]
     """Direct mean with Kahan sum, switching to an incremental mean on overflow (Prometheus #16714)."""
     sums = _kahan_in_numpy(vec, gr, G)
     if sums is not None and not np.isinf(sums[0]).any():
-        running, c, present = sums
-        n = present.sum(axis=1)
+        running, c, n = sums
         return running[:, -1] / n + c / n, n > 0
     return _avg_by_rank(vec, gr, G)
 
