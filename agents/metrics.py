@@ -26,6 +26,11 @@ SEAL_BACKLOG = Gauge("mf_worker_seal_backlog_blocks",
 UNSEALED_BLOCKS = Gauge("mf_worker_unsealed_blocks", "(series, block) held as segments, not sealed yet")
 HEAD_POINTS = Gauge("mf_worker_head_points", "Points in the in-memory heads")
 SERIES = Gauge("mf_worker_series", "Series indexed on this worker's partitions")
+QUERY_CACHE_BYTES = Gauge("mf_worker_query_cache_bytes",
+                          "Decoded blocks kept for queries, as counted against MF_BLOCK_CACHE_BYTES and "
+                          "MF_ROLLUP_CACHE_BYTES (cache: raw, 1m, 1h)", ["cache"])
+QUERY_CACHE_ENTRIES = Gauge("mf_worker_query_cache_entries", "(series, block) entries in the query caches",
+                            ["cache"])
 QUERY_SECONDS = Histogram("mf_worker_query_seconds", "HTTP query latency by endpoint", ["endpoint"],
                           buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
 INGEST_ACCEPTED = Counter("mf_worker_ingest_accepted", "Points from mf.ingest written to mf.points")

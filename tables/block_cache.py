@@ -34,6 +34,7 @@ class BlockCache(Generic[V]):
         self._size = size
         self._bytes = 0
         self._blocks: OrderedDict[tuple[int, bytes], V] = OrderedDict()
+        self._sizes: dict[tuple[int, bytes], int] = {}
 
     def get(self, partition: int, key: bytes) -> V | None:
         block = self._blocks.get((partition, key))
@@ -52,22 +53,34 @@ class BlockCache(Generic[V]):
                 touch(k)
         return found
 
-    def put(self, partition: int, key: bytes, value: V) -> None:
+    def put(self, partition: int, key: bytes, value: V, size: int | None = None) -> None:
+        """Keep ``value`` under ``size`` bytes (default ``size(value)``; less for a block whose
+        timestamps another block already holds, see tables/shared_stamps.py)."""
         self.drop(partition, key)
-        size = self._size(value)
+        if size is None:
+            size = self._size(value)
         if size > self._max_bytes:
             return
         self._blocks[(partition, key)] = value
+        self._sizes[(partition, key)] = size
         self._bytes += size
         while self._bytes > self._max_bytes:
-            _, old = self._blocks.popitem(last=False)
-            self._bytes -= self._size(old)
+            old, _ = self._blocks.popitem(last=False)
+            self._bytes -= self._sizes.pop(old)
 
     def drop(self, partition: int, key: bytes) -> None:
-        block = self._blocks.pop((partition, key), None)
-        if block is not None:
-            self._bytes -= self._size(block)
+        if self._blocks.pop((partition, key), None) is not None:
+            self._bytes -= self._sizes.pop((partition, key))
 
     def clear(self) -> None:
         self._blocks.clear()
+        self._sizes.clear()
         self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        """What the entries were counted as, together."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._blocks)

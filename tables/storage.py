@@ -84,12 +84,13 @@ from metricsflow.promql.source import SeriesData
 from metricsflow.promql.values import RangeVec
 from metricsflow.samples import clip, merge
 from tables import keys, segments
-from tables.block_cache import Block, BlockCache
+from tables.block_cache import Block, BlockCache, block_size
 from tables.head import Head
 from tables.index import MatcherLike, SeriesIndex
 from tables.newest import NEVER, NewestTimes
 from tables.partition_store import PartitionStore
 from tables.seal_budget import IDLE_POINTS_PER_S, RateMeter, SealBudget
+from tables.shared_stamps import SharedStamps
 
 log = logging.getLogger(__name__)
 # The cut gives the event loop back after this much work, so consumption, the consumer
@@ -242,20 +243,44 @@ def _rollup_size(r: rollup.Rollup) -> int:
     return 64 * len(r) + 512 + (1024 * len(r.digests) if r.digests is not None else 0)
 
 
-def _clipped(parts: list[Block], start_ms: int, end_ms: int) -> list[Block]:
-    """Consecutive blocks' columns, the empty ones left out; only the outer ones can reach past the window."""
-    parts = [p for p in parts if p[0].size]
-    if not parts:
-        return parts
-    ts, vals = parts[0]
-    if ts[0] < start_ms:
-        a = ts.searchsorted(start_ms)  # the method: np.searchsorted's dispatch cost as much as the search
-        parts[0] = ts[a:], vals[a:]
-    ts, vals = parts[-1]
-    if ts.size and ts[-1] > end_ms:
-        b = ts.searchsorted(end_ms, "right")
-        parts[-1] = ts[:b], vals[:b]
-    return [p for p in parts if p[0].size]
+class _Clip:
+    """Consecutive blocks' columns clipped to a window, the empty ones left out (only the outer
+    ones can reach past it), for many series of one read.
+
+    A timestamp column shared by many series (tables/shared_stamps.py) is searched once and
+    its clipped view is one object for all of them. The memo holds each column it saw, so an
+    ``id`` stays that column's for as long as the memo lives.
+    """
+
+    __slots__ = ("_firsts", "_lasts", "end_ms", "start_ms")
+
+    def __init__(self, start_ms: int, end_ms: int) -> None:
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self._firsts: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}
+        self._lasts: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}
+
+    def __call__(self, parts: list[Block]) -> list[Block]:
+        parts = [p for p in parts if p[0].size]
+        if not parts:
+            return parts
+        ts, vals = parts[0]
+        seen = self._firsts.get(id(ts))
+        if seen is None:
+            # the method: np.searchsorted's dispatch cost as much as the search
+            a = int(ts.searchsorted(self.start_ms)) if ts[0] < self.start_ms else 0
+            seen = self._firsts[id(ts)] = (ts, a, ts[a:])
+        if seen[1]:
+            parts[0] = seen[2], vals[seen[1]:]
+        ts, vals = parts[-1]
+        if not ts.size:  # the only part, all of it before the window
+            return []
+        seen = self._lasts.get(id(ts))
+        if seen is None:
+            b = int(ts.searchsorted(self.end_ms, "right")) if ts[-1] > self.end_ms else ts.size
+            seen = self._lasts[id(ts)] = (ts, b, ts[:b])
+        if seen[1] < ts.size:
+            parts[-1] = seen[2], vals[:seen[1]]
+        return [p for p in parts if p[0].size]
 
 
 def _then(parts: list[Block], ts: np.ndarray, vals: np.ndarray) -> list[Block]:
@@ -293,11 +318,15 @@ class WorkerStorage:
                                        idle=lambda: self._points_stored.rate() < IDLE_POINTS_PER_S)
         # Per (partition, chunk key): the block's chunk and segments folded.
         self._blocks: BlockCache[Block] = BlockCache(settings.block_cache_bytes)
+        self._stamps = SharedStamps()  # a cached block's timestamps, one array per distinct column
         # Per tier, per (partition, chunk key): the block's rollup windows decoded.
         self._rollup_blocks: dict[str, BlockCache[rollup.Rollup]] = {
             tier: BlockCache(settings.rollup_cache_bytes, _rollup_size) for tier in tables.rollups}
         self.block_ms = settings.block_ms
         self.queries = QueriesInFlight()
+        for name, cache in (("raw", self._blocks), *self._rollup_blocks.items()):
+            metrics.QUERY_CACHE_BYTES.labels(name).set_function(lambda c=cache: c.bytes)
+            metrics.QUERY_CACHE_ENTRIES.labels(name).set_function(lambda c=cache: len(c))
 
     # -- partition life cycle -------------------------------------------------
     def drop(self, partitions: set[int]) -> None:
@@ -801,8 +830,11 @@ class WorkerStorage:
         """``read`` of many series of one partition: the heads are searched once for all of them."""
         return [_join(parts) for parts in self._parts_many(partition, sids, start_ms, end_ms)]
 
-    def _parts_many(self, partition: int, sids: Sequence[int], start_ms: int, end_ms: int) -> list[list[Block]]:
-        """Per series, its samples in the window as consecutive parts in time order, not yet joined."""
+    def _parts_many(self, partition: int, sids: Sequence[int], start_ms: int, end_ms: int,
+                    clip: _Clip | None = None) -> list[list[Block]]:
+        """Per series, its samples in the window as consecutive parts in time order, not yet joined.
+
+        ``clip`` (for start_ms..end_ms) may carry over from other partitions of the same read."""
         first = (start_ms // self.block_ms) * self.block_ms
         last = (end_ms // self.block_ms) * self.block_ms
         st = self.state(partition)
@@ -811,10 +843,11 @@ class WorkerStorage:
         blocks = range(first, last + 1, self.block_ms)
         nb = len(blocks)
         stored = self._stored_many(partition, sids, blocks) if nb <= FOLDED_BLOCKS_MAX else None
+        clip = clip or _Clip(start_ms, end_ms)
         out = []
         for i, sid in enumerate(sids):
             if stored is not None:
-                parts = _clipped(stored[i * nb:(i + 1) * nb], start_ms, end_ms)
+                parts = clip(stored[i * nb:(i + 1) * nb])
             else:
                 scanned = self._scan_stored(partition, sid, first, last, start_ms, end_ms)
                 parts = [scanned] if scanned[0].size else []
@@ -845,9 +878,10 @@ class WorkerStorage:
         hit = self._blocks.get(partition, fkey)
         if hit is not None:
             return hit
-        folded = segments.fold(self._block_parts(partition, sid, block)[0])
-        self._blocks.put(partition, fkey, folded)
-        return folded
+        ts, vals = segments.fold(self._block_parts(partition, sid, block)[0])
+        ts, new = self._stamps.share(ts)
+        self._blocks.put(partition, fkey, (ts, vals), block_size((ts, vals)) - (0 if new else ts.nbytes))
+        return ts, vals
 
     def _block_parts(self, partition: int, sid: int, block: int) -> tuple[list[Block], list[bytes]]:
         """A block's chunk (if any), then its segments in cut order, decoded; and the segments' keys."""
@@ -959,10 +993,12 @@ class WorkerStorage:
         series joined each series' blocks and the engine then copied them all once more.
         """
         found: list[tuple[Labels, list[Block]]] = []
+        clip = _Clip(start_ms, end_ms)
         for p, index, sids in self._matching(tenant, matchers):
             label_key = index.label_key
             found += [(label_key(sid), parts)
-                      for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms), strict=True) if parts]
+                      for sid, parts in zip(sids, self._parts_many(p, sids, start_ms, end_ms, clip), strict=True)
+                      if parts]
         found.sort(key=_first)
         every = [part for _, parts in found for part in parts]
         # Each series' end is the running size at its last part.

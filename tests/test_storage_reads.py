@@ -46,11 +46,14 @@ def _model_read(model: dict[int, dict[int, float]], sid: int, start: int, end: i
     return [t for t, _ in items], [v for _, v in items]
 
 
+@pytest.mark.parametrize("aligned", [False, True], ids=["own-stamps", "shared-stamps"])
 @pytest.mark.parametrize("cache_bytes", [64 << 20, 20_000], ids=["default-caches", "caches-of-a-few-blocks"])
 async def test_reads_between_writes_always_see_every_write(tables: StorageTables,  # noqa: F811
-                                                           cache_bytes: int) -> None:
+                                                           cache_bytes: int, aligned: bool) -> None:
     """Reads fill the caches of decoded blocks; every later cut, seal and out-of-order fold must show,
-    also while small caches evict (MF_BLOCK_CACHE_BYTES, MF_ROLLUP_CACHE_BYTES)."""
+    also while small caches evict (MF_BLOCK_CACHE_BYTES, MF_ROLLUP_CACHE_BYTES). ``aligned``: the
+    series written together get the same timestamps, so their cached blocks share one column
+    (tables/shared_stamps.py) and reads clip it once for all of them."""
     rng = np.random.default_rng(11)
     storage, feed = make(tables, block_cache_bytes=cache_bytes, rollup_cache_bytes=cache_bytes), Feed()
     model: dict[int, dict[int, float]] = {}
@@ -64,9 +67,10 @@ async def test_reads_between_writes_always_see_every_write(tables: StorageTables
     now = T0
     for step in range(120):
         now += int(rng.integers(1, 12)) * 60_000  # crosses a block boundary every ~20 steps, so blocks seal
+        together = np.unique(now - rng.integers(0, 50, size=int(rng.integers(1, 6))) * 60_000)
         for sid in rng.choice(sids, size=int(rng.integers(1, len(sids) + 1)), replace=False).tolist():
             # Up to 50 minutes back (inside the one-hour window): out of order, repeats, sealed blocks.
-            ts = np.unique(now - rng.integers(0, 50, size=int(rng.integers(1, 6))) * 60_000)
+            ts = together if aligned else np.unique(now - rng.integers(0, 50, size=int(rng.integers(1, 6))) * 60_000)
             vals = np.round(rng.normal(size=ts.size), 3)
             feed.send(storage, sid, ts, vals)
             model.setdefault(sid, {}).update(zip(ts.tolist(), vals.tolist(), strict=True))
@@ -98,3 +102,24 @@ async def test_reads_between_writes_always_see_every_write(tables: StorageTables
             np.testing.assert_allclose(stored.sum, expected.sum, rtol=1e-12, atol=1e-12)
     sealed = storage.state(P).pending
     assert len(sealed) < 3, "the run should have sealed most blocks"
+
+
+async def test_series_with_the_same_stamps_share_one_cached_column(tables: StorageTables) -> None:  # noqa: F811
+    storage, feed = make(tables), Feed()
+    ts = T0 + np.arange(0, HOUR_MS, 10_000, dtype=np.int64)
+    for sid in (3, 5, 8):
+        info = pb.SeriesInfo(tenant="default", labels=[pb.Label(name="__name__", value="m"),
+                                                       pb.Label(name="i", value=str(sid))])
+        for key, value in series_batch.encode_batches([sid], [info]):
+            storage.ingest_series(P, key, value)
+        # 8 is sampled at other times: it keeps a column of its own.
+        feed.send(storage, sid, ts + (5_000 if sid == 8 else 0), np.full(ts.size, float(sid)))
+    await storage.cut(P)
+    flat = storage.select_range("default", [Matcher("__name__", "=", "m")], T0, T0 + HOUR_MS)  # one block
+    assert flat.offsets.tolist() == [0, ts.size, 2 * ts.size, 3 * ts.size]
+    blocks = {sid: storage._stored(P, sid, T0 // BLOCK_MS * BLOCK_MS) for sid in (3, 5, 8)}
+    assert blocks[3][0] is blocks[5][0] and blocks[8][0] is not blocks[3][0]
+    assert not blocks[3][0].flags.writeable  # shared: no reader may change it
+    # The cache counts a shared column once: three blocks of 360 samples, two columns of stamps.
+    values, stamps, entry = 3 * 360 * 8, 2 * 360 * 8, 256
+    assert storage._blocks.bytes == values + stamps + 3 * entry
