@@ -40,6 +40,7 @@ from metricsflow.promql import PromQLExecutionError
 from metricsflow.promql.result import gc_paused
 from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData
 from tables.storage import WorkerStorage
+from web.peer_channel import ChannelUnavailable, PeerChannel
 
 # (matchers, start ms, end ms) reads raw samples; a fourth and fifth element
 # (tier, aggregate) read one synthetic sample per rollup window instead.
@@ -55,6 +56,9 @@ PEER_ANSWERS = Counter("mf_worker_query_peer_answers", "Peer answers received fo
                        ["kind"])
 PEER_BYTES = Counter("mf_worker_query_peer_bytes", "Bytes received from peers for queries, by kind (select, partial)",
                      ["kind"])
+PEER_REQUESTS = Counter("mf_worker_query_peer_requests",
+                        "Requests to peers for queries, by transport (channel: the peer's WebSocket; http: a POST)",
+                        ["transport"])
 # The issue-4 name: how many partials (peers' and this worker's own) queries merged.
 PARTIALS = Counter("mf_worker_query_partials", "Query partials merged (from peers and local)", ["source"])
 
@@ -204,6 +208,7 @@ class Cluster:
         self._own_url = own_url.rstrip("/")
         self._peers = peers
         self._session: aiohttp.ClientSession | None = None
+        self._channels: dict[str, PeerChannel] = {}
 
     @property
     def storage(self) -> WorkerStorage:
@@ -220,9 +225,28 @@ class Cluster:
                                                   trace_configs=[sent])
         return self._session
 
+    def _channel(self, url: str) -> PeerChannel:
+        channel = self._channels.get(url)
+        if channel is None:
+            channel = self._channels[url] = PeerChannel(url, self._client)
+        return channel
+
     async def _post(self, url: str, kind: str, body: bytes, sent: asyncio.Event) -> tuple[int, bytes, Any]:
-        """``POST /internal/v1/<kind>`` to a peer: the status, body and headers of its answer.
-        ``sent`` is set once the request is written (or failed before it was)."""
+        """``POST /internal/v1/<kind>`` to a peer, over its channel if it offers one (web/peer_channel.py):
+        the status, body and headers of its answer. ``sent`` is set once the request is written
+        (or failed before it was)."""
+        channel = self._channel(url)
+        if channel.usable():
+            try:
+                answer = await channel.request(kind, body, sent, PEER_TIMEOUT_S)
+            except ChannelUnavailable:
+                pass  # the HTTP route answers the same request
+            except TimeoutError as exc:
+                raise BackendUnavailable(f"peer {url} unreachable: no answer in {PEER_TIMEOUT_S:.0f} s") from exc
+            else:
+                PEER_REQUESTS.labels("channel").inc()
+                return answer.status, answer.body, {PARTITIONS_HEADER: answer.partitions}
+        PEER_REQUESTS.labels("http").inc()
         try:
             async with self._client().post(f"{url}/internal/v1/{kind}", data=body,
                                            trace_request_ctx={"sent": sent}) as resp:
@@ -304,6 +328,9 @@ class Cluster:
         return source
 
     async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
         if self._session is not None:
             await self._session.close()
 

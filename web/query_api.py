@@ -18,10 +18,11 @@ import asyncio
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -46,6 +47,7 @@ from web.cluster import (
     select_local,
 )
 from web.params import now_ms, parse_duration_ms, parse_time_ms
+from web.peer_channel import CHANNEL_PATH, KINDS, PeerAnswer, decode_request, encode_answer
 from web.tiers import choose_tier
 from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
@@ -235,27 +237,100 @@ async def range_query(request: web.Request) -> web.StreamResponse:
     return await _answer(request, first(p, "query"), start, end, step, timeout_s)
 
 
-async def internal_select(request: web.Request) -> web.StreamResponse:
+async def select_answer(app: web.Application, body: bytes) -> PeerAnswer:
     """A peer's share of a query: raw series of this worker's active partitions."""
     try:
-        tenant, sels = decode_selections(await request.read())
+        tenant, sels = decode_selections(body)
     except InvalidInput as exc:
-        return api_error(400, "bad_data", exc.detail)
-    series = select_local(request.app[STORAGE_KEY], tenant, sels)
-    return web.Response(body=encode_series(series), content_type="application/octet-stream")
+        return _error_answer(400, "bad_data", exc.detail)
+    return PeerAnswer(200, encode_series(select_local(app[STORAGE_KEY], tenant, sels)))
+
+
+async def partial_answer(app: web.Application, body: bytes) -> PeerAnswer:
+    """A peer's share of a query, pushed down: ``Plan.evaluate_partial`` over this worker's partitions."""
+    try:
+        req = PartialRequest.decode(body)
+        part = await app[QUERY_SERVICE_KEY].partial(req, DEFAULT_TIMEOUT_S)
+    except InvalidInput as exc:
+        return _error_answer(400, "bad_data", exc.detail)
+    except PromQLError as exc:
+        return _error_answer(exc.http_status, exc.error_type, str(exc))
+    return PeerAnswer(200, part.data, encode_partitions(sorted(part.partitions)))
+
+
+def _error_answer(status: int, error_type: str, message: str) -> PeerAnswer:
+    return PeerAnswer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}))
+
+
+_ANSWERS: dict[int, Callable[[web.Application, bytes], Awaitable[PeerAnswer]]] = {
+    KINDS["select"]: select_answer, KINDS["partial"]: partial_answer}
+
+
+def _http_answer(answer: PeerAnswer) -> web.Response:
+    if answer.status != 200:
+        return web.Response(body=answer.body, status=answer.status, content_type="application/json")
+    headers = {PARTITIONS_HEADER: answer.partitions} if answer.partitions else None
+    return web.Response(body=answer.body, content_type="application/octet-stream", headers=headers)
+
+
+async def internal_select(request: web.Request) -> web.StreamResponse:
+    return _http_answer(await select_answer(request.app, await request.read()))
 
 
 async def internal_partial(request: web.Request) -> web.StreamResponse:
-    """A peer's share of a query, pushed down: ``Plan.evaluate_partial`` over this worker's partitions."""
+    return _http_answer(await partial_answer(request.app, await request.read()))
+
+
+async def peer_channel(request: web.Request) -> web.StreamResponse:
+    """A peer's channel (web/peer_channel.py): each request frame answered as its POST route would.
+
+    Frames are answered concurrently, each while cuts wait (as the middleware does for a
+    request); the connection itself does not hold cuts back.
+    """
+    ws = web.WebSocketResponse(max_msg_size=0)
+    await ws.prepare(request)
+    app = request.app
+    open_channels = app[CHANNELS_KEY]
+    open_channels.add(ws)
+    sending = asyncio.Lock()
+    answering: set[asyncio.Task[None]] = set()
+
+    async def answer(frame: bytes) -> None:
+        try:
+            request_id, kind, body = decode_request(frame)
+        except ValueError:
+            await ws.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA, message=b"unreadable request")
+            return
+        handler = _ANSWERS.get(kind)
+        if handler is None:
+            reply = _error_answer(400, "bad_data", f"unknown channel request kind {kind}")
+        else:
+            with app[STORAGE_KEY].queries.running():
+                reply = await handler(app, body)
+        async with sending:
+            if not ws.closed:
+                await ws.send_bytes(encode_answer(request_id, reply))
+
     try:
-        req = PartialRequest.decode(await request.read())
-        part = await request.app[QUERY_SERVICE_KEY].partial(req, DEFAULT_TIMEOUT_S)
-    except InvalidInput as exc:
-        return api_error(400, "bad_data", exc.detail)
-    except PromQLError as exc:
-        return api_error(exc.http_status, exc.error_type, str(exc))
-    return web.Response(body=part.data, content_type="application/octet-stream",
-                        headers={PARTITIONS_HEADER: encode_partitions(sorted(part.partitions))})
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                task = asyncio.create_task(answer(msg.data))
+                answering.add(task)
+                task.add_done_callback(answering.discard)
+    finally:
+        open_channels.discard(ws)
+        for task in list(answering):
+            task.cancel()
+    return ws
+
+
+async def _close_channels(app: web.Application) -> None:
+    # Open channels would hold the server's shutdown until its timeout.
+    for ws in list(app[CHANNELS_KEY]):
+        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"worker stopping")
+
+
+CHANNELS_KEY = web.AppKey("peer_channels", set)
 
 
 def add_query_routes(app: web.Application) -> None:
@@ -264,3 +339,6 @@ def add_query_routes(app: web.Application) -> None:
         app.router.add_route(method, "/api/v1/query_range", range_query)
     app.router.add_post("/internal/v1/select", internal_select)
     app.router.add_post("/internal/v1/partial", internal_partial)
+    app[CHANNELS_KEY] = set()
+    app.router.add_get(CHANNEL_PATH, peer_channel)
+    app.on_shutdown.append(_close_channels)

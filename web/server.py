@@ -12,6 +12,7 @@ from mode import Service
 from agents.alerting import RuleRunner
 from tables.storage import WorkerStorage
 from web.cluster import Cluster
+from web.peer_channel import CHANNEL_PATH
 from web.query_api import QUERY_SERVICE_KEY, QueryService, add_query_routes
 from web.rules_api import add_rules_routes
 from web.views import READY_KEY, STORAGE_KEY, add_routes
@@ -23,6 +24,8 @@ def build_web_app(storage: WorkerStorage, ready: Callable[[], bool], cluster: Cl
                   rules: RuleRunner | None = None) -> web.Application:
     @web.middleware
     async def before_cuts(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == CHANNEL_PATH:  # open for minutes: its frames hold cuts back one by one
+            return await handler(request)
         with storage.queries.running():  # cuts and seals wait while requests are answered
             return await handler(request)
 

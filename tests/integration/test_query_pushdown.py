@@ -98,6 +98,8 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
         partials_before = counter(url, "mf_worker_query_partials_total", source="peer")
         partial_bytes_before = counter(url, "mf_worker_query_peer_bytes_total", kind="partial")
         select_bytes_before = counter(url, "mf_worker_query_peer_bytes_total", kind="select")
+        channel_before = counter(url, "mf_worker_query_peer_requests_total", transport="channel")
+        http_before = counter(url, "mf_worker_query_peer_requests_total", transport="http")
         for q in EXACT:
             assert query_range(url, q, now) == single[q], q
         for q in CLOSE:
@@ -113,6 +115,9 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
         assert received > 0
         # No raw samples crossed: queries went through /internal/v1/partial only.
         assert counter(url, "mf_worker_query_peer_bytes_total", kind="select") == select_bytes_before
+        # Every partial came over the peer's channel (web/peer_channel.py), none by POST.
+        assert counter(url, "mf_worker_query_peer_requests_total", transport="channel") - channel_before == n
+        assert counter(url, "mf_worker_query_peer_requests_total", transport="http") == http_before
     complaints = [line for line in w1.log.read_text(errors="replace").splitlines()
                   if "Aiokafka has not sent fetch request" in line or "Aiokafka stopped fetching" in line]
     assert not complaints, complaints[:3]
