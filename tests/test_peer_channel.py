@@ -158,3 +158,44 @@ def test_a_request_on_a_closed_channel_is_unavailable() -> None:
 
     with pytest.raises(ChannelUnavailable):
         asyncio.run(run())
+
+
+def test_a_request_that_fails_on_the_peer_is_answered_at_once_and_cuts_wait_only_for_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tables.storage import QueriesInFlight
+    from web import query_api
+    from web.views import STORAGE_KEY
+
+    queries = QueriesInFlight()
+    during: list[int] = []
+
+    async def boom(_app: web.Application, _body: bytes) -> PeerAnswer:
+        during.append(queries.count)
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(query_api._ANSWERS, KINDS["partial"], boom)
+    app = web.Application()
+    app[STORAGE_KEY] = SimpleNamespace(queries=queries)  # type: ignore[assignment]
+    app[query_api.CHANNELS_KEY] = set()
+    app.router.add_get(CHANNEL_PATH, query_api.peer_channel)
+
+    async def run() -> tuple[PeerAnswer, int]:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        session = aiohttp.ClientSession()
+        peer = PeerChannel(f"http://127.0.0.1:{port}", lambda: session)
+        try:
+            answer = await peer.request("partial", b"{}", asyncio.Event(), 10.0)
+            return answer, queries.count
+        finally:
+            await peer.close()
+            await session.close()
+            await runner.cleanup()
+
+    answer, after = asyncio.run(run())
+    assert answer.status == 500 and b"RuntimeError: boom" in answer.body
+    assert during == [1] and after == 0  # cuts waited for the frame, not for the open connection

@@ -1,9 +1,10 @@
 """One WebSocket per peer for the internal requests of queries (select, partial).
 
 On this machine an HTTP POST to a peer took ~330 µs round trip and ~200 µs of the asking
-worker's CPU; a frame on an open WebSocket ~140 µs and ~65 µs (perf/RESULTS.md, "Query
-latency"). A channel carries the same requests as ``POST /internal/v1/<kind>``: a frame holds
-the kind and the POST body, its answer the status, the ``X-MF-Partitions`` text and the body.
+worker's CPU; a frame on an open WebSocket ~140 µs and ~65 µs (perf/RESULTS.md, "Reads per
+partition, one grid per range, shared stamps, a channel per peer"). A channel carries the same
+requests as ``POST /internal/v1/<kind>``: a frame holds the kind and the POST body, its answer
+the status, the ``X-MF-Partitions`` text and the body.
 The HTTP routes stay: a peer without the channel (an older worker during a rolling upgrade)
 and a channel that broke are answered over them (``Cluster._post``).
 
@@ -114,6 +115,8 @@ class PeerChannel:
                 raise ChannelUnavailable(f"channel to {self._url} closed: {exc}") from exc
             finally:
                 sent.set()
+            if self._ws is not ws:  # closed while the frame went out: its answer will not come
+                raise ChannelUnavailable(f"channel to {self._url} closed")
             return await asyncio.wait_for(answer, timeout_s)
         finally:
             self._waiting.pop(request_id, None)
@@ -155,11 +158,12 @@ class PeerChannel:
         finally:
             if self._ws is ws:
                 self._ws = None
-            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-                await ws.close()
+            # Before the close's await: requests sent meanwhile go over a new connection.
             for waiting in list(self._waiting.values()):
                 if not waiting.done():
                     waiting.set_exception(ChannelUnavailable(f"channel to {self._url} {reason}"))
+            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+                await ws.close()
 
     async def close(self) -> None:
         ws, reader = self._ws, self._reader

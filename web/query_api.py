@@ -15,7 +15,9 @@ more than they do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -51,6 +53,7 @@ from web.peer_channel import CHANNEL_PATH, KINDS, PeerAnswer, decode_request, en
 from web.tiers import choose_tier
 from web.views import STORAGE_KEY, api_error, first, params, tenant_of
 
+log = logging.getLogger(__name__)
 LOOKBACK_MS = 300_000
 DEFAULT_TIMEOUT_S = 120.0
 T = TypeVar("T")
@@ -305,11 +308,16 @@ async def peer_channel(request: web.Request) -> web.StreamResponse:
         if handler is None:
             reply = _error_answer(400, "bad_data", f"unknown channel request kind {kind}")
         else:
-            with app[STORAGE_KEY].queries.running():
-                reply = await handler(app, body)
+            try:
+                with app[STORAGE_KEY].queries.running():
+                    reply = await handler(app, body)
+            except Exception as exc:  # the POST route would answer 500; the asker must not wait for nothing
+                log.exception("peer channel request failed")
+                reply = _error_answer(500, "internal", f"{type(exc).__name__}: {exc}")
         async with sending:
-            if not ws.closed:
-                await ws.send_bytes(encode_answer(request_id, reply))
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                if not ws.closed:
+                    await ws.send_bytes(encode_answer(request_id, reply))
 
     try:
         async for msg in ws:
