@@ -102,9 +102,27 @@ def _kahan_in_numpy(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, 
         np.add.at(counts, gr.group, vec.present)
     running = np.add.accumulate(x, axis=1)
     before, after, x = running[:, :-1], running[:, 1:], x[:, 1:]
-    term = np.where(np.abs(before) >= np.abs(x), (before - after) + x, (x - after) + before)
+    term = _step_errors(before, after, x)
     c = np.add.accumulate(term, axis=1)[:, -1]
     return running, c, counts
+
+
+def _step_errors(before: np.ndarray, after: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each step's rounding error, ``before + x - after`` exactly: Neumaier's compensation term.
+
+    Knuth's branch-free TwoSum takes five passes where Neumaier's magnitude test takes eight;
+    both give the exact error of a finite step, so the terms are the same bit for bit. Where
+    any is not finite (an infinite or NaN value, or TwoSum's own overflow next to the largest
+    floats) Neumaier's form answers, as Prometheus computes it.
+    """
+    bb = np.subtract(after, before)
+    term = np.subtract(after, bb)
+    np.subtract(before, term, out=term)
+    np.subtract(x, bb, out=bb)
+    term += bb
+    if np.isfinite(term).all():
+        return term
+    return np.where(np.abs(before) >= np.abs(x), (before - after) + x, (x - after) + before)
 
 
 def _sum_by_rank(vec: InstantVec, gr: Grouping, G: int) -> tuple[np.ndarray, np.ndarray]:
