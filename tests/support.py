@@ -28,6 +28,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def serve_app(app: Any) -> tuple[Any, str]:
+    """An aiohttp ``app`` on a free port of 127.0.0.1: its runner (clean it up) and base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
     """Poll until ``check()`` is truthy; fail the test with ``what`` past the deadline."""
     deadline = time.monotonic() + timeout_s

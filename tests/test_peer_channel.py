@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support import free_port
+from tests.support import serve_app
 from web.cluster import PARTITIONS_HEADER, PEER_REQUESTS, Cluster, Partial, PartialRequest
 from web.peer_channel import (
     CHANNEL_PATH,
@@ -31,11 +31,7 @@ async def _serve(channel: web.RequestHandler | None, post: web.RequestHandler | 
         app.router.add_get(CHANNEL_PATH, channel)
     if post is not None:
         app.router.add_post("/internal/v1/partial", post)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve_app(app)
 
 
 async def _local() -> Partial:
@@ -182,12 +178,9 @@ def test_a_request_that_fails_on_the_peer_is_answered_at_once_and_cuts_wait_only
     app.router.add_get(CHANNEL_PATH, query_api.peer_channel)
 
     async def run() -> tuple[PeerAnswer, int]:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, url = await serve_app(app)
         session = aiohttp.ClientSession()
-        peer = PeerChannel(f"http://127.0.0.1:{port}", lambda: session)
+        peer = PeerChannel(url, lambda: session)
         try:
             answer = await peer.request("partial", b"{}", asyncio.Event(), 10.0)
             return answer, queries.count

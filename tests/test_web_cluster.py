@@ -11,7 +11,7 @@ from aiohttp import web
 
 from metricsflow.errors import BackendUnavailable
 from metricsflow.promql import PromQLExecutionError
-from tests.support import free_port
+from tests.support import free_port, serve_app
 from web.cluster import PARTITIONS_HEADER, Cluster, Partial, PartialRequest
 
 REQ = PartialRequest("default", "sum(x)", 0, 60_000, 15_000)
@@ -20,11 +20,7 @@ REQ = PartialRequest("default", "sum(x)", 0, 60_000, 15_000)
 async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_post("/internal/v1/partial", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve_app(app)
 
 
 async def _local() -> Partial:
