@@ -51,7 +51,7 @@ from web.cluster import (
 from web.params import now_ms, parse_duration_ms, parse_time_ms
 from web.peer_channel import CHANNEL_PATH, KINDS, PeerAnswer, decode_request, encode_answer
 from web.tiers import choose_tier
-from web.views import STORAGE_KEY, api_error, first, params, tenant_of
+from web.views import STORAGE_KEY, api_error, error_body, first, params, tenant_of
 
 log = logging.getLogger(__name__)
 LOOKBACK_MS = 300_000
@@ -262,7 +262,7 @@ async def partial_answer(app: web.Application, body: bytes) -> PeerAnswer:
 
 
 def _error_answer(status: int, error_type: str, message: str) -> PeerAnswer:
-    return PeerAnswer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}))
+    return PeerAnswer(status, error_body(error_type, message))
 
 
 _ANSWERS: dict[int, Callable[[web.Application, bytes], Awaitable[PeerAnswer]]] = {

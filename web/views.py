@@ -29,9 +29,13 @@ def ok(data: object) -> web.Response:
     return web.Response(body=orjson.dumps({"status": "success", "data": data}), content_type="application/json")
 
 
+def error_body(error_type: str, message: str) -> bytes:
+    """Prometheus' error document."""
+    return orjson.dumps({"status": "error", "errorType": error_type, "error": message})
+
+
 def api_error(status: int, error_type: str, message: str) -> web.Response:
-    body = {"status": "error", "errorType": error_type, "error": message}
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return web.Response(body=error_body(error_type, message), status=status, content_type="application/json")
 
 
 def tenant_of(request: web.Request) -> str:
