@@ -38,6 +38,3 @@ class SharedStamps:
         ts.flags.writeable = False  # shared between series: no reader may change it
         self._columns[key] = ts
         return ts, True
-
-    def __len__(self) -> int:
-        return len(self._columns)

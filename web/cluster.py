@@ -28,7 +28,6 @@ import struct
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -40,7 +39,7 @@ from metricsflow.promql import PromQLExecutionError
 from metricsflow.promql.result import gc_paused
 from metricsflow.promql.source import Matcher, MemorySource, SelectionSource, SeriesData
 from tables.storage import WorkerStorage
-from web.peer_channel import ChannelUnavailable, PeerChannel
+from web.peer_channel import ChannelUnavailable, PeerAnswer, PeerChannel
 
 # (matchers, start ms, end ms) reads raw samples; a fourth and fifth element
 # (tier, aggregate) read one synthetic sample per rollup window instead.
@@ -231,10 +230,10 @@ class Cluster:
             channel = self._channels[url] = PeerChannel(url, self._client)
         return channel
 
-    async def _post(self, url: str, kind: str, body: bytes, sent: asyncio.Event) -> tuple[int, bytes, Any]:
+    async def _post(self, url: str, kind: str, body: bytes, sent: asyncio.Event) -> PeerAnswer:
         """``POST /internal/v1/<kind>`` to a peer, over its channel if it offers one (web/peer_channel.py):
-        the status, body and headers of its answer. ``sent`` is set once the request is written
-        (or failed before it was)."""
+        its answer, whichever way it came. ``sent`` is set once the request is written (or failed
+        before it was)."""
         channel = self._channel(url)
         if channel.usable():
             try:
@@ -245,12 +244,12 @@ class Cluster:
                 raise BackendUnavailable(f"peer {url} unreachable: no answer in {PEER_TIMEOUT_S:.0f} s") from exc
             else:
                 PEER_REQUESTS.labels("channel").inc()
-                return answer.status, answer.body, {PARTITIONS_HEADER: answer.partitions}
+                return answer
         PEER_REQUESTS.labels("http").inc()
         try:
             async with self._client().post(f"{url}/internal/v1/{kind}", data=body,
                                            trace_request_ctx={"sent": sent}) as resp:
-                return resp.status, await resp.read(), resp.headers
+                return PeerAnswer(resp.status, await resp.read(), resp.headers.get(PARTITIONS_HEADER, ""))
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise BackendUnavailable(f"peer {url} unreachable: {exc}") from exc
         finally:
@@ -258,18 +257,18 @@ class Cluster:
 
     async def _fetch(self, url: str, body: bytes, sent: asyncio.Event) -> list[SeriesData]:
         """A peer's series (``_post``)."""
-        status, data, _ = await self._post(url, "select", body, sent)
-        _count_answer(url, "select", status, data)
-        return decode_series(data)
+        answer = await self._post(url, "select", body, sent)
+        _count_answer(url, "select", answer.status, answer.body)
+        return decode_series(answer.body)
 
     async def _fetch_partial(self, url: str, body: bytes, sent: asyncio.Event) -> Partial:
         """A peer's partial (``_post``)."""
-        status, data, headers = await self._post(url, "partial", body, sent)
-        if status == 422:
+        answer = await self._post(url, "partial", body, sent)
+        if answer.status == 422:
             # The query itself failed on the peer (e.g. too many samples): that is the answer.
-            raise PromQLExecutionError(_peer_error(data))
-        _count_answer(url, "partial", status, data)
-        return Partial(data, decode_partitions(headers.get(PARTITIONS_HEADER)))
+            raise PromQLExecutionError(_peer_error(answer.body))
+        _count_answer(url, "partial", answer.status, answer.body)
+        return Partial(answer.body, decode_partitions(answer.partitions))
 
     async def gather_partials(self, request: PartialRequest, local: Callable[[], Awaitable[Partial]],
                               warnings: list[str] | None = None) -> list[Partial]:
