@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.producer import ProducerBuffer
 
 from agents.alerting import RuleRunner, register_rule_partials_agent
 from agents.consumer_fetch import FetchSizer, short_fetch_waits, stop_fetching_own_changelogs
 from agents.end_offsets import EndOffsets
+from agents.event_delivery import deliver_without_tasks
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
 from metricsflow.config import Settings
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
     check_points_retention(settings)  # the heads are replayed from mf.points: its records must outlive a cut
     use_zstd()  # before Faust opens any table
     short_fetch_waits()  # before Faust creates its consumer
+    deliver_without_tasks(FaustConsumer)
     datadir = Path(settings.data_dir) / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
