@@ -11,6 +11,7 @@ import logging
 import time
 
 import faust
+from faust.types import TP
 from prometheus_client import Gauge
 
 from agents import metrics
@@ -39,7 +40,8 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             metrics.SERIES_CONSUMED.inc()
             metrics.SERIES_INDEXED.inc(added)
 
-    lag_by_partition: dict[int, Gauge] = {}  # the gauge's child per partition: labels() per message cost more
+    lag_by_partition: dict[int, Gauge] = {}  # the gauge's child per partition
+    last_offsets: dict[TP, int] = {}  # the last mf.points offset consumed, per partition
 
     @app.agent(points, name="points-store")
     async def store_points(stream: faust.StreamT) -> None:
@@ -61,17 +63,27 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             metrics.BATCHES_CONSUMED.inc()
             if stats.produced_at_ms:
                 metrics.FRESHNESS.observe(max(0.0, time.time() - stats.produced_at_ms / 1000))
-            highwater = app.consumer.highwater(msg.tp) if app.consumer else None
-            if highwater is not None:
-                lag = lag_by_partition.get(msg.partition)
-                if lag is None:
-                    lag = lag_by_partition[msg.partition] = metrics.LAG.labels(str(msg.partition))
-                lag.set(max(0, highwater - msg.offset - 1))
+            last_offsets[msg.tp] = msg.offset  # the lag is set once a second, not per message
             # Cuts run from the timer only: inline they stalled consumption for the whole cut.
+
+    def set_lags() -> None:
+        consumer = app.consumer
+        if consumer is None:
+            return
+        for tp, offset in list(last_offsets.items()):
+            highwater = consumer.highwater(tp)
+            if highwater is None:  # no longer assigned here
+                del last_offsets[tp]
+                continue
+            lag = lag_by_partition.get(tp.partition)
+            if lag is None:
+                lag = lag_by_partition[tp.partition] = metrics.LAG.labels(str(tp.partition))
+            lag.set(max(0, highwater - offset - 1))
 
     @app.timer(interval=1.0, name="fetch-sizer")
     async def size_fetches() -> None:
         metrics.FETCH_MIN_BYTES.set(fetch_sizer.adjust())
+        set_lags()
         standby = {(tp.topic, tp.partition) for tp in app.tables.recovery.standby_tps}
         for (kind, state), n in consumer_partitions(standby).items():
             metrics.CONSUMER_PARTITIONS.labels(kind, state).set(n)

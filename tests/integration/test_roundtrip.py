@@ -109,6 +109,15 @@ def test_every_point_comes_back_exactly_once(stack: Stack) -> None:
         assert f'mf_{who}_gc_pause_seconds_count{{generation="0"}}' in samples, who
     assert float(samples['mf_worker_gc_pause_seconds_count{generation="2"}']) >= 1  # the freeze after the rebalance
 
+    # Every partition that received points reports its consumer lag, and it comes down to nothing.
+    def lags() -> dict[str, float] | None:
+        found = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                 for line in http("GET", worker + "/metrics")[2].decode().splitlines()
+                 if line.startswith("mf_worker_consumer_lag{")}
+        return found if len(found) >= 2 and not any(found.values()) else None
+
+    wait_for(lags, 10, "every partition's consumer lag at 0")
+
 
 def test_grpc_client_streaming_sums_the_requests(stack: Stack) -> None:
     stack.start_collector()
