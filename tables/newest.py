@@ -8,6 +8,12 @@ Here the known series sit in two sorted numpy columns, so a message is one ``sea
 and one scatter; series new since the last merge wait in a small dict until it holds an
 eighth as many as the columns (at least ``MERGE_MIN``), then join them in one sort. The
 columns take 16 bytes per series where the dict took ~100.
+
+A message none of whose points can be refused (its oldest point within the window of the
+partition's newest timestamp, which bounds every series') needs no lookup at all: its runs'
+newest timestamps are only noted (``defer``) and raised together, in one sort, once enough
+wait or before anything reads them. The lookup and raise per message were a quarter of a
+busy worker's CPU in bulk traffic (perf/RESULTS.md, "Per message, not per point").
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 
 NEVER = np.iinfo(np.int64).min  # "no sample yet"
 MERGE_MIN = 1024
+DEFER_MIN = 4096  # runs noted before they are raised together (or half the known series, if more)
 _SET_MAX = 256  # up to this many positions a set finds a repeat faster than a sort
 
 _EMPTY_U64 = np.empty(0, dtype=np.uint64)
@@ -40,9 +47,35 @@ class NewestTimes:
         self._times = _EMPTY_I64  # their newest timestamps
         self._new: dict[int, int] = {}  # series added since the last merge
         self._probed = 0  # lookups answered from _new since the last merge
+        self._deferred: list[tuple[np.ndarray, np.ndarray]] = []  # (sids, newest) noted, not raised yet
+        self._deferred_runs = 0
 
     def __len__(self) -> int:
+        self._settle()
         return int(self._keys.size) + len(self._new)
+
+    def defer(self, sids: np.ndarray, highs: np.ndarray) -> None:
+        """Raise each of ``sids`` to its ``highs`` if newer, later: before the next read, or once many wait."""
+        self._deferred.append((sids, highs))
+        self._deferred_runs += int(sids.size)
+        if self._deferred_runs >= max(DEFER_MIN, self._keys.size // 2):
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._deferred:
+            return
+        parts, self._deferred, self._deferred_runs = self._deferred, [], 0
+        sids = np.concatenate([p[0] for p in parts])
+        highs = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((highs, sids))  # by series, then time: each series' last is its newest
+        sids, highs = sids[order], highs[order]
+        last = np.ones(sids.size, dtype=bool)
+        np.not_equal(sids[1:], sids[:-1], out=last[:-1])
+        sids, highs = sids[last], highs[last]
+        found = self._lookup(sids)
+        assert found is not None  # no series repeats now
+        known, where = found
+        self.raise_to(where, highs > known, sids, highs)
 
     def _index(self, sid: int) -> int:
         keys = self._keys
@@ -53,6 +86,7 @@ class NewestTimes:
         return -1
 
     def get(self, sid: int, default: int | None = None) -> int | None:
+        self._settle()
         i = self._index(sid)
         if i >= 0:
             return int(self._times[i])
@@ -69,6 +103,7 @@ class NewestTimes:
 
     def update(self, items: Iterable[tuple[int, int]]) -> None:
         """Set many at once (a partition's load): the merge is considered once, after all of them."""
+        self._settle()
         for sid, t in items:
             i = self._index(sid)
             if i >= 0:
@@ -79,6 +114,7 @@ class NewestTimes:
 
     def top(self) -> int | None:
         """The newest timestamp of any series (None when there is none)."""
+        self._settle()
         tops = [int(self._times.max())] if self._times.size else []
         if self._new:
             tops.append(max(self._new.values()))
@@ -87,6 +123,10 @@ class NewestTimes:
     def lookup(self, sids: np.ndarray) -> tuple[np.ndarray, Where] | None:
         """Each series' newest timestamp (``NEVER`` when unknown) and where it sits; None when
         ``sids`` repeats a series (the caller then checks run by run, in order)."""
+        self._settle()
+        return self._lookup(sids)
+
+    def _lookup(self, sids: np.ndarray) -> tuple[np.ndarray, Where] | None:
         keys = self._keys
         if not keys.size:
             return self._lookup_new(sids, np.full(sids.size, NEVER, dtype=np.int64), None,

@@ -421,13 +421,22 @@ class WorkerStorage:
             return None
         starts = np.zeros(sids.size, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
+        window = self._settings.out_of_order_window_ms
+        if st.top_ms is not None:
+            top = max(st.top_ms, int(ts.max()))
+            if int(ts.min()) >= top - window:
+                # No series' newest is above the partition's, this message's own runs included:
+                # nothing here can be refused, and the newest timestamps are raised later, many
+                # messages in one go.
+                st.newest.defer(sids, np.maximum.reduceat(ts, starts))
+                st.top_ms = top
+                return None
         found = st.newest.lookup(sids)
         if found is None:  # a series with several runs in the message
             return self._in_order_window_runs(st, sids.tolist(), starts, starts + lengths, ts)
         known, where = found
         lows = np.minimum.reduceat(ts, starts)
         highs = np.maximum.reduceat(ts, starts)
-        window = self._settings.out_of_order_window_ms
         keep = None
         late = np.flatnonzero((known != NEVER) & (lows < known - window))
         if late.size:  # rare: only runs with refused points pay a Python step

@@ -14,6 +14,7 @@ SIDS = st.sampled_from([1, 2, 3, 7, 2**40 + 5, 2**63 + 1, 2**64 - 1])
 TIMES = st.integers(-(2**40), 2**40)
 OPS = st.lists(st.one_of(
     st.tuples(st.just("batch"), st.lists(st.tuples(SIDS, TIMES), max_size=6)),
+    st.tuples(st.just("defer"), st.lists(st.tuples(SIDS, TIMES), max_size=6)),
     st.tuples(st.just("set"), SIDS, TIMES),
     st.tuples(st.just("get"), SIDS),
     st.tuples(st.just("update"), st.lists(st.tuples(SIDS, TIMES), max_size=4)),
@@ -21,13 +22,19 @@ OPS = st.lists(st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops=OPS, merge_min=st.sampled_from([1, 2, 1024]))
-def test_newest_times_answer_as_a_dict_does(ops: list, merge_min: int) -> None:
+@given(ops=OPS, merge_min=st.sampled_from([1, 2, 1024]), defer_min=st.sampled_from([1, 3, 4096]))
+def test_newest_times_answer_as_a_dict_does(ops: list, merge_min: int, defer_min: int) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tables.newest, "MERGE_MIN", merge_min)
+        mp.setattr(tables.newest, "DEFER_MIN", defer_min)
         newest, model = NewestTimes(), {}
         for op in ops:
-            if op[0] == "batch":
+            if op[0] == "defer":  # raised later, repeats allowed: each series to the newest of its times
+                newest.defer(np.array([s for s, _ in op[1]], dtype=np.uint64),
+                             np.array([t for _, t in op[1]], dtype=np.int64))
+                for sid, t in op[1]:
+                    model[sid] = max(model.get(sid, t), t)
+            elif op[0] == "batch":
                 sids = np.array([s for s, _ in op[1]], dtype=np.uint64)
                 highs = np.array([t for _, t in op[1]], dtype=np.int64)
                 got = newest.lookup(sids)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rocksdict import Rdict, WriteBatch
 
@@ -405,6 +405,30 @@ def test_points_older_than_the_window_are_refused_per_run(tables: StorageTables,
     assert st.newest[12] == newest and st.newest[13] == (T0 + 3 * HOUR_MS if repeat else T0)
     assert st.top_ms == newest
     assert storage.read(P, 12, 0, newest)[0].tolist() == [newest - 600_000, newest]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(st.integers(1, 6), st.lists(st.integers(-3, 8), min_size=1, max_size=3)),
+                         min_size=1, max_size=5), min_size=1, max_size=12))
+def test_refusals_are_those_of_the_runs_checked_one_by_one_in_order(tables: StorageTables,
+                                                                   messages: list[list[tuple[int, list[int]]]]) -> None:
+    """Whether a message is checked series by series or its newest timestamps are raised later,
+    the points kept are those a run-by-run check in message order keeps (a replay depends on it)."""
+    half = HOUR_MS // 2
+    storage, newest = make(tables, out_of_order_window_ms=HOUR_MS), {}
+    for offset, message in enumerate(messages):
+        runs, want = [], 0
+        for sid, steps in message:
+            ts = np.array(sorted({T0 + k * half for k in steps}), np.int64)
+            runs.append((sid, ts, np.ones(ts.size)))
+            known = newest.get(sid)
+            kept = ts if known is None else ts[ts >= known - HOUR_MS]
+            want += kept.size
+            newest[sid] = max(int(ts.max()), known if known is not None else int(ts.max()))
+        (msg,) = encode_batches(runs, 1_000, 1)
+        assert storage.ingest_points(P, offset, msg).points == want
+    st_ = storage.state(P)
+    assert {sid: st_.newest[sid] for sid in newest} == newest and st_.top_ms == max(newest.values())
 
 
 async def test_the_cut_offset_follows_the_flushed_cuts_only(tables: StorageTables) -> None:
