@@ -45,6 +45,11 @@ class Settings:
     # Kafka writes a collector has in flight; requests that arrive meanwhile are written together
     # next, one PointBatch per partition for all of them (a worker pays per message, not per point).
     collector_writes_in_flight: int = 1
+    # Like Kafka's linger.ms and batch.size: a write waits up to linger_ms for more requests while it
+    # holds fewer than linger_points points. Off by default: at half the bulk maximum it doubled the ack
+    # median for no merging; it pays where many partitions make each request's messages small.
+    collector_linger_ms: float = 0.0
+    collector_linger_points: int = 20_000
     retry_after_s: int = 2
     max_body_bytes: int = 32 * 1024 * 1024
     max_labels: int = 30
@@ -141,6 +146,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
         raise ValueError(f"MF_KAFKA_COMPRESSION={settings.kafka_compression!r}: one of {', '.join(KAFKA_COMPRESSIONS)}")
     if settings.worker_loop not in WORKER_LOOPS:
         raise ValueError(f"MF_WORKER_LOOP={settings.worker_loop!r}: one of {', '.join(WORKER_LOOPS)}")
+    if settings.collector_linger_ms < 0 or settings.collector_linger_points < 0:
+        raise ValueError("MF_COLLECTOR_LINGER_MS and MF_COLLECTOR_LINGER_POINTS cannot be negative")
     if settings.collector_writes_in_flight < 1:
         raise ValueError(f"MF_COLLECTOR_WRITES_IN_FLIGHT={settings.collector_writes_in_flight}: at least 1")
     return settings

@@ -305,3 +305,49 @@ def test_a_failed_write_fails_every_request_in_it_and_the_next_write_goes_on() -
     assert isinstance(b, BackendUnavailable) and isinstance(c, BackendUnavailable)
     # The failed write's series were not taken as announced: the retry announces them again.
     assert any(t == SETTINGS.topic("series") for t, _, _, _ in writer.writes[2])
+
+
+def test_a_lingering_write_waits_for_more_requests_until_its_points_or_its_time_are_reached() -> None:
+    writer = GatedWriter()
+    lingering = SETTINGS.replace(max_points_per_message=10_000, collector_linger_ms=60_000.0,
+                                 collector_linger_points=12)
+    pipeline = IngestPipeline(lingering, writer)  # type: ignore[arg-type]
+
+    async def scenario() -> list:
+        first = asyncio.ensure_future(pipeline.accept("t1", _request("a"), "test"))  # 6 points: under 12
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not writer.writes  # waits for more: the minute is far from over
+        second = asyncio.ensure_future(pipeline.accept("t1", _request("b"), "test"))  # 12: written at once
+        await _until(lambda: len(writer.writes) == 1, "the write of both requests")
+        writer.gates[0].set()
+        return [await first, await second]
+
+    outcomes = asyncio.run(scenario())
+    assert [o.accepted for o in outcomes] == [6, 6]
+    points = [m for m in writer.writes[0] if m[0] == SETTINGS.topic("points")]
+    stored = sorted(sid for _, _, _, v in points for sid in decode_batch(v).series_ids.tolist())
+    assert stored == sorted(series_id("t1", {"__name__": "cpu", "host": f"{h}{i}"}) for h in "ab" for i in range(3))
+
+    writer = GatedWriter()
+    pipeline = IngestPipeline(lingering.replace(collector_linger_ms=30.0), writer)  # type: ignore[arg-type]
+
+    async def alone() -> tuple[float, int]:
+        started = time.perf_counter()
+        task = asyncio.ensure_future(pipeline.accept("t1", _request("c"), "test"))
+        await _until_s(lambda: len(writer.writes) == 1, 5.0, "the linger ends with one request")
+        waited = time.perf_counter() - started
+        writer.gates[0].set()
+        return waited, (await task).accepted
+
+    waited, accepted = asyncio.run(alone())
+    assert accepted == 6 and waited >= 0.03
+
+
+async def _until_s(condition, seconds: float, what: str) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened in {seconds} s: {what}")

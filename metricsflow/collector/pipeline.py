@@ -186,6 +186,11 @@ class IngestPipeline:
         self._waiting: list[tuple[str, _Kept, asyncio.Future[None]]] = []
         self._writes: set[asyncio.Task[None]] = set()
         self._max_writes = settings.collector_writes_in_flight
+        self._linger_s = settings.collector_linger_ms / 1000
+        self._linger_points = settings.collector_linger_points
+        self._waiting_points = 0
+        self._waiting_since = 0.0  # loop time the oldest waiting request arrived
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def check_tenant(self, tenant: str) -> None:
         bad = check_tenant(tenant, self._settings.tenants)
@@ -218,22 +223,44 @@ class IngestPipeline:
         A request that finds a write slot free is written at once, so a quiet collector
         adds no wait; a busy one writes the requests of a Kafka round trip together.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._waiting:
+            self._waiting_since = loop.time()
         self._waiting.append((tenant, kept, done))
-        if len(self._writes) < self._max_writes:
-            self._start_write()
+        self._waiting_points += kept.accepted
+        self._maybe_start_write()
         await done
 
+    def _maybe_start_write(self) -> None:
+        """Start a write of the waiting requests if a slot is free and they need not linger for more."""
+        if not self._waiting or len(self._writes) >= self._max_writes:
+            return
+        if self._linger_s and self._waiting_points < self._linger_points:
+            loop = asyncio.get_running_loop()
+            due = self._waiting_since + self._linger_s
+            if loop.time() < due:
+                if self._linger_timer is None:
+                    self._linger_timer = loop.call_at(due, self._lingered)
+                return
+        self._start_write()
+
+    def _lingered(self) -> None:
+        self._linger_timer = None
+        self._maybe_start_write()
+
     def _start_write(self) -> None:
-        group, self._waiting = self._waiting, []
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        group, self._waiting, self._waiting_points = self._waiting, [], 0
         task = asyncio.ensure_future(self._write(group))
         self._writes.add(task)
         task.add_done_callback(self._write_done)
 
     def _write_done(self, task: asyncio.Task[None]) -> None:
         self._writes.discard(task)
-        if self._waiting and len(self._writes) < self._max_writes:
-            self._start_write()
+        self._maybe_start_write()
 
     async def _write(self, group: list[tuple[str, _Kept, asyncio.Future[None]]]) -> None:
         try:
