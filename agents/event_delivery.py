@@ -66,12 +66,14 @@ async def _resumed(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> Any:
             else:
                 blocked_on._asyncio_future_blocking = False
                 await asyncio.wait((blocked_on,))  # resumes once it is done, whatever its outcome
-        except BaseException as exc:  # cancelled here: the coroutine gets it where it waits
-            try:
-                blocked_on = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
+        except BaseException as exc:
+            # Cancelled, as a task is: the future it waits for is cancelled and it sees that there.
+            if not (isinstance(exc, asyncio.CancelledError) and blocked_on is not None and blocked_on.cancel()):
+                try:
+                    blocked_on = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
         try:
             blocked_on = coro.send(None)
         except StopIteration as stop:

@@ -108,6 +108,7 @@ def test_a_suspended_flow_interrupts_a_waiting_callback_as_before() -> None:
         await asyncio.wait_for(delivery, 5)
         for _ in range(5):
             await asyncio.sleep(0)
+        assert never.cancelled()  # as a task's cancel does to the future it waits for
         return seen
 
     assert asyncio.run(scenario()) == ["r1 cancelled"]
