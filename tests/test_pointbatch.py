@@ -109,4 +109,8 @@ def test_the_collectors_messages_are_read_in_place() -> None:
     for column in (batch.series_ids, batch.run_lengths, batch.timestamps_ms, batch.values):
         assert start <= column.__array_interface__["data"][0] < start + len(message)  # no copy
         assert not column.flags.writeable
+    mutable = bytearray(message)
+    copied = decode_batch(mutable)
+    mutable[-20:] = bytes(20)  # a caller's buffer changed afterwards does not change what was decoded
+    assert copied.values.tolist() == (ts * 0.5).tolist() and copied.produced_at_ms == 7
     assert batch.produced_at_ms == 7 and batch.values.tolist() == (ts * 0.5).tolist()
