@@ -9,7 +9,7 @@ collector validates, hashes and ships them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +86,33 @@ class SampleColumns:
                 in zip(labels, kinds, (ends - self.lengths).tolist(), ends.tolist(), strict=True)]
 
 
+class UniformRuns(Sequence["ColumnRun"]):
+    """The series of a request whose runs all hold ``points`` points of one kind, as ``ColumnRun``s
+    made only when read: the collector's pipeline reads just their labels (``labels``) and takes
+    the columns whole, so the steady request makes no object per series (500 of them were ~5 %
+    of a collector's CPU)."""
+
+    __slots__ = ("_columns", "kind", "labels", "points")
+
+    def __init__(self, labels: list[dict[str, str]], columns: SampleColumns, points: int, kind: MetricKind) -> None:
+        self.labels, self._columns, self.points, self.kind = labels, columns, points, kind
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.labels)))]
+        if i < 0:
+            i += len(self.labels)
+        if not 0 <= i < len(self.labels):
+            raise IndexError(i)
+        return ColumnRun.of_run(self.labels[i], self._columns, i * self.points, (i + 1) * self.points, self.kind)
+
+    def __iter__(self) -> Iterator[ColumnRun]:
+        return iter(self._columns.runs(self.labels, [self.kind] * len(self.labels)))
+
+
 class ColumnRun(SeriesSamples):
     """A ``SeriesSamples`` whose columns are a run of a request's ``SampleColumns``, sliced when read.
 
@@ -127,7 +154,7 @@ class Rejection:
 class ParseResult:
     """What an ingest parser found: the series it could read and what it refused."""
 
-    series: list[SeriesSamples] = field(default_factory=list)
+    series: list[SeriesSamples] | UniformRuns = field(default_factory=list)  # type: ignore[assignment]
     rejections: list[Rejection] = field(default_factory=list)
     # True when every series' labels dict is one the parser hands out again for the same label set
     # (never changed downstream): the pipeline may then know a label set by the dict itself.

@@ -24,7 +24,7 @@ from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentS
 from metricsflow.collector.validation import Limits, validate
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable
-from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
+from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pointbatch import decode_batch
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
@@ -116,13 +116,19 @@ def _as_columns(series: list[SeriesSamples]) -> tuple[list[SeriesSamples], Sampl
     lengths = np.array([len(s) for s in series], dtype=np.int64)
     columns = SampleColumns(lengths, np.concatenate([s.timestamps_ms for s in series]),
                             np.concatenate([s.values for s in series]))
+    if len({len(s) for s in series}) == 1 and len({s.kind for s in series}) == 1 and len(series[0]):
+        # the steady request: runs of one length and kind, read by their labels alone
+        return UniformRuns([s.labels for s in series], columns, len(series[0]), series[0].kind), columns
     return columns.runs([s.labels for s in series], [s.kind for s in series]), columns
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(series_strategy, max_size=12), st.booleans(), st.booleans())
+@given(st.lists(series_strategy, max_size=12), st.booleans(), st.booleans(), st.booleans())
 def test_pipeline_matches_per_series_validation(series: list[SeriesSamples], parse_rejection: bool,
-                                                columnar: bool) -> None:
+                                                columnar: bool, same_length: bool) -> None:
+    shortest = min((len(s) for s in series), default=0)
+    if same_length and shortest:  # every run as long: the steady request's shape (UniformRuns)
+        series = [SeriesSamples(s.labels, s.timestamps_ms[:shortest], s.values[:shortest], s.kind) for s in series]
     writer = RecordingWriter()
     pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
     parsed = ParseResult(series=series, rejections=[Rejection("bad_columns", "x", 2)] if parse_rejection else [])
@@ -351,3 +357,19 @@ async def _until_s(condition, seconds: float, what: str) -> None:
             return
         await asyncio.sleep(0.001)
     raise AssertionError(f"never happened in {seconds} s: {what}")
+
+
+def test_uniform_runs_read_as_the_runs_they_stand_for() -> None:
+    labels = [{"__name__": "m", "host": f"h{i}"} for i in range(4)]
+    ts = np.arange(12, dtype=np.int64)
+    columns = SampleColumns(np.full(4, 3, dtype=np.int64), ts, ts * 0.5)
+    runs = UniformRuns(labels, columns, 3, MetricKind.COUNTER)
+    want = columns.runs(labels, [MetricKind.COUNTER] * 4)
+
+    def view(s: SeriesSamples) -> tuple:
+        return s.labels, s.timestamps_ms.tolist(), s.values.tolist(), s.kind
+
+    assert len(runs) == 4 and [view(s) for s in runs] == [view(s) for s in want]
+    assert view(runs[-1]) == view(want[3]) and [view(s) for s in runs[1:3]] == [view(s) for s in want[1:3]]
+    with pytest.raises(IndexError):
+        runs[4]

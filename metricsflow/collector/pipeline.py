@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ from metricsflow.collector.validation import Limits, check_labels, check_tenant,
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest.label_sets import LABEL_SETS_KEPT
-from metricsflow.model import ParseResult, Rejection, SampleColumns, SeriesSamples
+from metricsflow.model import ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import encode_columns
 from metricsflow.samples import sort_and_dedup
@@ -163,7 +164,7 @@ class _LabelSetCache:
 class _Kept:
     """The storable part of one request: series in request order and their points laid end to end."""
 
-    series: list[SeriesSamples]  # labels valid, at least one point in the accept window
+    series: Sequence[SeriesSamples]  # labels valid, at least one point in the accept window
     sids: list[int]
     parts: list[int]
     lengths: np.ndarray  # int64, points per kept series (each sorted by time, repeats dropped)
@@ -284,7 +285,7 @@ class IngestPipeline:
             if not done.done():  # its request may have gone (cancelled): the points are stored anyway
                 done.set_result(None)
 
-    def _keep(self, tenant: str, series: list[SeriesSamples], now_ms: int, shared_labels: bool = False,
+    def _keep(self, tenant: str, series: Sequence[SeriesSamples], now_ms: int, shared_labels: bool = False,
               columns: SampleColumns | None = None) -> _Kept:
         """Validate the request: one cache probe per series, the time checks once per request.
 
@@ -298,13 +299,13 @@ class IngestPipeline:
         miss = self._label_sets.miss
         shared = self._label_sets.shared(tenant) if shared_labels else None
         share = self._label_sets.share
-        kept: list[SeriesSamples] = []
         sids: list[int] = []
         parts: list[int] = []
         refused: list[int] = []  # indexes into series
         rejections: list[Rejection] = []
-        for i, s in enumerate(series):
-            labels = s.labels
+        # The steady request's series are read by their labels only: no object per series.
+        all_labels = series.labels if isinstance(series, UniformRuns) else [s.labels for s in series]
+        for i, labels in enumerate(all_labels):
             hit = shared.get(id(labels)) if shared is not None else None
             if hit is not None and hit[0] is labels:
                 info = hit[1]
@@ -316,14 +317,18 @@ class IngestPipeline:
                     share(tenant, labels, info)
             bad, sid, part = info
             if bad is not None:
-                rejections.append(Rejection(bad.reason, bad.detail, len(s)))
+                rejections.append(Rejection(bad.reason, bad.detail, len(series[i])))
                 refused.append(i)
                 continue
-            kept.append(s)
             sids.append(sid)
             parts.append(part)
-        if not kept:
+        if not sids:
             return _Kept([], [], [], _NO_LENGTHS, _NO_TIMESTAMPS, _NO_VALUES, 0, rejections)
+        if refused:
+            dropped = set(refused)
+            kept: Sequence[SeriesSamples] = [s for i, s in enumerate(series) if i not in dropped]
+        else:
+            kept = series
         if columns is not None:
             lengths, timestamps_ms, values = columns.lengths, columns.timestamps_ms, columns.values
             if refused:

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest._rejections import merged
 from metricsflow.ingest.label_sets import LABELS
-from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples
+from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
 
@@ -92,7 +92,7 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
                             np.ascontiguousarray(tails[:, tail.timestamps]).view(_I64_LE).reshape(-1),
                             np.ascontiguousarray(tails[:, tail.values]).view(_F64_LE).reshape(-1))
     result = ParseResult()
-    result.series = columns.runs(labels, itertools.repeat(_KIND.get(kind, _UNSPECIFIED), len(labels)))
+    result.series = UniformRuns(labels, columns, points, _KIND.get(kind, _UNSPECIFIED))
     result.columns = columns
     result.shared_labels = True  # every labels dict came from LABELS
     return result, tenant
