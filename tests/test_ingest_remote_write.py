@@ -20,7 +20,7 @@ from metricsflow.ingest.remote_write import (
     encode_remote_write,
     parse_remote_write,
 )
-from metricsflow.model import STALE_NAN_BITS, MetricKind, SeriesSamples, is_stale_marker
+from metricsflow.model import STALE_NAN_BITS, MetricKind, SeriesSamples, UniformRuns, is_stale_marker
 from metricsflow.pb import prometheus_remote_pb2 as pb
 
 
@@ -440,3 +440,14 @@ def test_a_request_the_whole_read_does_not_know_goes_message_by_message(odd: str
     assert _decode_whole(raw) is None
     got = decode_write_request(raw)
     assert [s.labels for s in got.series] == [labels for labels, _, _ in _reference(raw)]
+
+
+def test_the_steady_request_hands_out_the_same_label_dicts_and_no_object_per_series() -> None:
+    """What the collector's pipeline relies on when it knows a label set by its dict (``shared_labels``)."""
+    body = _request(*(({"__name__": "up", "job": f"j{i}"}, [(1_764_150_000_000 + k, float(k)) for k in range(3)])
+                      for i in range(4))).SerializeToString()
+    first, again = decode_write_request(body), decode_write_request(body)
+    assert again.shared_labels and isinstance(again.series, UniformRuns)
+    assert all(a.labels is b.labels for a, b in zip(first.series, again.series, strict=True))
+    assert [(s.labels["job"], s.timestamps_ms.tolist()) for s in again.series] == \
+        [(f"j{i}", [1_764_150_000_000 + k for k in range(3)]) for i in range(4)]

@@ -44,6 +44,7 @@ from metricsflow.model import (
     Rejection,
     SampleColumns,
     SeriesSamples,
+    UniformRuns,
 )
 from metricsflow.pb import prometheus_remote_pb2 as pb
 
@@ -197,9 +198,14 @@ def _decode_whole(raw: bytes) -> ParseResult | None:
     with_samples = np.flatnonzero(samples)
     columns = SampleColumns(samples[with_samples], *read)
     result = ParseResult()
-    result.series = columns.runs([labels[i] for i in with_samples.tolist()],
-                                 itertools.repeat(MetricKind.UNSPECIFIED, with_samples.size))
+    kept_labels = [labels[i] for i in with_samples.tolist()]
+    counts = columns.lengths
+    if counts.size and counts.min() == counts.max():  # the steady request: no object per series
+        result.series = UniformRuns(kept_labels, columns, int(counts[0]), MetricKind.UNSPECIFIED)
+    else:
+        result.series = columns.runs(kept_labels, itertools.repeat(MetricKind.UNSPECIFIED, with_samples.size))
     result.columns = columns
+    result.shared_labels = True  # every labels dict came from LABELS (known or learnt by its prefix)
     return result
 
 
