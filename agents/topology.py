@@ -68,12 +68,21 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
 
     def set_lags() -> None:
         consumer = app.consumer
-        if consumer is None:
+        if consumer is None or not last_offsets:
             return
-        for tp, offset in list(last_offsets.items()):
-            highwater = consumer.highwater(tp)
-            if highwater is None:  # no longer assigned here
-                del last_offsets[tp]
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # the consumer is starting or stopping: the next second will do
+            return
+        for tp, offset in last_offsets.items():
+            try:
+                # The Kafka client asserts the partition is assigned: a rebalance may just have moved it.
+                highwater = consumer.highwater(tp) if tp in assigned else None
+            except AssertionError:
+                highwater = None
+            if highwater is None:  # not ours now: its lag is another worker's to report (kept if it comes back)
+                if lag_by_partition.pop(tp.partition, None) is not None:
+                    metrics.LAG.remove(str(tp.partition))
                 continue
             lag = lag_by_partition.get(tp.partition)
             if lag is None:

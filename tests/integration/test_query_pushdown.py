@@ -90,6 +90,15 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
                 and 0 < series_count(url1) < 2 * N_SERIES and 0 < series_count(url2) < 2 * N_SERIES)
 
     wait_for(split, 120, "the group rebalanced: each worker holds some partitions, both count every series")
+
+    def lag_partitions(url: str) -> set[str]:
+        return {line.split('"')[1] for line in http("GET", url + "/metrics")[2].decode().splitlines()
+                if line.startswith("mf_worker_consumer_lag{")}
+
+    # Worker 1 consumed all 8 partitions; it keeps reporting the lag of those it still has and drops the
+    # others (worker 2 reports a partition's lag once it consumes a message of it).
+    wait_for(lambda: 0 < len(a := lag_partitions(url1)) < 8 and not a & lag_partitions(url2), 15,
+             "worker 1 reports the consumer lag of its own partitions only")
     for url in (url1, url2):  # the new assignment gave the client fresh partitions: paused again after recovery
         wait_for(lambda u=url: fetches_no_own_changelog(u, standbys=True), 10,
                  f"{url} fetches its standby changelogs and none of its own after the rebalance")
