@@ -154,7 +154,7 @@ class Rejection:
 class ParseResult:
     """What an ingest parser found: the series it could read and what it refused."""
 
-    series: list[SeriesSamples] | UniformRuns = field(default_factory=list)  # type: ignore[assignment]
+    series: list[SeriesSamples] | UniformRuns = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     # True when every series' labels dict is one the parser hands out again for the same label set
     # (never changed downstream): the pipeline may then know a label set by the dict itself.
