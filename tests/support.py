@@ -69,21 +69,26 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]
     return status, json.loads(body) if body else None
 
 
-def metric_value(url: str, name: str, **labels: str) -> float | None:
-    """One sample of a component's /metrics (labels given in any order), or None when it is absent."""
+def metric_samples(url: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of metric ``name`` in a component's /metrics: (its labels, its value)."""
     status, _, body = http("GET", url + "/metrics")
     assert status == 200, status
-    text = body.decode()
-    want = {k: str(v) for k, v in labels.items()}
-    for line in text.splitlines():
+    samples = []
+    for line in body.decode().splitlines():
         if not line.startswith(name) or line.startswith("#"):
             continue
         head, _, value = line.rpartition(" ")
         metric, _, rest = head.partition("{")
         got = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if kv) if rest else {}
-        if metric == name and {k: v.strip('"') for k, v in got.items()} == want:
-            return float(value)
-    return None
+        if metric == name:
+            samples.append(({k: v.strip('"') for k, v in got.items()}, float(value)))
+    return samples
+
+
+def metric_value(url: str, name: str, **labels: str) -> float | None:
+    """One sample of a component's /metrics (labels given in any order), or None when it is absent."""
+    want = {k: str(v) for k, v in labels.items()}
+    return next((value for got, value in metric_samples(url, name) if got == want), None)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import urllib.parse
 import orjson
 import pytest
 
-from tests.support import Stack, get_json, http, metric_value, wait_for
+from tests.support import Stack, get_json, http, metric_samples, metric_value, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,8 +92,7 @@ def test_two_workers_answer_like_one_with_partials(stack: Stack) -> None:
     wait_for(split, 120, "the group rebalanced: each worker holds some partitions, both count every series")
 
     def lag_partitions(url: str) -> set[str]:
-        return {line.split('"')[1] for line in http("GET", url + "/metrics")[2].decode().splitlines()
-                if line.startswith("mf_worker_consumer_lag{")}
+        return {labels["partition"] for labels, _ in metric_samples(url, "mf_worker_consumer_lag")}
 
     # Worker 1 consumed all 8 partitions; it keeps reporting the lag of those it still has and drops the
     # others (worker 2 reports a partition's lag once it consumes a message of it).

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from metricsflow.pb import metricsflow_pb2 as pb
-from tests.support import Stack, http, query_raw, wait_for
+from tests.support import Stack, http, metric_samples, query_raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,9 +111,7 @@ def test_every_point_comes_back_exactly_once(stack: Stack) -> None:
 
     # Every partition that received points reports its consumer lag, and it comes down to nothing.
     def lags() -> dict[str, float] | None:
-        found = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-                 for line in http("GET", worker + "/metrics")[2].decode().splitlines()
-                 if line.startswith("mf_worker_consumer_lag{")}
+        found = {labels["partition"]: value for labels, value in metric_samples(worker, "mf_worker_consumer_lag")}
         return found if len(found) >= 2 and not any(found.values()) else None
 
     wait_for(lags, 10, "every partition's consumer lag at 0")
