@@ -67,22 +67,63 @@ def plan(column: np.ndarray, deltas: bool) -> Packing | None:
     return Packing(head, offsets, width, len(head) + (width * column.size + 7) // 8)
 
 
-def plan_rows(rows: np.ndarray) -> list[Packing | None]:
-    """``plan(row, False)`` of every row of a 2-D int64 array, the minimum and width of
+def plan_rows(rows: np.ndarray, deltas: bool = False) -> list[Packing | None]:
+    """``plan(row, deltas)`` of every row of a 2-D int64 array, the minimum and width of
     all rows in 4 numpy calls (7 residual columns of a block: 24 calls one by one)."""
     if rows.shape[1] <= _SMALL:
-        return [plan(row, False) for row in rows]
+        return [plan(row, deltas) for row in rows]
+    seeds: list[bytes] = [b""] * rows.shape[0]
+    if deltas:
+        seeds = [uvarint(zigzag(seed)) for seed in rows[:, 0].tolist()]
+        rows = np.diff(rows, axis=1)  # wraps like the decoder's cumulative sum
+    flag = _DELTAS if deltas else 0
     bases = rows.min(axis=1)
     offsets = rows.view(_U64) - bases.view(_U64)[:, None]
     plans: list[Packing | None] = []
-    for base, top, row in zip(bases.tolist(), offsets.max(axis=1).tolist(), offsets, strict=True):
+    for base, top, row, seed in zip(bases.tolist(), offsets.max(axis=1).tolist(), offsets, seeds, strict=True):
         width = top.bit_length()
         if width > WIDTH_MASK:
             plans.append(None)
             continue
-        head = bytes((width,)) + uvarint(zigzag(base))
+        head = b"".join((bytes((width | flag,)), uvarint(zigzag(base)), seed))
         plans.append(Packing(head, row if width else None, width, len(head) + (width * row.size + 7) // 8))
     return plans
+
+
+def plan_rows_zeros_elided(rows: np.ndarray) -> list[Packing | None]:
+    """``plan_zeros_elided(row)`` of every row of a 2-D int64 array, planned together."""
+    nonzero = rows != 0
+    bases = np.where(nonzero, rows, np.iinfo(np.int64).max).min(axis=1)
+    bases[~nonzero.any(axis=1)] = 0
+    offsets = np.where(nonzero, rows.view(_U64) - bases.view(_U64)[:, None], _U64(0))
+    bitmaps = np.packbits(nonzero, axis=1)
+    plans: list[Packing | None] = []
+    for base, top, row, mask, bitmap in zip(bases.tolist(), offsets.max(axis=1).tolist(), offsets, nonzero, bitmaps,
+                                            strict=True):
+        width = top.bit_length()
+        if width > WIDTH_MASK:
+            plans.append(None)
+            continue
+        stored = row[mask] if width else None
+        count = int(np.count_nonzero(mask)) if width else 0
+        head = b"".join((bytes((width | _ZEROS_ELIDED,)), uvarint(zigzag(base)), bitmap.tobytes()))
+        plans.append(Packing(head, stored, width, len(head) + (width * count + 7) // 8))
+    return plans
+
+
+def write_many(packings: list[Packing]) -> list[bytes]:
+    """``[p.to_bytes() for p in packings]``, the offsets of packings of one width and
+    length written by one numpy pass: per column, the calls cost more than the bits."""
+    out = [p.head for p in packings]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(packings):
+        if p.offsets is not None and p.width:
+            groups.setdefault((p.width, p.offsets.size), []).append(i)
+    for (width, _), members in groups.items():
+        bodies = _write_rows(np.stack([packings[i].offsets for i in members]), width)  # type: ignore[misc]
+        for i, body in zip(members, bodies, strict=True):
+            out[i] += body.tobytes()
+    return out
 
 
 def plan_zeros_elided(column: np.ndarray) -> Packing | None:
@@ -124,14 +165,19 @@ def _offsets(column: np.ndarray) -> tuple[int, int, np.ndarray | None]:
 
 
 def _write_offsets(offsets: np.ndarray | None, width: int) -> bytes:
-    """Offsets packed MSB first: each shifted to the top of a big-endian word, the words
-    unpacked to bits, the first ``width`` of each packed again (constant work per
-    value, where shifting out each bit as a uint64 cost 2x at 40 bits)."""
     if offsets is None or width == 0:
         return b""
-    words = (offsets << np.uint64(64 - width)).astype(">u8")
-    bits = np.unpackbits(words.view(np.uint8)).reshape(-1, 64)[:, :width]
-    return np.packbits(bits).tobytes()
+    return _write_rows(offsets[None, :], width)[0].tobytes()
+
+
+def _write_rows(offsets: np.ndarray, width: int) -> np.ndarray:
+    """Each row's offsets packed MSB first, padded to a byte: each shifted to the top of a
+    big-endian word, the words unpacked to bits, the first ``width`` of each packed again
+    (constant work per value, where shifting out each bit as a uint64 cost 2x at 40 bits)."""
+    rows, count = offsets.shape
+    words = (offsets << _U64(64 - width)).astype(">u8")
+    bits = np.unpackbits(words.view(np.uint8), axis=1).reshape(rows, count, 64)[:, :, :width]
+    return np.packbits(bits.reshape(rows, count * width), axis=1)
 
 
 def zigzag_varint(value: int) -> bytes:

@@ -248,8 +248,8 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
     floats = (scales < 0) | (np.count_nonzero(off_grid, axis=1) > n // _FAR_SHARE)
     patched = patch.any(axis=1).tolist()
     zeros = (n - np.count_nonzero(residuals, axis=1)).tolist()
-    # Short rows are packed by ``_residual_section`` on Python ints, which needs no plan.
-    packings = packed_ints.plan_rows(residuals) if n > _SHORT else [None] * values.shape[0]
+    coded = [i for i in range(values.shape[0]) if not same[i] and not floats[i]]
+    long = _long_sections(residuals, patch, coded, zeros, patched) if n > _SHORT else {}
     out: list[tuple[bytes, bool]] = []
     for i in range(values.shape[0]):
         name = ORDER[i % len(ORDER)]
@@ -258,11 +258,77 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
         elif floats[i]:
             out.append(_float_column(values[i]))
         else:
-            patches, patch_pco = _patch_section(patch[i]) if patched[i] else (_NO_PATCHES, False)
-            coding, section, res_pco = _residual_section(residuals[i], name, zeros[i], packings[i])
+            if n > _SHORT:
+                patches, coding, section, pco = long[i]
+            else:
+                patches, patch_pco = _patch_section(patch[i]) if patched[i] else (_NO_PATCHES, False)
+                coding, section, res_pco = _residual_section(residuals[i], name, zeros[i], None)
+                pco = patch_pco or res_pco
             mode = int(k[i]) | (_MULTIPLY if use_alt[i] else 0) | (coding << _CODING_SHIFT)
-            out.append((bytes((mode,)) + patches + section, patch_pco or res_pco))
+            out.append((bytes((mode,)) + patches + section, pco))
     return out
+
+
+def _long_sections(
+    residuals: np.ndarray, patch: np.ndarray, rows: list[int], zeros: list[int], patched: list[bool]
+) -> dict[int, tuple[bytes, int, bytes, bool]]:
+    """Per row of more than ``_SHORT`` windows: its patch section, residual coding and section,
+    and whether they hold a pcodec stream; the bytes of ``_patch_section`` and
+    ``_residual_section`` (the per-column reference, tests/test_rollup_format.py), with the
+    packings of all rows planned and written together: a 1m block is 7 such columns, and
+    one at a time the numpy calls cost more than the bits."""
+    n = residuals.shape[1]
+    live = [i for i in rows if zeros[i] < n]
+    lasts = [i for i in live if i % len(ORDER) == _LAST]
+    others = [i for i in live if i % len(ORDER) != _LAST]
+    elide = [i for i in others if zeros[i] * _ELIDE_SHARE >= n]
+    plans = dict(zip(others, packed_ints.plan_rows(residuals[others]), strict=True))
+    plans.update(zip(lasts, packed_ints.plan_rows(residuals[lasts], deltas=True), strict=True))
+    elided = dict(zip(elide, packed_ints.plan_rows_zeros_elided(residuals[elide]), strict=True))
+    written: list[packed_ints.Packing] = []
+    residual: dict[int, tuple[int, bytes | int, bool]] = {}  # an int: the index of a written packing
+    for i in live:
+        pcodec = _pco.compress(residuals[i], _ORDER1 if i % len(ORDER) == _LAST else _ORDER0)
+        best = plans[i]
+        if best is not None and best.size >= len(pcodec):
+            best = None
+        other = elided.get(i)
+        if other is not None and other.size < (len(pcodec) if best is None else best.size):
+            best = other
+        if best is None:  # pcodec wins ties
+            residual[i] = (_PCODEC, pcodec, True)
+        else:
+            residual[i] = (_PACKED, len(written), False)
+            written.append(best)
+    patches: dict[int, tuple[bytes | int, bool]] = {}
+    patch_rows = [i for i in rows if patched[i]]
+    counts = np.count_nonzero(patch[patch_rows], axis=1).tolist() if patch_rows else []
+    dense = [i for i, count in zip(patch_rows, counts, strict=True) if count * _DENSE_SHARE > n]
+    for i, packed in zip(dense, packed_ints.plan_rows(patch[dense]), strict=True):
+        pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch[i], _ORDER0)
+        if packed is None or len(pcodec) < packed.size + 1:
+            patches[i] = (pcodec, True)
+        else:
+            patches[i] = (len(written), False)
+            written.append(packed)
+    for i in patch_rows:
+        if i not in patches:
+            patches[i] = _patch_section(patch[i])  # sparse: a few (gap, patch) varints
+    bodies = packed_ints.write_many(written)
+    out: dict[int, tuple[bytes, int, bytes, bool]] = {}
+    for i in rows:
+        patch_section, patch_pco = patches.get(i, (_NO_PATCHES, False))
+        if isinstance(patch_section, int):
+            patch_section = _DENSE_PACKED_HEAD + bodies[patch_section]
+        coding, section, res_pco = residual.get(i, (_ZERO, b"", False))
+        if isinstance(section, int):
+            section = bodies[section]
+        out[i] = (patch_section, coding, section, patch_pco or res_pco)
+    return out
+
+
+_DENSE_PCODEC_HEAD = uvarint(_DENSE_PCODEC)
+_DENSE_PACKED_HEAD = uvarint(_DENSE_PACKED)
 
 
 def _scaled(x: np.ndarray) -> np.ndarray:

@@ -254,6 +254,38 @@ def test_short_block_scalar_twin_writes_and_reads_like_the_vector_path(data: st.
         np.testing.assert_array_equal(scalar[i].view(np.uint64), values[i].view(np.uint64), err_msg=name)
 
 
+def _int_rows(data: st.DataObject, rows: int, n: int) -> np.ndarray:
+    """Rows that reach every coding: zeros, small or huge spreads, outliers, few nonzeros."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+    out = np.zeros((rows, n), dtype=np.int64)
+    for row in out:
+        spread = data.draw(st.sampled_from([0, 1, 5, 300, 2**20, 2**62]))
+        row[:] = rng.integers(-spread, spread + 1, n) * (rng.random(n) < data.draw(st.sampled_from([0.1, 0.7, 1])))
+        if data.draw(st.booleans()):  # an outlier, or the full int64 range
+            row[rng.integers(n)] = data.draw(st.integers(-(2**63), 2**63 - 1))
+    return out
+
+
+@EXAMPLES
+@given(st.data(), st.integers(rollup_codec._SHORT + 1, 150), st.integers(1, 3))
+def test_long_columns_coded_together_are_each_column_coded_alone(data: st.DataObject, n: int, blocks: int) -> None:
+    """``_long_sections`` plans and writes the packings of many columns at once; every
+    section must be the bytes ``_patch_section`` and ``_residual_section`` write for it alone."""
+    rows = blocks * len(rollup_codec.ORDER)
+    residuals, patch = _int_rows(data, rows, n), _int_rows(data, rows, n)
+    zeros = (n - np.count_nonzero(residuals, axis=1)).tolist()
+    patched = patch.any(axis=1).tolist()
+    coded = sorted(data.draw(st.sets(st.integers(0, rows - 1))))
+    got = rollup_codec._long_sections(residuals, patch, coded, zeros, patched)
+    assert sorted(got) == coded
+    for i in coded:
+        name = rollup_codec.ORDER[i % len(rollup_codec.ORDER)]
+        patches, patch_pco = rollup_codec._patch_section(patch[i]) if patched[i] else (uvarint(0), False)
+        packed = packed_ints.plan(residuals[i], False)
+        coding, section, res_pco = rollup_codec._residual_section(residuals[i], name, zeros[i], packed)
+        assert got[i] == (patches, coding, section, patch_pco or res_pco), (i, name)
+
+
 @EXAMPLES
 @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-300, 300) | st.just(0), min_size=1, max_size=200),
        st.booleans())
