@@ -21,6 +21,9 @@ def block_lists(draw: st.DrawFn, series: st.SearchStrategy) -> list[tuple[np.nda
     if draw(st.booleans()):
         n = min(ts.size for ts, _ in blocks)
         blocks = [(ts[:n], vals[:n]) for ts, vals in blocks]
+        if draw(st.booleans()):  # series scraped together share their timestamps
+            shared = blocks[0][0]
+            blocks = [(shared if draw(st.booleans()) else ts, vals) for ts, vals in blocks]
     if draw(st.booleans()):
         blocks.append((np.zeros(0, np.int64), np.zeros(0)))
     return draw(st.permutations(blocks))

@@ -75,9 +75,13 @@ ZERO_COLUMN = bytes((_ZERO_FLAG,))  # any all-zero column
 _CLOSE_CALL = 1.05
 
 
-def _candidate(seeds: list[int], diffs: np.ndarray, order: int, sparse: bool = False) -> tuple[bytes, bool]:
-    zero = not np.any(diffs)
-    divisor = 1 if zero else _divisor(diffs)
+def _candidate(seeds: list[int], diffs: np.ndarray, order: int, sparse: bool = False,
+               divisor: int | None = None) -> tuple[bytes, bool]:
+    """``divisor``: ``_divisor(diffs)`` when the caller has it (0 for an all-zero column)."""
+    if divisor is None:
+        divisor = _divisor(diffs) if np.any(diffs) else 0
+    zero = divisor == 0
+    divisor = max(divisor, 1)
     flags = order | (_ZERO_FLAG if zero else 0) | (_DIVISOR_FLAG if divisor > 1 else 0)
     parts = [uvarint(zigzag(seed)) for seed in seeds]
     if divisor > 1:
@@ -155,9 +159,11 @@ def encode_rows(columns: np.ndarray, sparse: bool = False) -> list[tuple[bytes, 
     for level in levels:
         odd |= (level == _I64_MIN).any(axis=1)
     estimates = []
+    divisors = []
     for order, level in enumerate(levels):
-        divisors = _divisors(level)
-        estimates.append((_estimate_rows(level // divisors[:, None]) + _SEED_BITS * order).tolist())
+        divisor = _divisors(level)
+        estimates.append((_estimate_rows(level // divisor[:, None]) + _SEED_BITS * order).tolist())
+        divisors.append(np.where(nonzero[order], divisor, 0).tolist())
     out: list[tuple[bytes, bool]] = []
     for i in range(rows):
         if odd[i] or not nonzero[0][i]:
@@ -170,13 +176,14 @@ def encode_rows(columns: np.ndarray, sparse: bool = False) -> list[tuple[bytes, 
             if order:
                 seeds = [*seeds, int(levels[order - 1][i, 0])]
             if not nonzero[order][i]:  # constant or an exact line: no stream at all
-                done = _candidate(seeds, level[i], order, sparse)
+                done = _candidate(seeds, level[i], order, sparse, 0)
                 break
             ranked.append((estimates[order][i], order, seeds, level[i]))
         if done is None:
             ranked.sort(key=lambda c: c[0])
             tried = [c for c in ranked[:2] if c[0] <= ranked[0][0] * _CLOSE_CALL]
-            done = min((_candidate(s, d, o, sparse) for _, o, s, d in tried), key=lambda c: len(c[0]))
+            done = min((_candidate(s, d, o, sparse, divisors[o][i]) for _, o, s, d in tried),
+                       key=lambda c: len(c[0]))
         out.append(done)
     return out
 

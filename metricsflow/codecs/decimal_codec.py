@@ -252,16 +252,22 @@ class DecimalCodec:
                 by_length.setdefault(ts.size, []).append(i)
             else:
                 out[i] = bytes((self.tag, 0))
+        ts_sections: dict[bytes, tuple[bytes, bool]] = {}  # series scraped together share their timestamps
         for members in by_length.values():
             rows = np.stack([blocks[i][1] for i in members])
             scales = choose_scales(rows)
             for i, row, k, simple in zip(members, rows, scales, _simple_rows(rows, scales, self.sparse), strict=True):
-                out[i] = self._block(blocks[i][0], row, k, simple)
+                ts = blocks[i][0]
+                key = ts.tobytes()
+                ts_section = ts_sections.get(key)
+                if ts_section is None:
+                    ts_section = ts_sections[key] = _timecol.encode(ts, self.sparse)
+                out[i] = self._block(ts, row, k, simple, ts_section)
         return out
 
     def _block(self, timestamps_ms: np.ndarray, values: np.ndarray, k: int | None,
-               simple: Simple | None = None) -> bytes:
-        ts_section, ts_pco = _timecol.encode(timestamps_ms, self.sparse)
+               simple: Simple | None = None, ts_section: tuple[bytes, bool] | None = None) -> bytes:
+        ts_section, ts_pco = ts_section or _timecol.encode(timestamps_ms, self.sparse)
         layout, value_section, value_pco = _encode_values(values, k, self.sparse, simple)
         uses_pco = ts_pco or value_pco
         if uses_pco:
