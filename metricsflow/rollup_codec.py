@@ -45,7 +45,7 @@ from pcodec import wrapped
 
 from metricsflow import packed_ints, sketch
 from metricsflow.codecs import _pco, _timecol
-from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint, zigzag
+from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint
 from metricsflow.codecs.decimal_codec import MAX_SCALE, reconstruct
 
 VERSION = 2
@@ -142,18 +142,11 @@ _ELIDE_SHARE = 4  # try eliding zeros when at least n/4 values are 0 (min, max: 
 def _residual_section(
     residuals: np.ndarray, name: str, zeros: int, packed: packed_ints.Packing | None
 ) -> tuple[int, bytes, bool]:
-    """Residual coding, its bytes, and whether they hold a pcodec stream (``zeros``: how
-    many residuals are 0; ``packed``: their packing, unless ``name`` is coded as deltas)."""
+    """Residual coding of one column of more than ``_SHORT`` windows, its bytes, and whether
+    they hold a pcodec stream (``zeros``: how many residuals are 0; ``packed``: their
+    packing, unless ``name`` is coded as deltas). The format's choice one column at a time:
+    ``_long_sections`` makes it for many together and is tested against this."""
     deltas = name in _DELTAS
-    if residuals.size <= _SHORT:  # Python ints: a dozen numpy calls cost more here
-        values = residuals.tolist()
-        if not any(values):
-            return _ZERO, b"", False
-        packed = packed_ints.pack_small(values, deltas)
-        varints = b"".join(uvarint(zigzag(x)) for x in values)
-        if packed is None or len(varints) <= len(packed):
-            return _VARINTS, varints, False
-        return _PACKED, packed, False
     if zeros == residuals.size:
         return _ZERO, b"", False
     if deltas:
@@ -179,13 +172,6 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     column, even: head / 2 sparse (gap, patch) pairs."""
     if not patch.any():
         return _NO_PATCHES, False
-    if patch.size <= _SHORT:  # the 1h tier: a few Python ints beat a dozen numpy calls
-        parts, previous = [], -1
-        for position, delta in enumerate(patch.tolist()):
-            if delta:
-                parts += [uvarint(position - previous - 1), uvarint(zigzag(delta))]
-                previous = position
-        return uvarint(len(parts)) + b"".join(parts), False
     positions = np.flatnonzero(patch)
     if positions.size * _DENSE_SHARE > patch.size:  # sums: ~1/3 of the windows an ulp off
         packed = packed_ints.plan(patch, False)
@@ -248,24 +234,35 @@ def encode_columns(values: np.ndarray, predictors: np.ndarray, scales: np.ndarra
     floats = (scales < 0) | (np.count_nonzero(off_grid, axis=1) > n // _FAR_SHARE)
     patched = patch.any(axis=1).tolist()
     zeros = (n - np.count_nonzero(residuals, axis=1)).tolist()
-    coded = [i for i in range(values.shape[0]) if not same[i] and not floats[i]]
-    long = _long_sections(residuals, patch, coded, zeros, patched) if n > _SHORT else {}
+    same_rows, float_rows, scales_k, multiply = same.tolist(), floats.tolist(), k.tolist(), use_alt.tolist()
+    coded = [i for i in range(values.shape[0]) if not same_rows[i] and not float_rows[i]]
+    if n > _SHORT:
+        sections = _long_sections(residuals, patch, coded, zeros, patched)
+    else:
+        sections = _short_sections(residuals, patch, coded, patched)
     out: list[tuple[bytes, bool]] = []
     for i in range(values.shape[0]):
-        name = ORDER[i % len(ORDER)]
-        if same[i]:
+        if same_rows[i]:
             out.append((bytes((_PREDICTED,)), False))
-        elif floats[i]:
+        elif float_rows[i]:
             out.append(_float_column(values[i]))
         else:
-            if n > _SHORT:
-                patches, coding, section, pco = long[i]
-            else:
-                patches, patch_pco = _patch_section(patch[i]) if patched[i] else (_NO_PATCHES, False)
-                coding, section, res_pco = _residual_section(residuals[i], name, zeros[i], None)
-                pco = patch_pco or res_pco
-            mode = int(k[i]) | (_MULTIPLY if use_alt[i] else 0) | (coding << _CODING_SHIFT)
+            patches, coding, section, pco = sections[i]
+            mode = scales_k[i] | (_MULTIPLY if multiply[i] else 0) | (coding << _CODING_SHIFT)
             out.append((bytes((mode,)) + patches + section, pco))
+    return out
+
+
+def _short_sections(
+    residuals: np.ndarray, patch: np.ndarray, rows: list[int], patched: list[bool]
+) -> dict[int, tuple[bytes, int, bytes, bool]]:
+    """``_long_sections`` for rows of at most ``_SHORT`` windows (the 1h tier holds 2): on
+    Python ints, all rows converted by one call, as the scalar twin codes them."""
+    residual_rows, patch_rows = residuals.tolist(), patch.tolist()
+    out: dict[int, tuple[bytes, int, bytes, bool]] = {}
+    for i in rows:
+        coding, section = _residual_section_scalar(residual_rows[i], ORDER[i % len(ORDER)])
+        out[i] = (_patch_section_scalar(patch_rows[i]) if patched[i] else _NO_PATCHES, coding, section, False)
     return out
 
 
