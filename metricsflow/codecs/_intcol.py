@@ -162,7 +162,8 @@ def encode_rows(columns: np.ndarray, sparse: bool = False) -> list[tuple[bytes, 
     divisors = []
     for order, level in enumerate(levels):
         divisor = _divisors(level)
-        estimates.append((_estimate_rows(level // divisor[:, None]) + _SEED_BITS * order).tolist())
+        divided = level // divisor[:, None] if (divisor > 1).any() else level  # int64 division is slow
+        estimates.append((_estimate_rows(divided) + _SEED_BITS * order).tolist())
         divisors.append(np.where(nonzero[order], divisor, 0).tolist())
     out: list[tuple[bytes, bool]] = []
     for i in range(rows):

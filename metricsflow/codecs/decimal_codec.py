@@ -62,6 +62,7 @@ _U64 = np.uint64
 _U64_MASK = (1 << 64) - 1
 
 
+_NO_PATCHES = uvarint(0)
 _POW10_ARRAY = np.array(_POW10)
 _INV_POW10_ARRAY = np.array(_INV_POW10)
 Digits = int | np.ndarray  # one scale k, or a column of them for the rows of a 2-D array
@@ -175,8 +176,10 @@ def _decimal_section(mantissas: np.ndarray, patch: np.ndarray, sparse: bool,
     """Patches and mantissa column (``column``: the mantissas already coded): the value
     section of a decimal block, and whether it holds a pcodec stream."""
     positions = np.flatnonzero(patch)
-    gaps = np.diff(positions, prepend=-1) - 1
     coded, uses_pco = column if column is not None else _intcol.encode(mantissas, sparse)
+    if not positions.size:  # the common case: every value on its decimal grid
+        return _NO_PATCHES + coded, uses_pco
+    gaps = np.diff(positions, prepend=-1) - 1
     parts = [uvarint(positions.size)]
     for gap, delta in zip(gaps.tolist(), patch[positions].tolist(), strict=True):
         parts.append(uvarint(gap))
