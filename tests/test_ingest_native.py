@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
+from metricsflow.ingest.label_sets import LABELS
 from metricsflow.ingest.native import (
     _parse_general,
     _parse_uniform,
@@ -232,6 +233,38 @@ def test_a_known_label_set_is_the_same_dict_next_time():
     body = encode_native([SeriesSamples({"__name__": "cpu", "host": "h1"}, [1], [1.0])])
     first, second = parse_native(body).series[0].labels, parse_native(body).series[0].labels
     assert first == {"__name__": "cpu", "host": "h1"} and first is second
+
+
+def test_a_new_label_set_is_kept_once_by_its_prefix_and_its_strings_are_shared():
+    """A series' first sighting keeps its labels by the bytes before its samples alone (not also
+    by its label fields: twice the memory), and names and values are the strings of other label
+    sets: a collector keeps hundreds of thousands of them."""
+    series = [SeriesSamples({"__name__": "mem_used", "host": "shared-host-9", "core": str(i)}, [1], [1.0])
+              for i in range(2)]
+    body = encode_native(series)
+    before_sets, before_prefixes = len(LABELS.sets), len(LABELS.by_prefix)
+    first = [s.labels for s in parse_native(body).series]
+    assert first == [s.labels for s in series]
+    assert len(LABELS.sets) == before_sets and len(LABELS.by_prefix) == before_prefixes + 2
+    a, b = first
+    assert next(iter(a)) is next(iter(b)) and a["host"] is b["host"]
+    second = [s.labels for s in parse_native(body).series]
+    assert all(x is y for x, y in zip(first, second, strict=True))  # found by the prefix
+
+
+def test_a_label_set_not_canonically_encoded_is_kept_by_its_fields():
+    """A length varint one byte longer than needed: the prefix does not stand for the labels."""
+    labels = [("__name__", "odd_len"), ("host", "h1")]
+    fields = [_field(0x0A, pb.Label(name=k, value=v).SerializeToString(), pad=(k == "host")) for k, v in labels]
+    ts, vs = np.array([5], "<i8").tobytes(), np.array([2.5], "<f8").tobytes()
+    body = _field(0x0A, b"".join(fields) + _field(0x22, ts) + _field(0x2A, vs))
+    before = len(LABELS.by_prefix)
+    for _ in range(2):
+        got = parse_native(body)
+        assert [s.labels for s in got.series] == [dict(labels)]
+        _same_as_general(parse_native_with_tenant(body), body)
+    assert len(LABELS.by_prefix) == before
+    assert LABELS.sets[tuple(pb.Label(name=k, value=v).SerializeToString() for k, v in labels)] == dict(labels)
 
 
 def _field(tag: int, payload: bytes, pad: bool = False) -> bytes:

@@ -168,8 +168,11 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
                 continue
         label_fields = tuple(series.labels)
         labels = known.get(label_fields)
+        prefix = None
         if labels is None:
-            labels = LABELS.decode(label_fields)
+            if n == len(vs_le) and n and not n & 7:
+                prefix = raw[:len(raw) - columns_size[n] - kind_size[kind]]
+            labels = LABELS.decode(label_fields, prefix)  # kept by its prefix when it can be
             if labels is None:
                 return None  # not valid UTF-8: the general parse refuses just that series
         if not (ts_le or vs_le):
@@ -182,7 +185,8 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         if len(labels) != len(label_fields):
             rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", n >> 3))
             continue
-        LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], labels)
+        if prefix is None:  # known by its fields: its prefix may read as it now
+            LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], labels)
         kept_labels.append(labels)
         kinds.append(kind)
         ts_parts.append(ts_le)
