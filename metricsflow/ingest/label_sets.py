@@ -118,7 +118,7 @@ def _read_prefix(prefix: bytes) -> dict[str, str] | None:
         pairs = [_Label.FromString(b) for b in fields.labels]
     except DecodeError:
         return None
-    labels = {p.name: p.value for p in pairs}
+    labels = {intern(p.name): intern(p.value) for p in pairs}
     return labels if len(labels) == len(pairs) else None
 
 
