@@ -97,6 +97,18 @@ def test_label_checks_name_the_reason(labels: dict[str, str], reason: str) -> No
     assert bad is not None and bad.reason == reason and len(bad.detail) < 400
 
 
+def test_a_name_found_valid_is_checked_again_under_a_smaller_limit() -> None:
+    """check_labels remembers the names it found valid, by the length limit they passed."""
+    labels = {"__name__": "m", "datacenter_name": "v"}
+    assert check_labels(labels, LIMITS) is None
+    assert check_labels(labels, LIMITS) is None  # the name is known now
+    tight = Limits(max_labels=30, max_label_name_bytes=8, max_label_value_bytes=4096,
+                   max_past_ms=LIMITS.max_past_ms, max_future_ms=LIMITS.max_future_ms)
+    bad = check_labels(labels, tight)
+    assert bad is not None and bad.reason == "label_name_too_long"
+    assert check_labels({"__name__": "m", "datacenter-name": "v"}, LIMITS).reason == "invalid_label_name"
+
+
 def test_validate_keeps_the_good_points_of_a_series() -> None:
     now = 10 * 86_400_000
     s = SeriesSamples({"__name__": "m"}, [now - 2 * 86_400_000, now, now + 3_600_000], [1.0, 2.0, 3.0])

