@@ -296,8 +296,13 @@ def test_packed_int_columns_round_trip(values: list[int], deltas: bool) -> None:
     assert blocks[0] == packed_ints.pack_small(values, deltas)  # the numpy packer writes the same bytes
     assert all(packed_ints.zigzag_varint(x) == uvarint(zigzag(x)) for x in values)
     rows = np.stack([column, column[::-1]])
-    for row, packing in zip(rows, packed_ints.plan_rows(rows), strict=True):
-        want = packed_ints.pack(row, False)
+    planned = [*packed_ints.plan_rows(rows), *packed_ints.plan_rows(rows, deltas=True),
+               *packed_ints.plan_rows_zeros_elided(rows)]
+    wanted = [*(packed_ints.pack(row, False) for row in rows), *(packed_ints.pack(row, True) for row in rows),
+              *(packed_ints.pack_zeros_elided(row) for row in rows)]
+    kept = [p for p in planned if p is not None]
+    assert packed_ints.write_many(kept) == [p.to_bytes() for p in kept]  # written together, the same bytes
+    for packing, want in zip(planned, wanted, strict=True):
         assert (packing is None) == (want is None)
         if packing is not None:
             assert packing.to_bytes() == want and packing.size == len(want)
