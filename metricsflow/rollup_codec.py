@@ -27,8 +27,9 @@ comparisons and correctly rounded arithmetic, so encoder and decoder agree exact
 Layout: docs/format/chunks.md, "Rollup blocks".
 
 Speed: blocks of more than ``_SHORT`` windows (the 1m tier) go through numpy, all seven
-columns per call where the steps allow; shorter ones (the 1h tier, sparse series) are
-coded by a scalar twin on Python floats and ints, which writes the same bytes
+columns per call where the steps allow, the packings of a seal's batch planned and written
+together (``_long_sections``); shorter ones (the 1h tier, sparse series) are coded by a
+scalar twin on Python floats and ints, which writes the same bytes
 (``_encode_columns_scalar``, ``_decode_columns_scalar``; checked against the numpy path
 in tests/test_rollup_format.py). CPU-µs per block: perf/RESULTS.md, "Rollup blocks".
 """
