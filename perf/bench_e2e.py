@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -250,14 +251,19 @@ def main() -> int:
         # ---- bulk send ------------------------------------------------------
         if a.profile:
             Path(a.profile_dir).mkdir(parents=True, exist_ok=True)
+            # Beside the venv's python, else on PATH; without it the profiles would silently be missing.
+            spy = Path(PY).parent / "py-spy"
+            spy_cmd = str(spy) if spy.exists() else shutil.which("py-spy")
+            if spy_cmd is None:
+                raise SystemExit("--profile needs py-spy (pip install py-spy)")
             for name, pid in (("collector", coll.pid), ("worker", worker.pid)):
                 svg = Path(a.profile_dir) / f"{a.size}_{a.protocol}_{name}.svg"
                 profilers.append(subprocess.Popen(
-                    [str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid), "--duration",
+                    [spy_cmd, "record", "--pid", str(pid), "--duration",
                      str(a.profile_seconds), "--rate", "100", "--nonblocking", "-o", str(svg)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 profilers.append(subprocess.Popen(
-                    [str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid), "--duration",
+                    [spy_cmd, "record", "--pid", str(pid), "--duration",
                      str(a.profile_seconds), "--rate", "100", "--nonblocking", "--format", "raw",
                      "-o", str(svg.with_suffix(".folded.txt"))],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
