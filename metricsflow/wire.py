@@ -13,9 +13,12 @@ import numpy as np
 
 from metricsflow.series_id import uvarint
 
+_TAGS = [bytes((tag,)) for tag in range(128)]  # one-byte field keys: fields 1-15 of any wire type
 
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + uvarint(len(payload)) + payload
+
+def field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited field: its one-byte key ``tag``, the payload's length, the payload."""
+    return _TAGS[tag] + uvarint(len(payload)) + payload
 
 
 def encode_labels(labels: Mapping[str, str]) -> bytes:
@@ -23,17 +26,17 @@ def encode_labels(labels: Mapping[str, str]) -> bytes:
     out = []
     for name, value in sorted(labels.items()):
         # protobuf omits empty strings; so do we, to produce the same bytes.
-        value_field = _field(0x12, value.encode()) if value else b""
-        out.append(_field(0x0A, _field(0x0A, name.encode()) + value_field))
+        value_field = field(0x12, value.encode()) if value else b""
+        out.append(field(0x0A, field(0x0A, name.encode()) + value_field))
     return b"".join(out)
 
 
 def encode_series(label_bytes: bytes, timestamps_ms: np.ndarray, values: np.ndarray) -> bytes:
     """One Series with little-endian columns (fields 4 and 5)."""
-    return (label_bytes + _field(0x22, timestamps_ms.astype("<i8", copy=False).tobytes())
-            + _field(0x2A, values.astype("<f8", copy=False).tobytes()))
+    return (label_bytes + field(0x22, timestamps_ms.astype("<i8", copy=False).tobytes())
+            + field(0x2A, values.astype("<f8", copy=False).tobytes()))
 
 
 def encode_write_request(series: Sequence[bytes]) -> bytes:
     """WriteRequest from already encoded Series messages (field 1)."""
-    return b"".join(_field(0x0A, s) for s in series)
+    return b"".join(field(0x0A, s) for s in series)

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.series_id import uvarint
+from metricsflow.wire import field
 
 # Label sets whose dict the parsers hand out again: a client that writes more series than
 # this between two writes of one series has every series read again, ~25 us each (at 65,536
@@ -105,7 +105,7 @@ class LabelSets:
 
 def _label_fields(raw: tuple[bytes, ...]) -> bytes:
     """The canonical encoding of ``raw`` as a series' label fields (field 1, length, bytes)."""
-    return b"".join([b"\x0a" + uvarint(len(field)) + field for field in raw])
+    return b"".join([field(0x0A, label) for label in raw])
 
 
 def _read_prefix(prefix: bytes) -> dict[str, str] | None:
