@@ -158,8 +158,10 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         vs_le = series.values_le
         kind = series.kind
         n = len(ts_le)
+        prefix = None
         if n == len(vs_le) and n and not n & 7:
-            labels = by_prefix.get(raw[:len(raw) - columns_size[n] - kind_size[kind]])
+            prefix = raw[:len(raw) - columns_size[n] - kind_size[kind]]
+            labels = by_prefix.get(prefix)
             if labels is not None:
                 kept_labels.append(labels)
                 kinds.append(kind)
@@ -168,10 +170,8 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
                 continue
         label_fields = tuple(series.labels)
         labels = known.get(label_fields)
-        prefix = None
+        known_by_fields = labels is not None
         if labels is None:
-            if n == len(vs_le) and n and not n & 7:
-                prefix = raw[:len(raw) - columns_size[n] - kind_size[kind]]
             labels = LABELS.decode(label_fields, prefix)  # kept by its prefix when it can be
             if labels is None:
                 return None  # not valid UTF-8: the general parse refuses just that series
@@ -185,8 +185,8 @@ def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:
         if len(labels) != len(label_fields):
             rejections.append(Rejection("duplicate_label_name", "a series repeats a label name", n >> 3))
             continue
-        if prefix is None:  # known by its fields: its prefix may read as it now
-            LABELS.remember_prefix(raw[:len(raw) - columns_size[n] - kind_size[kind]], labels)
+        if known_by_fields and prefix is not None:  # its prefix may read as its labels now
+            LABELS.remember_prefix(prefix, labels)
         kept_labels.append(labels)
         kinds.append(kind)
         ts_parts.append(ts_le)
