@@ -97,15 +97,15 @@ def plan_rows_zeros_elided(rows: np.ndarray) -> list[Packing | None]:
     bases[~nonzero.any(axis=1)] = 0
     offsets = np.where(nonzero, rows.view(_U64) - bases.view(_U64)[:, None], _U64(0))
     bitmaps = np.packbits(nonzero, axis=1)
+    counts = np.count_nonzero(nonzero, axis=1).tolist()
     plans: list[Packing | None] = []
-    for base, top, row, mask, bitmap in zip(bases.tolist(), offsets.max(axis=1).tolist(), offsets, nonzero, bitmaps,
-                                            strict=True):
+    for base, top, row, mask, bitmap, count in zip(bases.tolist(), offsets.max(axis=1).tolist(), offsets, nonzero,
+                                                   bitmaps, counts, strict=True):
         width = top.bit_length()
         if width > WIDTH_MASK:
             plans.append(None)
             continue
         stored = row[mask] if width else None
-        count = int(np.count_nonzero(mask)) if width else 0
         head = b"".join((bytes((width | _ZEROS_ELIDED,)), uvarint(zigzag(base)), bitmap.tobytes()))
         plans.append(Packing(head, stored, width, len(head) + (width * count + 7) // 8))
     return plans
@@ -115,13 +115,14 @@ def write_many(packings: list[Packing]) -> list[bytes]:
     """``[p.to_bytes() for p in packings]``, the offsets of packings of one width and
     length written by one numpy pass: per column, the calls cost more than the bits."""
     out = [p.head for p in packings]
-    groups: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[int, int], tuple[list[int], list[np.ndarray]]] = {}
     for i, p in enumerate(packings):
         if p.offsets is not None and p.width:
-            groups.setdefault((p.width, p.offsets.size), []).append(i)
-    for (width, _), members in groups.items():
-        bodies = _write_rows(np.stack([packings[i].offsets for i in members]), width)  # type: ignore[misc]
-        for i, body in zip(members, bodies, strict=True):
+            members, offsets = groups.setdefault((p.width, p.offsets.size), ([], []))
+            members.append(i)
+            offsets.append(p.offsets)
+    for (width, _), (members, offsets) in groups.items():
+        for i, body in zip(members, _write_rows(np.stack(offsets), width), strict=True):
             out[i] += body.tobytes()
     return out
 
