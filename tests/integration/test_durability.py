@@ -11,7 +11,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from tests.support import REPO, Stack, get_json, http, wait_for
+from tests.support import REPO, Stack, get_json, http, metric_samples, wait_for
 
 pytestmark = pytest.mark.integration
 SELECTOR = '{__name__=~"cpu_usage_.*"}'
@@ -42,6 +42,15 @@ def raw_series(worker: str) -> list[dict]:
 
 def stored_points(worker: str) -> int:
     return sum(len(r["values"]) for r in raw_series(worker))
+
+
+def consumption(worker: str) -> str:
+    """What a worker's /metrics says of its consumption: to tell points never consumed from points refused."""
+    parts = [f"stored {stored_points(worker)}"]
+    for name in ("mf_worker_points_consumed_total", "mf_worker_batches_consumed_total",
+                 "mf_worker_points_refused_total", "mf_worker_consumer_lag"):
+        parts += [f"{name}{labels or ''} {value:g}" for labels, value in metric_samples(worker, name)]
+    return ", ".join(parts)
 
 
 def assert_rollups_match_raw(worker: str) -> None:
@@ -94,7 +103,10 @@ def test_kill9_one_of_two_workers_the_other_takes_over(stack: Stack) -> None:
         time.sleep(0.5)
     summary = load_summary(load)
     accepted = summary["points_accepted"]
-    wait_for(lambda: stored_points(url2) >= accepted, 120, f"w2 serves all {accepted} acknowledged points")
+    try:
+        wait_for(lambda: stored_points(url2) >= accepted, 120, f"w2 serves all {accepted} acknowledged points")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; w2: {consumption(url2)}") from None
     print(f"failover: kill -9 → survivor has everything in {time.monotonic() - killed_at:.1f}s")
     assert stored_points(url2) == accepted
     assert_rollups_match_raw(url2)
