@@ -63,11 +63,12 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
             metrics.BATCHES_CONSUMED.inc()
             if stats.produced_at_ms:
                 metrics.FRESHNESS.observe(max(0.0, time.time() - stats.produced_at_ms / 1000))
-            if last_offsets.get(msg.tp, -2) != msg.offset - 1:
+            last = last_offsets.get(msg.tp)
+            if last != msg.offset - 1:  # None: the partition's first message here
                 # Where a partition's stream starts, or goes on after a gap: after an assignment
                 # this is the committed offset, or the points between are not this worker's.
                 log.info("partition %d: consuming mf.points from offset %d (last consumed here: %s)",
-                         msg.partition, msg.offset, last_offsets.get(msg.tp))
+                         msg.partition, msg.offset, last)
             last_offsets[msg.tp] = msg.offset  # the lag is set once a second, not per message
             # Cuts run from the timer only: inline they stalled consumption for the whole cut.
 
