@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
-
 from prometheus_client import Counter, Gauge, Histogram
 
-from metricsflow.heap import GC_PAUSE_BUCKETS
+from metricsflow.heap import GC_PAUSE_BUCKETS, frozen_objects
 
 POINTS_CONSUMED = Counter("mf_worker_points_consumed", "Points read from mf.points and stored")
 BATCHES_CONSUMED = Counter("mf_worker_batches_consumed", "mf.points messages processed")
@@ -52,8 +50,9 @@ GC_PAUSE = Histogram("mf_worker_gc_pause_seconds",
                      "Garbage collections by generation (2: full); the whole process waits for each",
                      ["generation"], buckets=GC_PAUSE_BUCKETS)
 GC_FROZEN = Gauge("mf_worker_gc_frozen_objects",
-                  "Objects kept out of full collections (frozen at start and after each rebalance)")
-GC_FROZEN.set_function(gc.get_freeze_count)
+                  "Objects kept out of full collections (frozen at start and after each rebalance; "
+                  "counted when frozen)")
+GC_FROZEN.set_function(frozen_objects)
 EVENT_LOOP_LAG = Histogram("mf_worker_event_loop_lag_seconds",
                            "How late a 100 ms timer on the worker's event loop wakes: consumption, cuts and "
                            "queries share that loop, so this is how long any of them held it",

@@ -51,6 +51,20 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+_frozen_at_last_freeze = 0
+
+
+def frozen_objects() -> int:
+    """How many objects the last ``freeze_long_lived`` froze (some may have been freed since).
+
+    For the processes' gauges: ``gc.get_freeze_count`` walks the whole frozen list, 22 ms
+    for 3 M objects, and a worker after a rebalance holds millions, so every scrape of
+    /metrics stood the event loop still that long (3 % of a sealing worker's CPU under the
+    e2e bench's scrapes, perf/RESULTS.md "The transport's floor").
+    """
+    return _frozen_at_last_freeze
+
+
 def freeze_long_lived() -> None:
     """Take every object alive now out of the garbage collector's full collections.
 
@@ -61,9 +75,11 @@ def freeze_long_lived() -> None:
     Frozen objects are still freed when their last reference goes; only a reference cycle
     among them waits for the next call, which unfreezes and collects first.
     """
+    global _frozen_at_last_freeze
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _frozen_at_last_freeze = gc.get_freeze_count()  # one walk per freeze, not one per scrape
 
 
 GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)

@@ -83,6 +83,33 @@ def test_frozen_objects_leave_full_collections_until_the_next_freeze() -> None:
     assert after_refreeze == "False"  # unfrozen and collected by the next call
 
 
+# The gauges read the count taken at the freeze: gc.get_freeze_count walks the frozen list on every call.
+FROZEN_GAUGE_PROBE = """
+import gc
+from metricsflow.heap import freeze_long_lived, frozen_objects
+from agents import metrics as worker
+from metricsflow.collector import metrics as collector
+before = frozen_objects()
+keep = [[i] for i in range(50_000)]
+freeze_long_lived()
+counted = gc.get_freeze_count()
+def walk():
+    raise AssertionError("a scrape walked the frozen objects")
+gc.get_freeze_count = walk
+values = [m.collect()[0].samples[0].value for m in (worker.GC_FROZEN, collector.GC_FROZEN)]
+print(before, counted, frozen_objects(), *values)
+"""
+
+
+def test_the_frozen_gauges_read_the_count_taken_at_the_freeze() -> None:
+    out = subprocess.run([sys.executable, "-c", FROZEN_GAUGE_PROBE], capture_output=True, text=True, timeout=60,
+                         check=True)
+    before, counted, cached, worker, collector = (int(float(v)) for v in out.stdout.split())
+    assert before == 0  # nothing frozen yet
+    assert counted > 50_000  # the lists above and the libraries' objects
+    assert cached == worker == collector == counted
+
+
 def test_every_collection_is_timed_with_its_generation() -> None:
     from metricsflow.heap import time_collections
 

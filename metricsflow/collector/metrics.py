@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
-
 from prometheus_client import Counter, Gauge, Histogram
 
-from metricsflow.heap import GC_PAUSE_BUCKETS
+from metricsflow.heap import GC_PAUSE_BUCKETS, frozen_objects
 
 POINTS_ACCEPTED = Counter("mf_collector_points_accepted", "Points acknowledged by Kafka", ["protocol"])
 POINTS_REJECTED = Counter("mf_collector_points_rejected", "Points refused, by reason", ["protocol", "reason"])
@@ -29,8 +27,9 @@ REQUESTS_PER_WRITE = Histogram("mf_collector_requests_per_write",
 GC_PAUSE = Histogram("mf_collector_gc_pause_seconds",
                      "Garbage collections by generation (2: full); the whole process waits for each",
                      ["generation"], buckets=GC_PAUSE_BUCKETS)
-GC_FROZEN = Gauge("mf_collector_gc_frozen_objects", "Objects kept out of full collections (frozen at start)")
-GC_FROZEN.set_function(gc.get_freeze_count)
+GC_FROZEN = Gauge("mf_collector_gc_frozen_objects",
+                  "Objects kept out of full collections (frozen at start; counted when frozen)")
+GC_FROZEN.set_function(frozen_objects)
 KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")
 REQUESTS_REJECTED = Counter("mf_collector_requests_rejected", "Whole requests refused (unreadable body), by reason",
                             ["protocol", "reason"])
