@@ -15,14 +15,21 @@ log = logging.getLogger(__name__)
 
 
 def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
-    """The worker's own loop (``Settings.worker_loop``; Faust's consumer thread keeps asyncio's)."""
+    """The worker's loop (``Settings.worker_loop``), made the kind every later loop of the process has too.
+
+    Faust runs its Kafka consumer on a loop of its own, in a thread (mode's ``ServiceThread``
+    makes it with ``asyncio.new_event_loop()``): with uvloop's policy set, that loop is
+    uvloop's as well, not asyncio's pure-Python one (perf/RESULTS.md, "The transport's floor").
+    """
     if kind == "uvloop":
         try:
             import uvloop
         except ImportError:
             log.warning("uvloop is not installed: the worker runs on asyncio's event loop")
         else:
-            return uvloop.new_event_loop()
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            return asyncio.new_event_loop()
+    asyncio.set_event_loop_policy(None)
     return asyncio.new_event_loop()
 
 

@@ -33,3 +33,21 @@ def test_worker_loop_default_choice_and_refusal() -> None:
             assert isinstance(loop, loop_type) and (kind == "uvloop") == isinstance(loop, uvloop.Loop)
         finally:
             loop.close()
+
+
+@pytest.mark.parametrize("kind", ["uvloop", "asyncio"])
+def test_faust_consumer_thread_gets_the_worker_loop_kind(kind: str) -> None:
+    import uvloop
+    from mode.threads import ServiceThread
+
+    loop = new_event_loop(kind)
+    asyncio.set_event_loop(loop)
+    # Faust's Kafka consumer runs in a mode ServiceThread, on the loop its constructor makes.
+    thread = ServiceThread(loop=loop)
+    try:
+        assert isinstance(thread.thread_loop, uvloop.Loop) == (kind == "uvloop")
+    finally:
+        thread.thread_loop.close()
+        asyncio.set_event_loop(None)
+        loop.close()
+        asyncio.set_event_loop_policy(None)
