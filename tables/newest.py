@@ -62,20 +62,42 @@ class NewestTimes:
             self._settle()
 
     def _settle(self) -> None:
+        """Raise every noted series to the newest of its noted timestamps.
+
+        One sort by series, one search, and ``maximum.at``, which raises in place and takes a
+        series noted by several messages to the largest of its timestamps. Sorting by series
+        and time, dropping repeats, then sorting again to search in order cost 10-17 % of an
+        ingested message more (perf/bench_ingest_per_message.py, perf/RESULTS.md "The
+        transport's floor").
+        """
         if not self._deferred:
             return
         parts, self._deferred, self._deferred_runs = self._deferred, [], 0
-        sids = np.concatenate([p[0] for p in parts])
-        highs = np.concatenate([p[1] for p in parts])
-        order = np.lexsort((highs, sids))  # by series, then time: each series' last is its newest
-        sids, highs = sids[order], highs[order]
-        last = np.ones(sids.size, dtype=bool)
-        np.not_equal(sids[1:], sids[:-1], out=last[:-1])
-        sids, highs = sids[last], highs[last]
-        found = self._lookup(sids)
-        assert found is not None  # no series repeats now
-        known, where = found
-        self.raise_to(where, highs > known, sids, highs)
+        sids = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        highs = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        keys = self._keys
+        if keys.size:
+            # Searched in key order: the search reuses its last bound and the cache lines
+            # (10,000 series over 20,000 known: 0.8 ms in message order, 0.2 sorted).
+            order = np.argsort(sids)
+            sids, highs = sids[order], highs[order]
+            pos = keys.searchsorted(sids)
+            np.minimum(pos, keys.size - 1, out=pos)
+            found = keys[pos] == sids
+            if found.all():
+                np.maximum.at(self._times, pos, highs)
+                return
+            np.maximum.at(self._times, pos[found], highs[found])
+            sids, highs = sids[~found], highs[~found]
+        # Series not in the columns yet (a partition's first messages) wait in the dict.
+        new = self._new
+        sid_list = sids.tolist()
+        if new:
+            self._probed += len(sid_list)
+        for sid, high in zip(sid_list, highs.tolist(), strict=True):
+            if high > new.get(sid, NEVER):
+                new[sid] = high
+        self._maybe_merge()
 
     def _index(self, sid: int) -> int:
         keys = self._keys
