@@ -1,0 +1,286 @@
+"""What receiving the load costs before any of our code runs: the transport's floor.
+
+A server process that only receives and acknowledges — gRPC ``metricsflow.v1.Ingest/Write``
+(grpc.aio on uvloop, bytes in, an empty WriteResponse out, as the collector is set up) or
+aiohttp ``POST /v1/metrics`` answering 202 — gets the same pre-encoded requests as
+perf/bench_e2e.py (500 series × 10 samples each, 4 connections, the anchors' chain
+schedule). ``--handler parse`` also runs ``parse_native`` on each body (the collector's
+first step), so the parser's share shows apart from the transport's. The server's CPU
+(utime + stime from /proc, idle subtracted) per point is the part of the collector's
+figure no change to metricsflow's own code can remove.
+
+``--kafka-port P`` also measures the Kafka clients' floor on a private broker (P and P+1):
+the collector's pipeline turns the same requests into their mf.points / mf.series messages
+in memory first, then (1) the collector's ``KafkaWriter`` (aiokafka, acks=all, idempotent,
+zstd) produces them two requests per write with four writes in flight, as the collector's
+group commit does under this load, and (2) a bare aiokafka consumer reads mf.points back
+and runs only ``decode_batch`` on each record, the worker's first step: the CPU of this
+process for each, on uvloop. Neither includes Faust, the worker's head or the broker.
+
+    python perf/bench_transport_floor.py [--size M] [--protocols grpc,http] [--handlers noop,parse]
+                                         [--kafka-port 47392]
+
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from perf.lib import procs  # noqa: E402
+from perf.lib.requests import build  # noqa: E402
+from perf.lib.send import Client, send_chains  # noqa: E402
+
+SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10_000, 60)}  # hosts (10 series each), points per series
+GRPC_SERVICE = "metricsflow.v1.Ingest"
+
+
+def serve(protocol: str, handler: str, port: int) -> None:
+    """The receiving end, in this process until SIGTERM."""
+    import uvloop
+
+    from metricsflow.ingest.native import parse_native
+    from metricsflow.pb import metricsflow_pb2 as pb
+
+    uvloop.install()
+    parse = handler == "parse"
+    empty = pb.WriteResponse().SerializeToString()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if protocol == "grpc":
+            import grpc
+            from grpc import aio
+
+            async def write(body: bytes, context: object) -> bytes:
+                if parse:
+                    parse_native(body)
+                return empty
+
+            handlers = {"Write": grpc.unary_unary_rpc_method_handler(
+                write, request_deserializer=lambda b: b, response_serializer=lambda b: b)}
+            server = aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(GRPC_SERVICE, handlers),))
+            server.add_insecure_port(f"127.0.0.1:{port}")
+            await server.start()
+            print("ready", flush=True)
+            await stop.wait()
+            await server.stop(grace=1)
+        else:
+            from aiohttp import web
+
+            async def metrics(request: web.Request) -> web.Response:
+                body = await request.read()
+                if parse:
+                    parse_native(body)
+                return web.Response(status=202)
+
+            app = web.Application(client_max_size=64 << 20)
+            app.router.add_post("/v1/metrics", metrics)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+            print("ready", flush=True)
+            await stop.wait()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def measure(protocol: str, handler: str, port: int, enc, concurrency: int) -> dict[str, object]:
+    server = subprocess.Popen([sys.executable, __file__, "--serve", protocol, "--handler", handler,
+                               "--port", str(port)], stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != b"ready":
+            raise SystemExit(f"{protocol} server did not start")
+        idle = procs.idle_rates({"server": server.pid}, 2.0)["server"]
+
+        async def send():
+            async with Client(protocol, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", concurrency) as c:
+                return await send_chains(c, enc.items, enc.n_windows, enc.n_groups)
+
+        cpu0, t0 = procs.proc_cpu(server.pid), time.perf_counter()
+        st = asyncio.run(send())
+        wall = time.perf_counter() - t0
+        cpu = procs.proc_cpu(server.pid) - cpu0 - idle * wall
+    finally:
+        server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(10)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    if st.errors:
+        raise SystemExit(f"{protocol}/{handler}: {st.errors} errors, e.g. {st.err_samples}")
+    return {"protocol": protocol, "handler": handler, "points": st.accepted, "requests": st.requests,
+            "wall_s": round(wall, 3), "server_cpu_s": round(cpu, 3),
+            "points_per_cpu_s": round(st.accepted / max(cpu, 1e-9)),
+            "server_us_per_request": round(cpu / st.requests * 1e6, 1)}
+
+
+def kafka_floor(enc, port: int) -> dict[str, object]:
+    """The Kafka clients' CPU for the load's messages: produce as the collector does, consume + decode."""
+    import dataclasses
+    import tempfile
+
+    import uvloop
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from metricsflow.collector.kafka_writer import KafkaWriter
+    from metricsflow.collector.pipeline import IngestPipeline
+    from metricsflow.config import Settings
+    from metricsflow.ingest.native import parse_native
+    from metricsflow.pointbatch import decode_batch
+    from metricsflow.stack import kafka
+    from metricsflow.topics import ensure_topics
+
+    writes: list[list] = []
+
+    class Keeping:
+        ready = True
+
+        async def write(self, messages) -> None:
+            writes.append(list(messages))
+
+    # Two requests per write, merged into one message per partition as the collector's group
+    # commit merges the requests that wait for a write (1.96 per write in perf/bench_e2e.py's M run).
+    settings = dataclasses.replace(Settings(), collector_linger_ms=60_000,
+                                   collector_linger_points=2 * enc.items[0].points)
+    pipeline = IngestPipeline(settings, Keeping())  # type: ignore[arg-type]
+
+    async def build_messages() -> None:
+        for lo in range(0, len(enc.items), 2):
+            await asyncio.gather(*(pipeline.accept("default", parse_native(it.body), "grpc")
+                                   for it in enc.items[lo:lo + 2]))
+
+    asyncio.run(build_messages())
+    points_messages = sum(1 for w in writes for m in w if m[0] == settings.topic("points"))
+    uvloop.install()
+    with tempfile.TemporaryDirectory(prefix="mf-floor-") as tmp:
+        node = kafka.KafkaNode(Path(tmp), port=port, controller_port=port + 1)
+        kafka.start(node)
+        try:
+            s = dataclasses.replace(settings, kafka_bootstrap=node.bootstrap)
+
+            async def produce() -> float:
+                await ensure_topics(s, timeout_s=60)
+                writer = KafkaWriter(s.kafka_bootstrap, 60.0, compression=s.kafka_compression)
+                writer.start()
+                while not writer.ready:
+                    await asyncio.sleep(0.05)
+                await writer.write([(s.topic("points"), 0, None, b"")])  # metadata, connections (an empty value)
+                in_flight = asyncio.Semaphore(4)
+
+                async def one(messages) -> None:
+                    async with in_flight:
+                        await writer.write(messages)
+
+                c0 = time.process_time()
+                await asyncio.gather(*(one(w) for w in writes))
+                cpu = time.process_time() - c0
+                await writer.close()
+                return cpu
+
+            async def consume() -> tuple[float, int]:
+                consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False,
+                                            auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
+                await consumer.start()
+                parts = [TopicPartition(s.topic("points"), p) for p in range(s.partitions)]
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+                ends = await consumer.end_offsets(parts)
+                points, left = 0, {tp: ends[tp] for tp in parts if ends[tp]}
+                c0 = time.process_time()
+                while left:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                    for tp, records in batches.items():
+                        for record in records:
+                            if record.value:
+                                points += int(decode_batch(record.value).timestamps_ms.size)
+                        if records and records[-1].offset + 1 >= left.get(tp, 0):
+                            left.pop(tp, None)
+                cpu = time.process_time() - c0
+                await consumer.stop()
+                return cpu, points
+
+            produce_cpu = asyncio.run(produce())
+            consume_cpu, consumed = asyncio.run(consume())
+        finally:
+            kafka.stop(node)
+    if consumed != enc.n_points:
+        raise SystemExit(f"consumed {consumed:,} points of {enc.n_points:,}")
+    return {"writes": len(writes), "points_messages": points_messages,
+            "produce_cpu_s": round(produce_cpu, 3), "consume_decode_cpu_s": round(consume_cpu, 3),
+            "produce_us_per_message": round(produce_cpu / points_messages * 1e6, 1),
+            "consume_us_per_message": round(consume_cpu / points_messages * 1e6, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=sorted(SIZES), default="M")
+    ap.add_argument("--protocols", default="grpc,http")
+    ap.add_argument("--handlers", default="noop,parse")
+    ap.add_argument("--rounds", type=int, default=2, help="each (protocol, handler) this many times, interleaved")
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--port", type=int, default=47300)
+    ap.add_argument("--kafka-port", type=int, default=0, help="also the Kafka clients' floor, on a private broker")
+    ap.add_argument("--serve", choices=("grpc", "http"), help=argparse.SUPPRESS)
+    ap.add_argument("--handler", default="noop", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve:
+        serve(a.serve, a.handler, a.port)
+        return 0
+    hosts, points = SIZES[a.size]
+    runs: list[dict[str, object]] = []
+    for protocol in a.protocols.split(","):
+        enc = build(protocol, hosts, points)
+        for r in range(a.rounds):
+            for handler in a.handlers.split(","):
+                run = measure(protocol, handler, a.port, enc, a.concurrency)
+                run["round"] = r
+                runs.append(run)
+                print(f"{protocol:5} {handler:6} round {r}: {run['server_cpu_s']:.2f} CPU-s, "
+                      f"{run['points_per_cpu_s']:>11,} points per CPU-s, {run['server_us_per_request']} µs "
+                      f"per request, wall {run['wall_s']:.2f} s", flush=True)
+    print("-" * 78)
+    print(f"{'protocol':9}{'handler':8}{'server CPU-s (best)':>22}{'points per CPU-s':>20}{'µs per request':>16}")
+    best: dict[tuple[str, str], dict[str, object]] = {}
+    for run in runs:
+        key = (str(run["protocol"]), str(run["handler"]))
+        if key not in best or run["server_cpu_s"] < best[key]["server_cpu_s"]:  # type: ignore[operator]
+            best[key] = run
+    for (protocol, handler), run in best.items():
+        print(f"{protocol:9}{handler:8}{run['server_cpu_s']:>22}{run['points_per_cpu_s']:>20,}"
+              f"{run['server_us_per_request']:>16}")
+    kafka_run = None
+    if a.kafka_port:
+        kafka_run = kafka_floor(build("grpc", hosts, points), a.kafka_port)
+        print(f"kafka    produce (KafkaWriter, zstd) {kafka_run['produce_cpu_s']:>7} CPU-s, "
+              f"{kafka_run['produce_us_per_message']} µs per mf.points message ({kafka_run['points_messages']:,})")
+        print(f"kafka    consume + decode_batch      {kafka_run['consume_decode_cpu_s']:>7} CPU-s, "
+              f"{kafka_run['consume_us_per_message']} µs per message")
+    print("-" * 78)
+    print(json.dumps({"bench": "transport_floor", "size": a.size, "machine": {
+        "nproc": os.cpu_count(), "python": platform.python_version()}, "cmd": "python " + " ".join(sys.argv),
+        "runs": runs, "kafka": kafka_run}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
