@@ -169,6 +169,7 @@ def kafka_floor(enc, port: int) -> dict[str, object]:
             await asyncio.gather(*(pipeline.accept("default", parse_native(it.body), "grpc")
                                    for it in enc.items[lo:lo + 2]))
 
+    print(f"kafka    building the mf.points messages of {len(enc.items):,} requests ...", flush=True)
     asyncio.run(build_messages())
     points_messages = sum(1 for w in writes for m in w if m[0] == settings.topic("points"))
     uvloop.install()
@@ -219,7 +220,9 @@ def kafka_floor(enc, port: int) -> dict[str, object]:
                 await consumer.stop()
                 return cpu, points
 
+            print(f"kafka    producing {len(writes)} writes on {node.bootstrap} ...", flush=True)
             produce_cpu = asyncio.run(produce())
+            print("kafka    consuming them back ...", flush=True)
             consume_cpu, consumed = asyncio.run(consume())
         finally:
             kafka.stop(node)

@@ -66,8 +66,8 @@ class NewestTimes:
 
         One sort by series, one search, and ``maximum.at``, which raises in place and takes a
         series noted by several messages to the largest of its timestamps. Sorting by series
-        and time, dropping repeats, then sorting again to search in order cost 10-17 % of an
-        ingested message more (perf/bench_ingest_per_message.py, perf/RESULTS.md "The
+        and time, dropping repeats, then sorting again to search in order made an ingested
+        message cost 10-17 % more (perf/bench_ingest_per_message.py, perf/RESULTS.md "The
         transport's floor").
         """
         if not self._deferred:
