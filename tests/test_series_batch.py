@@ -32,6 +32,32 @@ def test_batches_carry_every_series_in_order(sids: list[int]) -> None:
     assert [info for _, info in decoded] == infos
 
 
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@given(tenant=TEXT, labels=st.dictionaries(TEXT, TEXT, max_size=8), kind=st.sampled_from([0, 1, 2, 3, -1]),
+       first_seen_ms=st.one_of(st.just(0), st.integers(-2**63, 2**63 - 1)),
+       kept=st.sampled_from([2, series_batch.LABEL_FIELDS_KEPT]))
+@settings(max_examples=300, deadline=None)
+def test_hand_encoded_infos_and_batches_are_protobufs_bytes(tenant: str, labels: dict[str, str], kind: int,
+                                                           first_seen_ms: int, kept: int) -> None:
+    message = pb.SeriesInfo(tenant=tenant, kind=kind, first_seen_ms=first_seen_ms,
+                            labels=[pb.Label(name=k, value=v) for k, v in sorted(labels.items()) if v])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(series_batch, "LABEL_FIELDS_KEPT", kept)  # 2: the label cache empties itself as it goes
+        mp.setattr(series_batch, "_label_fields", {})
+        for _ in range(2):  # the second time from the label cache
+            encoded = series_batch.encode_info(tenant, labels, kind, first_seen_ms)
+            assert encoded == message.SerializeToString()
+        assert len(series_batch._label_fields) <= kept  # bounded
+    sids = [7, 2**64 - 1]
+    by_bytes = list(series_batch.encode_batches(sids, [encoded, encoded]))
+    expected = pb.SeriesBatch(format_version=series_batch.FORMAT_VERSION,
+                              series_ids=np.array(sids, dtype="<u8").tobytes(), series=[message, message])
+    assert by_bytes == list(series_batch.encode_batches(sids, [message, message]))
+    assert [value for _, value in by_bytes] == [expected.SerializeToString()]
+
+
 def test_batches_of_long_labels_stay_under_the_byte_cap() -> None:
     big = [pb.SeriesInfo(tenant="t1", labels=[pb.Label(name=f"l{j}", value=f"{i}" + "x" * 4000) for j in range(30)])
            for i in range(40)]  # ~120 KB each

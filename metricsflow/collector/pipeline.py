@@ -383,19 +383,14 @@ class IngestPipeline:
         new_series = self._announced.missing(all_sids)
         if new_series:
             fresh = set(new_series)
-            by_part: dict[int, tuple[list[int], list[pb.SeriesInfo]]] = {}
+            by_part: dict[int, tuple[list[int], list[bytes]]] = {}
             for tenant, kept in group:
                 for s, sid, part in zip(kept.series, kept.sids, kept.parts, strict=True):
                     if sid in fresh:
                         fresh.discard(sid)  # once per write, however often it comes
-                        info = pb.SeriesInfo(tenant=tenant, kind=int(s.kind), first_seen_ms=now_ms)
-                        add = info.labels.add  # 5.8 against 9.4 us for 11 labels built as Label objects first
-                        for k, v in sorted(s.labels.items()):
-                            if v:
-                                add(name=k, value=v)
                         ids, infos = by_part.setdefault(part, ([], []))
                         ids.append(sid)
-                        infos.append(info)
+                        infos.append(series_batch.encode_info(tenant, s.labels, int(s.kind), now_ms))
             for part, (ids, infos) in sorted(by_part.items()):
                 for key, value in series_batch.encode_batches(ids, infos):
                     messages.append((self._series_topic, part, key, value))
