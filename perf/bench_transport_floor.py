@@ -4,10 +4,10 @@ A server process that only receives and acknowledges — gRPC ``metricsflow.v1.I
 (grpc.aio on uvloop, bytes in, an empty WriteResponse out, as the collector is set up) or
 aiohttp ``POST /v1/metrics`` answering 202 — gets the same pre-encoded requests as
 perf/bench_e2e.py (500 series × 10 samples each, 4 connections, the anchors' chain
-schedule). ``--handler parse`` also runs ``parse_native`` on each body (the collector's
-first step), so the parser's share shows apart from the transport's. The server's CPU
-(utime + stime from /proc, idle subtracted) per point is the part of the collector's
-figure no change to metricsflow's own code can remove.
+schedule). The ``parse`` handler also runs ``parse_native`` on each body (the collector's
+first step), so the parser's share shows apart from the transport's. The ``noop`` server's
+CPU (utime + stime from /proc, idle subtracted) is the part of the collector's figure no
+change to metricsflow's own code can remove.
 
 ``--kafka-port P`` also measures the Kafka clients' floor on a private broker (P and P+1):
 the collector's pipeline turns the same requests into their mf.points / mf.series messages
