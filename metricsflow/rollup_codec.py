@@ -168,6 +168,10 @@ def _residual_section(
     return _PACKED, best.to_bytes(), False
 
 
+_DENSE_PCODEC_HEAD = uvarint(_DENSE_PCODEC)
+_DENSE_PACKED_HEAD = uvarint(_DENSE_PACKED)
+
+
 def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     """``head uvarint`` then the patches: head 1 a dense pcodec column, 3 a dense packed
     column, even: head / 2 sparse (gap, patch) pairs."""
@@ -176,10 +180,10 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     positions = np.flatnonzero(patch)
     if positions.size * _DENSE_SHARE > patch.size:  # sums: ~1/3 of the windows an ulp off
         packed = packed_ints.plan(patch, False)
-        pcodec = uvarint(_DENSE_PCODEC) + _pco.compress(patch, _ORDER0)
+        pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch, _ORDER0)
         if packed is None or len(pcodec) < packed.size + 1:
             return pcodec, True
-        return uvarint(_DENSE_PACKED) + packed.to_bytes(), False
+        return _DENSE_PACKED_HEAD + packed.to_bytes(), False
     gaps = np.diff(positions, prepend=-1) - 1
     pairs = np.empty(2 * positions.size, dtype=np.int64)
     pairs[0::2] = gaps
@@ -324,9 +328,6 @@ def _long_sections(
         out[i] = (patch_section, coding, section, patch_pco or res_pco)
     return out
 
-
-_DENSE_PCODEC_HEAD = uvarint(_DENSE_PCODEC)
-_DENSE_PACKED_HEAD = uvarint(_DENSE_PACKED)
 
 
 def _scaled(x: np.ndarray) -> np.ndarray:
