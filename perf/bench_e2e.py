@@ -49,7 +49,6 @@ from perf.lib import requests as rq  # noqa: E402
 from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
 from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
-SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10000, 60)}
 ANCHORS = Path("/work/shared/anchors")
 
 
@@ -185,7 +184,7 @@ def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=SIZES, default="S")
+    ap.add_argument("--size", choices=rq.SIZES, default="S")
     ap.add_argument("--protocol", choices=("grpc", "http", "remote_write"), default="grpc")
     ap.add_argument("--with-anchors", action="store_true", help="also run anchors/bench.py --system vm and prom")
     ap.add_argument("--concurrency", type=int, default=4)
@@ -207,7 +206,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="JSON result file (default /tmp/mfperf/results/<tag>.json)")
     a = ap.parse_args()
 
-    hosts, points = SIZES[a.size]
+    hosts, points = rq.SIZES[a.size]
     tag = f"e2e_{a.size}_{a.protocol}"
     root = Path(a.root)
     print(f"[{tag}] encoding {hosts * 10 * points:,} points ({a.protocol}) ...", flush=True)

@@ -41,10 +41,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from perf.lib import procs  # noqa: E402
-from perf.lib.requests import build  # noqa: E402
+from perf.lib.requests import SIZES, build  # noqa: E402
 from perf.lib.send import Client, send_chains  # noqa: E402
 
-SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10_000, 60)}  # hosts (10 series each), points per series
 GRPC_SERVICE = "metricsflow.v1.Ingest"
 
 

@@ -21,6 +21,8 @@ from metricsflow.wire import encode_labels, encode_series, encode_write_request,
 from metricsflow.workload import INTERVAL_MS, RandomWalk, series_labels
 
 NATIVE = ("grpc", "http")
+# The benchmarks' load sizes: hosts (10 series each), points per series.
+SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10_000, 60)}
 
 
 @dataclass
