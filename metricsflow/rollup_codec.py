@@ -264,9 +264,10 @@ def _short_sections(
     """``_long_sections`` for rows of at most ``_SHORT`` windows (the 1h tier holds 2): on
     Python ints, all rows converted by one call, as the scalar twin codes them."""
     residual_rows, patch_rows = residuals.tolist(), patch.tolist()
+    section_of = _residual_section_pair if residuals.shape[1] == 2 else _residual_section_scalar
     out: dict[int, tuple[bytes, int, bytes, bool]] = {}
     for i in rows:
-        coding, section = _residual_section_scalar(residual_rows[i], ORDER[i % len(ORDER)])
+        coding, section = section_of(residual_rows[i], ORDER[i % len(ORDER)])
         out[i] = (_patch_section_scalar(patch_rows[i]) if patched[i] else _NO_PATCHES, coding, section, False)
     return out
 
@@ -737,6 +738,30 @@ def _residual_section_scalar(values: list[int], name: str) -> tuple[int, bytes]:
     if packed is None or len(varints) <= len(packed):
         return _VARINTS, varints
     return _PACKED, packed
+
+
+def _varint_size(value: int) -> int:
+    """Bytes of ``zigzag_varint(value)``."""
+    return (max((((value << 1) ^ (value >> 63)) & _U64_MASK).bit_length(), 1) + 6) // 7
+
+
+def _residual_section_pair(values: list[int], name: str) -> tuple[int, bytes]:
+    """``_residual_section_scalar`` of two residuals (a 2 h block's two 1h windows): the
+    sizes of both codings from bit lengths, then only the kept one written."""
+    a, b = values
+    if not a and not b:
+        return _ZERO, b""
+    varints = _varint_size(a) + _varint_size(b)
+    if name in _DELTAS:  # pack_small: head, the difference as base (width 0), a as seed
+        step = ((b - a + _I64_HALF) & _U64_MASK) - _I64_HALF
+        if varints <= 1 + _varint_size(step) + _varint_size(a):
+            return _VARINTS, packed_ints.zigzag_varint(a) + packed_ints.zigzag_varint(b)
+        return _PACKED, packed_ints.pack_small(values, True) or b""
+    base = min(a, b)
+    width = (max(a, b) - base).bit_length()
+    if width > packed_ints.WIDTH_MASK or varints <= 1 + _varint_size(base) + (2 * width + 7) // 8:
+        return _VARINTS, packed_ints.zigzag_varint(a) + packed_ints.zigzag_varint(b)
+    return _PACKED, packed_ints.pack_small(values, False) or b""
 
 
 def _encode_columns_scalar(values: np.ndarray) -> list[bytes]:

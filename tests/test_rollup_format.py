@@ -254,6 +254,22 @@ def test_short_block_scalar_twin_writes_and_reads_like_the_vector_path(data: st.
         np.testing.assert_array_equal(scalar[i].view(np.uint64), values[i].view(np.uint64), err_msg=name)
 
 
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@EXAMPLES
+@given(st.tuples(_INT64 | st.integers(-300, 300) | st.just(0), _INT64 | st.integers(-300, 300) | st.just(0),
+                 st.integers(-(2**20), 2**20)),
+       st.sampled_from(rollup_codec.ORDER))
+def test_two_window_residuals_are_coded_as_the_scalar_twin_codes_them(pair: tuple[int, int, int], name: str) -> None:
+    """The 1h tier's columns (two windows) size both codings from bit lengths; the coding
+    and bytes must be ``_residual_section_scalar``'s, near ties and int64 wraps included."""
+    a, b, near = pair
+    for values in ([a, b], [a, max(-(2**63), min(2**63 - 1, a + near))]):
+        assert rollup_codec._residual_section_pair(values, name) == \
+            rollup_codec._residual_section_scalar(values, name), values
+
+
 def _int_rows(data: st.DataObject, rows: int, n: int) -> np.ndarray:
     """Rows that reach every coding: zeros, small or huge spreads, outliers, few nonzeros."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
