@@ -152,20 +152,55 @@ def _residual_section(
         return _ZERO, b"", False
     if deltas:
         packed = packed_ints.plan(residuals, deltas)
-    # pcodec is tried even for a constant column: the first version-2 encoder meant to
-    # skip it there, but its test (``packed[0] & WIDTH_MASK == 0``, read by Python as
-    # ``packed[0] & False``) never fired, and its bytes are the format now.
-    pcodec = _pco.compress(residuals, _ORDER1 if deltas else _ORDER0)
+    pcodec_size = _NOT_TRIED
+    if pcodec_may_win(residuals[None, :], deltas)[0]:
+        pcodec = _pco.compress(residuals, _ORDER1 if deltas else _ORDER0)
+        pcodec_size = len(pcodec)
     best: packed_ints.Packing | None = None  # the smallest packing, the first on ties
-    if packed is not None and packed.size < len(pcodec):
+    if packed is not None and packed.size < pcodec_size:
         best = packed
     if not deltas and zeros * _ELIDE_SHARE >= residuals.size:
         elided = packed_ints.plan_zeros_elided(residuals)
-        if elided is not None and elided.size < (len(pcodec) if best is None else best.size):
+        if elided is not None and elided.size < (pcodec_size if best is None else best.size):
             best = elided
     if best is None:  # pcodec wins ties
         return _PCODEC, pcodec, True
     return _PACKED, best.to_bytes(), False
+
+
+# pcodec is tried on a long residual column only where it can beat packing, which spends
+# the same bits on every value: a common divisor of the offsets (pcodec's IntMult mode) or
+# outliers that make the width at least _TAIL_BITS wider than the middle 90 % needs (its
+# bins then give the bulk fewer bits). Elsewhere it lost by >= 8 bytes in all but 2 of
+# 4,979 columns of the load workload and real node-exporter data (13 bytes in all), and a
+# try costs ~3 µs: 35 of a 1m block's ~150 µs. perf/RESULTS.md, "pcodec where it can win".
+_TAIL_BITS = 3
+_TAIL_SHARE = 20  # the middle: all but the n // 20 lowest and highest
+_DIVISOR_PROBE = 16
+_NOT_TRIED = 1 << 62
+
+
+def pcodec_may_win(rows: np.ndarray, deltas: bool) -> list[bool]:
+    """Per row of a 2-D int64 array of residuals (their first differences if ``deltas``,
+    as pcodec and the packing code them): whether pcodec is tried."""
+    if deltas:
+        rows = np.diff(rows, axis=1)  # wraps like the packing's differences
+    n = rows.shape[1]
+    if n == 0 or rows.shape[0] == 0:
+        return [False] * rows.shape[0]
+    k = n // _TAIL_SHARE
+    offsets = rows.view(_U64) - rows.min(axis=1).view(_U64)[:, None]
+    ranked = np.sort(offsets, axis=1)  # faster than np.partition at two ranks
+    # A divisor of the first offsets (one is likely the 0 at the minimum) bounds the
+    # common one: where they share none, no column-wide one exists.
+    divisors = np.gcd.reduce(offsets[:, :_DIVISOR_PROBE], axis=1)
+    out: list[bool] = []
+    for top, inner_low, inner_high, divisor in zip(ranked[:, -1].tolist(), ranked[:, k].tolist(),
+                                                   ranked[:, n - 1 - k].tolist(), divisors.tolist(), strict=True):
+        width = top.bit_length()  # over 63 bits only pcodec codes the column
+        out.append(divisor > 1 or width > packed_ints.WIDTH_MASK
+                   or width - (inner_high - inner_low).bit_length() >= _TAIL_BITS)
+    return out
 
 
 _DENSE_PCODEC_HEAD = uvarint(_DENSE_PCODEC)
@@ -288,15 +323,20 @@ def _long_sections(
     plans = dict(zip(others, packed_ints.plan_rows(residuals[others]), strict=True))
     plans.update(zip(lasts, packed_ints.plan_rows(residuals[lasts], deltas=True), strict=True))
     elided = dict(zip(elide, packed_ints.plan_rows_zeros_elided(residuals[elide]), strict=True))
+    tried = dict(zip(others, pcodec_may_win(residuals[others], False), strict=True))
+    tried.update(zip(lasts, pcodec_may_win(residuals[lasts], True), strict=True))
     written: list[packed_ints.Packing] = []
     residual: dict[int, tuple[int, bytes | int, bool]] = {}  # an int: the index of a written packing
     for i in live:
-        pcodec = _pco.compress(residuals[i], _ORDER1 if i % len(ORDER) == _LAST else _ORDER0)
+        pcodec, pcodec_size = b"", _NOT_TRIED
+        if tried[i]:
+            pcodec = _pco.compress(residuals[i], _ORDER1 if i % len(ORDER) == _LAST else _ORDER0)
+            pcodec_size = len(pcodec)
         best = plans[i]
-        if best is not None and best.size >= len(pcodec):
+        if best is not None and best.size >= pcodec_size:
             best = None
         other = elided.get(i)
-        if other is not None and other.size < (len(pcodec) if best is None else best.size):
+        if other is not None and other.size < (pcodec_size if best is None else best.size):
             best = other
         if best is None:  # pcodec wins ties
             residual[i] = (_PCODEC, pcodec, True)

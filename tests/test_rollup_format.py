@@ -302,6 +302,43 @@ def test_long_columns_coded_together_are_each_column_coded_alone(data: st.DataOb
         assert got[i] == (patches, coding, section, patch_pco or res_pco), (i, name)
 
 
+def _residual_columns(kind: str, rows: int = 8, n: int = 120) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    out = np.rint(rng.normal(0, 400, (rows, n))).astype(np.int64)  # a 1m column's residuals
+    if kind == "divisor":
+        out *= 4096  # float residuals whose low mantissa bits are all zero
+    elif kind == "tail":
+        out[:, ::20] *= 5_000  # a spike every 20 windows
+    return out
+
+
+@pytest.mark.parametrize("kind", ["divisor", "tail"])
+def test_pcodec_is_tried_where_it_beats_packing(kind: str) -> None:
+    """A common divisor (pcodec's IntMult) or a tail of outliers: pcodec is tried and kept."""
+    columns = _residual_columns(kind)
+    assert all(rollup_codec.pcodec_may_win(columns, False))
+    for column in columns:
+        packed = packed_ints.plan(column, False)
+        coding, section, pco = rollup_codec._residual_section(column, "sum", 0, packed)
+        assert (coding, pco) == (rollup_codec._PCODEC, True)
+        assert packed is not None and len(section) < packed.size
+
+
+def test_pcodec_is_not_tried_on_bell_shaped_residuals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Residuals without a divisor or tail pack smaller than pcodec codes them: no try (each
+    costs ~3 µs, a 1m block has 7 columns)."""
+    columns = _residual_columns("bell")
+    for column in columns:  # what a try would have found
+        assert packed_ints.plan(column, False).size < len(rollup_codec._pco.compress(column, rollup_codec._ORDER0))
+    assert not any(rollup_codec.pcodec_may_win(columns, False))
+    assert not any(rollup_codec.pcodec_may_win(np.cumsum(columns, axis=1), True))  # ``last``: its differences
+    monkeypatch.setattr(rollup_codec._pco, "compress", lambda *a: pytest.fail("pcodec tried"))
+    rows = list(range(len(columns)))
+    zeros = [0] * len(rows)
+    sections = rollup_codec._long_sections(columns, np.zeros_like(columns), rows, zeros, [False] * len(rows))
+    assert {coding for _, coding, _, _ in sections.values()} == {rollup_codec._PACKED}
+
+
 @EXAMPLES
 @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-300, 300) | st.just(0), min_size=1, max_size=200),
        st.booleans())
