@@ -19,9 +19,12 @@ _PATCHED = "_metricsflow_zstd"
 BLOCK_SIZE = "mf_block_size"
 ZSTD_LEVEL = "mf_zstd_level"
 # For tables written rarely and read whole (the series table, read once when a partition
-# loads): labels repeat across series, so 64 KB blocks at zstd level 19 hold a partition's
-# series in one block, 64.4 → 41.6 B per series on an hour of node-exporter (perf/RESULTS.md).
-COLD_TABLE_OPTIONS = {BLOCK_SIZE: 64 * 1024, ZSTD_LEVEL: 19}
+# loads): labels repeat across series, so 64 KB blocks hold many series for zstd to share,
+# 64.4 → 41.6 B per series on an hour of node-exporter (perf/RESULTS.md). Level 9, not 19:
+# 19 compressed ~2 MB/s, 130 µs of a flush thread per load-workload series (1.3 CPU-s per
+# 10,000, more than the worker's whole ingest of their points), 9 takes 2 µs for 4 % more
+# bytes (31.6 against 30.5 B per node-exporter series, 23 against 22 for the load workload).
+COLD_TABLE_OPTIONS = {BLOCK_SIZE: 64 * 1024, ZSTD_LEVEL: 9}
 # For tables written once per block at its seal and read by range (chunks, rollups): 64 KB
 # blocks at zstd level 12 let zstd see ~100 chunks at once, 0.437 -> 0.400 B/point on an hour of
 # node-exporter (16 KB at level 3: 0.420; 64 KB at level 19: 0.398 for twice level 12's CPU).
