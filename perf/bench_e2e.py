@@ -20,7 +20,10 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
   6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
      freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s;
-  7. stops everything it started (by PID); with --with-anchors runs ../shared/anchors/bench.py for
+  7. stops everything it started (by PID), reaping collector and worker for the CPU they took while
+     stopping (the worker flushes its RocksDB memtables there: data a short run never flushed; with
+     --steady-seconds 0, collector + worker points per CPU-second with it); with --with-anchors
+     runs ../shared/anchors/bench.py for
      VictoriaMetrics and Prometheus with the same hosts/points and prints the ratios.
 Prints a table; the last line is one JSON object.
 """
@@ -457,7 +460,19 @@ def main() -> int:
                 p.wait(timeout=a.profile_seconds + 30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        stack.stop_all()
+        before_stop = procs.cpu_of(stack.pids())
+        reaped = stack.stop_all()
+
+    # Stopping, RocksDB flushes the worker's memtables: every byte written is flushed once, during
+    # a run or at its stop, so a run too short to fill them leaves that cost to the stop.
+    stopping = {k: round(max(0.0, v - before_stop[k]), 2) for k, v in reaped.items() if k in before_stop}
+    ing = result.get("ingest")
+    if ing is not None:
+        ing["cpu_s_stopping"] = stopping
+        ing["points_per_cpu_s_collector_worker_with_stop"] = None  # the stop also flushes a steady phase's data
+        if not a.steady_seconds and stopping:
+            cw = sum(ing["cpu_s_net"][k] for k in stopping) + sum(stopping.values())
+            ing["points_per_cpu_s_collector_worker_with_stop"] = round(result["points"] / cw)
 
     if a.with_anchors:
         anchors = {}
@@ -512,6 +527,8 @@ def print_table(r: dict) -> None:
         ("points / CPU-s all three", f"{ing['points_per_cpu_s_all']:,}"),
         ("CPU-s net (coll/worker/kafka)", f"{ing['cpu_s_net'].get('collector0')}/{ing['cpu_s_net'].get('w1')}/"
                                           f"{ing['cpu_s_net'].get('kafka')}"),
+        ("CPU-s stopping (memtable flushes)", " / ".join(f"{k} {v}" for k, v in ing.get("cpu_s_stopping", {}).items())),
+        ("points / CPU-s coll+worker with stop", f"{ing.get('points_per_cpu_s_collector_worker_with_stop')}"),
         ("ack p50/p99 ms (bulk)", f"{ing['ack_p50_ms']} / {ing['ack_p99_ms']}"),
         ("requests per Kafka write (bulk)", f"{ing.get('collector_requests_per_write')}"),
         ("bytes/point total (worker dir)", f"{sto['bytes_per_point_total']}"),

@@ -39,28 +39,31 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.3) -> None:
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _stop_pid(pid: int, timeout: float = 30.0) -> None:
+def _stop_pid(pid: int, timeout: float = 30.0) -> float | None:
+    """SIGTERM, then SIGKILL after ``timeout``; the CPU seconds (user + system, all threads) the
+    process took in its life when it was our child and we reaped it, else None."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            done, _, usage = os.wait4(pid, os.WNOHANG)
             if done:
-                return
+                return usage.ru_utime + usage.ru_stime
         except ChildProcessError:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                return
+                return None
         time.sleep(0.2)
     try:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _, _, usage = os.wait4(pid, 0)
+        return usage.ru_utime + usage.ru_stime
     except (ProcessLookupError, ChildProcessError):
-        pass
+        return None
 
 
 @dataclass
@@ -177,12 +180,17 @@ class Stack:
             out["kafka"] = self.kafka_pid
         return out
 
-    def stop_all(self) -> None:
+    def stop_all(self) -> dict[str, float]:
+        """Stop every process; the lifetime CPU seconds of the collectors and workers reaped."""
+        cpu: dict[str, float] = {}
         for p in self.collectors + self.workers:
-            _stop_pid(p.pid)
+            took = _stop_pid(p.pid)
+            if took is not None:
+                cpu[p.name] = took
         self.collectors.clear()
         self.workers.clear()
         self.stop_kafka()
+        return cpu
 
 
 def _env_setting(item: str) -> str:
