@@ -27,7 +27,7 @@ from metricsflow.config import Settings
 from metricsflow.heap import freeze_long_lived
 from tables.partition_store import PartitionStore
 from tables.replay import PointsReplay, check_points_retention
-from tables.rocks_options import table_options, use_zstd
+from tables.rocks_options import skip_wal, table_options, use_zstd
 from tables.storage import StorageTables, WorkerStorage
 from web.cluster import Cluster
 from web.server import WebServer
@@ -82,6 +82,7 @@ async def flush_changelogs(producer: Any, batched: Sequence[PartitionStore] = ()
 def create_app(settings: Settings) -> faust.App:
     check_points_retention(settings)  # the heads are replayed from mf.points: its records must outlive a cut
     use_zstd()  # before Faust opens any table
+    skip_wal()
     short_fetch_waits()  # before Faust creates its consumer
     deliver_without_tasks(FaustConsumer)
     datadir = Path(settings.data_dir) / settings.worker_id

@@ -1071,6 +1071,11 @@ class WorkerStorage:
                 out.setdefault(index.value(sid, "__name__"), index.kinds.get(sid, 0))
         return out
 
+    def flush_memtables(self) -> int:
+        """``PartitionStore.flush_memtables`` of every storage table; how many DBs were flushed."""
+        stores = [self._cutmarks, self._chunks, self._segments, self._series, *self._rollups.values()]
+        return sum(store.flush_memtables() for store in stores)
+
     def stats(self) -> dict[str, int]:
         return {
             "partitions": len(self._parts),

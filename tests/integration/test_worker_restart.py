@@ -56,8 +56,10 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
     write_points(stack, "restart_head", base)
     wait_for(lambda: count(worker, "restart_head", base) == N_SERIES * N_POINTS, 60, "second batch visible")
     # The cut's segments went to the changelog in batches; Faust's persisted offsets must still name
-    # each partition's last record, or a restart would re-read the changelog from its start.
-    wait_for(lambda: offsets_persisted(stack, "segments"), 30, "segment changelog offsets persisted")
+    # each partition's last record, or a restart would re-read the changelog from its start. The
+    # tables keep no write-ahead log: read beside the worker, only what it flushed is there.
+    wait_for(lambda: force_flush(worker) and offsets_persisted(stack, "segments"), 30,
+             "segment changelog offsets persisted")
     worker_proc.stop()
 
     # Wipe the local state: everything must come back from the Kafka changelogs.
@@ -71,6 +73,14 @@ def test_graceful_restart_and_recovery_from_changelog(stack: Stack) -> None:
 
     wait_for(lambda: changelogs("fetched") == 0 and (changelogs("paused") or 0) > 0, 10,
              "the recovered changelogs paused in the Kafka client")
+
+
+def force_flush(worker: str) -> bool:
+    """POST /internal/force_flush: the worker's storage tables written to disk."""
+    status, _, body = http("POST", worker + "/internal/force_flush")
+    assert status == 200, body
+    assert orjson.loads(body)["databases_flushed"] > 0, body
+    return True
 
 
 def offsets_persisted(stack: Stack, table: str) -> bool:
