@@ -16,14 +16,14 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      of the blocks past the seal horizon, which depend on the time of day — the 2 h window's older
      block seals only if it ended an hour before the last sample — so `blocks_sealed` and the
      worker's CPU after catch-up per sealed block are reported; at catch-up: the ingest path alone);
-  5. disk: du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
+  5. disk: POST /internal/force_flush to the worker (its tables keep no write-ahead log, so their
+     memtables reach the disk at a flush; its CPU is reported, and points per CPU-second with it),
+     du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
      dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
   6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
      freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s;
   7. stops everything it started (by PID), reaping collector and worker for the CPU they took while
-     stopping (the worker flushes its RocksDB memtables there: data a short run never flushed; with
-     --steady-seconds 0, collector + worker points per CPU-second with it); with --with-anchors
-     runs ../shared/anchors/bench.py for
+     stopping; with --with-anchors runs ../shared/anchors/bench.py for
      VictoriaMetrics and Prometheus with the same hosts/points and prints the ratios.
 Prints a table; the last line is one JSON object.
 """
@@ -349,6 +349,18 @@ def main() -> int:
                             "rss_bytes_per_series": round(rss_end.get("VmRSS", 0) / series),
                             "rss_delta_bytes_per_series": round((rss_end.get("VmRSS", 0) - rss0) / series),
                             "hwm_delta_bytes_per_series": round((rss_end.get("VmHWM", 0) - rss0) / series)}
+        # The tables keep no write-ahead log: what their memtables hold reaches the disk at a flush.
+        # Every byte written is flushed once, so the flush is part of what the points cost.
+        flush_cpu0 = procs.proc_cpu(worker.pid)
+        with urllib.request.urlopen(urllib.request.Request(worker.url + "/internal/force_flush", method="POST"),
+                                    timeout=120) as r:
+            flushed = json.loads(r.read())
+        flush_cpu = max(0.0, procs.proc_cpu(worker.pid) - flush_cpu0)
+        ingest["worker_cpu_s_force_flush"] = round(flush_cpu, 2)
+        ingest["points_per_cpu_s_collector_worker_with_flush"] = round(
+            n / (sum(net_end[k] for k in cw_names) + flush_cpu))
+        print(f"[{tag}] force_flush: {flushed['databases_flushed']} databases in {flushed['seconds']} s, "
+              f"worker {flush_cpu:.2f} CPU-s", flush=True)
         wdir = stack.worker_dir(worker)
         tables = rocks.table_sizes(wdir)
         total_du = procs.du(str(wdir))
@@ -463,16 +475,10 @@ def main() -> int:
         before_stop = procs.cpu_of(stack.pids())
         reaped = stack.stop_all()
 
-    # Stopping, RocksDB flushes the worker's memtables: every byte written is flushed once, during
-    # a run or at its stop, so a run too short to fill them leaves that cost to the stop.
-    stopping = {k: round(max(0.0, v - before_stop[k]), 2) for k, v in reaped.items() if k in before_stop}
-    ing = result.get("ingest")
-    if ing is not None:
-        ing["cpu_s_stopping"] = stopping
-        ing["points_per_cpu_s_collector_worker_with_stop"] = None  # the stop also flushes a steady phase's data
-        if not a.steady_seconds and stopping:
-            cw = sum(ing["cpu_s_net"][k] for k in stopping) + sum(stopping.values())
-            ing["points_per_cpu_s_collector_worker_with_stop"] = round(result["points"] / cw)
+    # Stopping, the worker flushes what its memtables took since the force flush (a steady phase's).
+    if "ingest" in result:
+        result["ingest"]["cpu_s_stopping"] = {k: round(max(0.0, v - before_stop[k]), 2) for k, v in reaped.items()
+                                              if k in before_stop}
 
     if a.with_anchors:
         anchors = {}
@@ -527,8 +533,9 @@ def print_table(r: dict) -> None:
         ("points / CPU-s all three", f"{ing['points_per_cpu_s_all']:,}"),
         ("CPU-s net (coll/worker/kafka)", f"{ing['cpu_s_net'].get('collector0')}/{ing['cpu_s_net'].get('w1')}/"
                                           f"{ing['cpu_s_net'].get('kafka')}"),
-        ("CPU-s stopping (memtable flushes)", " / ".join(f"{k} {v}" for k, v in ing.get("cpu_s_stopping", {}).items())),
-        ("points / CPU-s coll+worker with stop", f"{ing.get('points_per_cpu_s_collector_worker_with_stop')}"),
+        ("worker CPU-s of the force flush", f"{ing.get('worker_cpu_s_force_flush')}"),
+        ("points / CPU-s coll+worker with it", f"{ing.get('points_per_cpu_s_collector_worker_with_flush'):,}"),
+        ("CPU-s stopping", " / ".join(f"{k} {v}" for k, v in ing.get("cpu_s_stopping", {}).items())),
         ("ack p50/p99 ms (bulk)", f"{ing['ack_p50_ms']} / {ing['ack_p99_ms']}"),
         ("requests per Kafka write (bulk)", f"{ing.get('collector_requests_per_write')}"),
         ("bytes/point total (worker dir)", f"{sto['bytes_per_point_total']}"),
