@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""In process: what the worker's RocksDB writes of a load cost, with and without the write-ahead log,
+and what the series table's flush costs at each zstd level.
+
+    python perf/bench_table_writes.py [--series 10000] [--cuts 8] [--partitions 8] [--rounds 2]
+
+The write pattern of the M load (``bench_e2e.py --size M``) on one worker: per cut a write batch
+of one ~1 KB segment per series into each partition's segments DB, then per series at its seal
+the chunk, the 1m and 1h rollup blocks and the deletes of its segments, then every memtable
+flushed, as the worker's stop or ``/internal/force_flush`` does. Each DB is opened as the worker
+opens it (Faust's ``RocksDBOptions`` with ``tables/rocks_options``), once with RocksDB's
+write-ahead log (Faust's default) and once without (``skip_wal``, what the worker runs); process
+CPU (all threads, RocksDB's flush threads included) for the writes and for the flush. Then the
+series table: the announcements of the load's series (``series_batch`` records of the load's
+labels, 20 series each) flushed at several zstd levels, CPU and SST bytes per series.
+Prints tables; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from faust.stores.rocksdb import RocksDBOptions  # noqa: E402
+from rocksdict import WriteBatch  # noqa: E402
+
+from metricsflow import series_batch  # noqa: E402
+from metricsflow.workload import series_labels  # noqa: E402
+from tables.rocks_options import ZSTD_LEVEL, skip_wal, table_options, use_zstd  # noqa: E402
+
+SEGMENT_BYTES, CHUNK_BYTES, ROLLUP_1M_BYTES, ROLLUP_1H_BYTES = 1000, 400, 350, 60  # the M run's sizes
+SERIES_PER_RECORD = 20
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Values:
+    """Values a third random, two thirds zeros: about as compressible as the worker's."""
+
+    def __init__(self) -> None:
+        self._noise = os.urandom(1 << 20)
+
+    def __call__(self, size: int, i: int) -> bytes:
+        at = (i * 7919) % (len(self._noise) - size)
+        return self._noise[at:at + size // 3] + bytes(size - size // 3)
+
+
+def _load_writes(root: Path, opener: Callable[[RocksDBOptions, Path], Any],
+                 args: argparse.Namespace) -> dict[str, float]:
+    values = _Values()
+    per_partition = args.series // args.partitions
+    dbs = {table: [opener(RocksDBOptions(**(table_options(table) or {})), root / f"{table}-{p}.db")
+                   for p in range(args.partitions)]
+           for table in ("segments", "chunks", "rollup_1m", "rollup_1h")}
+    started = _cpu()
+    for cut in range(args.cuts):
+        for segments in dbs["segments"]:
+            batch = WriteBatch(raw_mode=True)
+            for s in range(per_partition):
+                batch.put(b"seg%d_%d" % (s, cut), values(SEGMENT_BYTES, s * args.cuts + cut))
+            segments.write(batch)
+    for p in range(args.partitions):
+        for s in range(per_partition):
+            key = b"block%d" % s
+            dbs["chunks"][p][key] = values(CHUNK_BYTES, s)
+            dbs["rollup_1m"][p][key] = values(ROLLUP_1M_BYTES, s + 1)
+            dbs["rollup_1h"][p][key] = values(ROLLUP_1H_BYTES, s + 2)
+            for cut in range(args.cuts):
+                del dbs["segments"][p][b"seg%d_%d" % (s, cut)]
+    written = _cpu()
+    for table in dbs.values():
+        for db in table:
+            db.flush(True)
+    flushed = _cpu()
+    for table in dbs.values():
+        for db in table:
+            db.close()
+    return {"writes_cpu_s": written - started, "flush_cpu_s": flushed - written}
+
+
+def _series_records(series: int) -> list[tuple[bytes, bytes]]:
+    infos = [series_batch.encode_info("default", dict(sorted(labels.items())), 0, 1_764_000_000_000)
+             for labels in series_labels(max(1, series // 10))][:series]
+    ids = [(i + 1) * 0x9E3779B97F4A7C15 % (1 << 64) for i in range(len(infos))]
+    records: list[tuple[bytes, bytes]] = []
+    for at in range(0, len(infos), SERIES_PER_RECORD):
+        records += series_batch.encode_batches(ids[at:at + SERIES_PER_RECORD], infos[at:at + SERIES_PER_RECORD])
+    return records
+
+
+def _series_flush(root: Path, records: list[tuple[bytes, bytes]], level: int, partitions: int) -> dict[str, float]:
+    options = {**(table_options("series") or {}), ZSTD_LEVEL: level}
+    cpu = 0.0
+    size = 0
+    for p in range(partitions):
+        path = root / f"series-{level}-{p}.db"
+        db = RocksDBOptions(**options).open(path)
+        for key, value in records[p::partitions]:
+            db[key] = value
+        started = _cpu()
+        db.flush(True)
+        cpu += _cpu() - started
+        db.close()
+        size += sum(f.stat().st_size for f in path.glob("*.sst"))
+    return {"flush_cpu_s": cpu, "sst_bytes": size}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--cuts", type=int, default=8)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--levels", default="19,12,9,6,3", help="zstd levels of the series table to flush")
+    args = ap.parse_args()
+    use_zstd()
+    with_wal = RocksDBOptions.open  # Faust's, before skip_wal replaces it
+    skip_wal()
+    without_wal = RocksDBOptions.open
+    root = Path(tempfile.mkdtemp(prefix="mf-table-writes-"))
+    try:
+        runs: dict[str, list[dict[str, float]]] = {"wal": [], "no_wal": []}
+        for r in range(args.rounds):  # alternated: the machine's speed drifts
+            for mode, opener in (("wal", with_wal), ("no_wal", without_wal)):
+                where = root / f"{mode}-{r}"
+                where.mkdir()
+                runs[mode].append(_load_writes(where, opener, args))
+                shutil.rmtree(where)
+                got = runs[mode][-1]
+                print(f"round {r + 1} {mode:6s}: writes {got['writes_cpu_s']:.2f} CPU-s, "
+                      f"flush {got['flush_cpu_s']:.2f}", flush=True)
+        mb = args.series * args.cuts * SEGMENT_BYTES / 1e6
+        print(f"\nthe worker's writes of {args.series:,} series x {args.cuts} cuts ({mb:.0f} MB of segments), "
+              f"best of {args.rounds}:")
+        best = {mode: {k: min(run[k] for run in got) for k in got[0]} for mode, got in runs.items()}
+        for mode, got in best.items():
+            print(f"  {mode:6s} writes {got['writes_cpu_s']:.2f} + flush {got['flush_cpu_s']:.2f} = "
+                  f"{got['writes_cpu_s'] + got['flush_cpu_s']:.2f} CPU-s")
+        records = _series_records(args.series)
+        levels = {}
+        print(f"\nseries table, {args.series:,} load series in {len(records)} records, {args.partitions} partitions:")
+        for level in [int(x) for x in args.levels.split(",")]:
+            got = _series_flush(root, records, level, args.partitions)
+            levels[level] = {"flush_us_per_series": round(got["flush_cpu_s"] / args.series * 1e6, 1),
+                             "sst_bytes_per_series": round(got["sst_bytes"] / args.series, 1)}
+            print(f"  zstd {level:2d}: flush {levels[level]['flush_us_per_series']:7.1f} CPU µs per series, "
+                  f"{levels[level]['sst_bytes_per_series']:5.1f} B per series on disk", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({"bench": "table_writes", "series": args.series, "cuts": args.cuts, "partitions": args.partitions,
+                      "load_writes_cpu_s": {m: {k: round(v, 3) for k, v in got.items()} for m, got in best.items()},
+                      "series_table_by_zstd_level": levels}, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
