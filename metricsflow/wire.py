@@ -26,8 +26,9 @@ def encode_labels(labels: Mapping[str, str]) -> bytes:
     out = []
     for name, value in sorted(labels.items()):
         # protobuf omits empty strings; so do we, to produce the same bytes.
+        name_field = field(0x0A, name.encode()) if name else b""
         value_field = field(0x12, value.encode()) if value else b""
-        out.append(field(0x0A, field(0x0A, name.encode()) + value_field))
+        out.append(field(0x0A, name_field + value_field))
     return b"".join(out)
 
 
