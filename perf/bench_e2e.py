@@ -17,7 +17,8 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      block seals only if it ended an hour before the last sample — so `blocks_sealed` and the
      worker's CPU after catch-up per sealed block are reported; at catch-up: the ingest path alone);
   5. disk: POST /internal/force_flush to the worker (its tables keep no write-ahead log, so their
-     memtables reach the disk at a flush; its CPU is reported, and points per CPU-second with it),
+     memtables reach the disk at a flush; its CPU is reported, and points per CPU-second with it;
+     the worker's CPU by thread name, until idle and in the flush: Python's, RocksDB's flushes),
      du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
      dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
   6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
@@ -271,6 +272,7 @@ def main() -> int:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         cm_bulk0 = promtext.scrape(coll.url + "/metrics")
         cpu0 = procs.cpu_of(pids)
+        threads0 = procs.thread_cpu_by_name(worker.pid)
         ct0 = os.times()
         t0 = time.perf_counter()
 
@@ -304,6 +306,7 @@ def main() -> int:
         settle = procs.wait_idle([coll.pid, worker.pid], max_wait=a.cut_interval * 4 + 60, window=3.0,
                                  thresh=0.05 + idle.get(coll.name, 0) + idle.get(worker.name, 0), extra=cut_done)
         cpu_end = procs.cpu_of(pids)
+        threads_end = procs.thread_cpu_by_name(worker.pid)
         t_end = time.perf_counter() - t0
         cw_end = worker_counters(worker.url)
         rss_end = procs.proc_mem(worker.pid)
@@ -356,6 +359,12 @@ def main() -> int:
                                     timeout=120) as r:
             flushed = json.loads(r.read())
         flush_cpu = max(0.0, procs.proc_cpu(worker.pid) - flush_cpu0)
+        threads_flushed = procs.thread_cpu_by_name(worker.pid)
+        # By thread name, until idle and in the force flush (rocksdb:high flushes, rocksdb:low compacts).
+        ingest["worker_cpu_s_by_thread"] = {
+            name: {"until_idle": round(threads_end.get(name, 0.0) - threads0.get(name, 0.0), 2),
+                   "force_flush": round(cpu - threads_end.get(name, 0.0), 2)}
+            for name, cpu in sorted(threads_flushed.items())}
         ingest["worker_cpu_s_force_flush"] = round(flush_cpu, 2)
         ingest["points_per_cpu_s_collector_worker_with_flush"] = round(
             n / (sum(net_end[k] for k in cw_names) + flush_cpu))
@@ -534,6 +543,8 @@ def print_table(r: dict) -> None:
         ("CPU-s net (coll/worker/kafka)", f"{ing['cpu_s_net'].get('collector0')}/{ing['cpu_s_net'].get('w1')}/"
                                           f"{ing['cpu_s_net'].get('kafka')}"),
         ("worker CPU-s of the force flush", f"{ing.get('worker_cpu_s_force_flush')}"),
+        ("worker CPU-s by thread, until idle", " / ".join(
+            f"{k} {v['until_idle']}" for k, v in ing.get("worker_cpu_s_by_thread", {}).items() if v["until_idle"])),
         ("points / CPU-s coll+worker with it", f"{ing.get('points_per_cpu_s_collector_worker_with_flush'):,}"),
         ("CPU-s stopping", " / ".join(f"{k} {v}" for k, v in ing.get("cpu_s_stopping", {}).items())),
         ("ack p50/p99 ms (bulk)", f"{ing['ack_p50_ms']} / {ing['ack_p99_ms']}"),

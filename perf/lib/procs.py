@@ -37,6 +37,20 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def thread_cpu_by_name(pid: int) -> dict[str, float]:
+    """utime + stime of the process's live threads summed by thread name (``rocksdb:high`` are
+    RocksDB's flush threads, ``rocksdb:low`` its compactions; Python's threads are ``python``)."""
+    out: dict[str, float] = {}
+    for tid, cpu in thread_cpu(pid).items():
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     try:
