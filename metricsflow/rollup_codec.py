@@ -153,7 +153,7 @@ def _residual_section(
     if deltas:
         packed = packed_ints.plan(residuals, deltas)
     pcodec_size = _NOT_TRIED
-    if pcodec_may_win(residuals[None, :], deltas)[0]:
+    if packed is None or pcodec_may_win(residuals[None, :], deltas)[0]:  # without a packing only pcodec codes it
         pcodec = _pco.compress(residuals, _ORDER1 if deltas else _ORDER0)
         pcodec_size = len(pcodec)
     best: packed_ints.Packing | None = None  # the smallest packing, the first on ties
@@ -171,9 +171,9 @@ def _residual_section(
 # pcodec is tried on a long residual column only where it can beat packing, which spends
 # the same bits on every value: a common divisor of the offsets (pcodec's IntMult mode) or
 # outliers that make the width at least _TAIL_BITS wider than the middle 90 % needs (its
-# bins then give the bulk fewer bits). Elsewhere it lost by >= 8 bytes in all but 2 of
-# 4,979 columns of the load workload and real node-exporter data (13 bytes in all), and a
-# try costs ~3 µs: 35 of a 1m block's ~150 µs. perf/RESULTS.md, "pcodec where it can win".
+# bins then give the bulk fewer bits). Elsewhere it won 2 of 4,979 columns of the load
+# workload and real node-exporter data, by 13 bytes in all, and a try costs ~3 µs: ~25 of a
+# 1m block's ~150 µs (perf/RESULTS.md, "... pcodec where it can win").
 _TAIL_BITS = 3
 _TAIL_SHARE = 20  # the middle: all but the n // 20 lowest and highest
 _DIVISOR_PROBE = 16
@@ -329,7 +329,7 @@ def _long_sections(
     residual: dict[int, tuple[int, bytes | int, bool]] = {}  # an int: the index of a written packing
     for i in live:
         pcodec, pcodec_size = b"", _NOT_TRIED
-        if tried[i]:
+        if tried[i] or plans[i] is None:  # without a packing only pcodec codes the column
             pcodec = _pco.compress(residuals[i], _ORDER1 if i % len(ORDER) == _LAST else _ORDER0)
             pcodec_size = len(pcodec)
         best = plans[i]

@@ -1,4 +1,4 @@
-"""aiohttp views of a worker: the raw /v1/query, series metadata, health and /metrics."""
+"""aiohttp views of a worker: the raw /v1/query, series metadata, health, /metrics and the force flush."""
 
 from __future__ import annotations
 
