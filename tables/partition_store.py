@@ -32,7 +32,7 @@ class PartitionStore:
     def __init__(self, table: Collection, batched: bool = False) -> None:
         self._table = table
         self._batched = batched
-        self._unsent: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._unsent: dict[int, list[tuple[bytes, bytes | None]]] = {}  # None: a tombstone
 
     @property
     def name(self) -> str:
@@ -63,6 +63,10 @@ class PartitionStore:
         else:
             for key, value in items:
                 self._table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+
+    def holds(self, partition: int) -> bool:
+        """Whether changelog records of ``partition`` wait for ``send_batched``."""
+        return bool(self._unsent.get(partition))
 
     async def send_batched(self) -> list[asyncio.Future[Any]]:
         """Hand the changelog records held since the last call to the Kafka client, in put order;
@@ -115,6 +119,22 @@ class PartitionStore:
         del db[key]
         # A tombstone, so compaction removes the key from the changelog too.
         self._table.send_changelog(partition, key, None, key_serializer="raw", value_serializer="raw")
+
+    def delete_many(self, partition: int, keys: Sequence[bytes]) -> None:
+        """``delete`` of every key, from RocksDB as one write batch; a batched store's tombstones go
+        with its other held records at the next ``send_batched`` (a seal deletes every segment
+        of the blocks it folded, 1-24 per series, and Faust's path cost a record each)."""
+        if not keys:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key in keys:
+            batch.delete(key)
+        self._db(partition).write(batch)
+        if self._batched:
+            self._unsent.setdefault(partition, []).extend((key, None) for key in keys)
+        else:
+            for key in keys:
+                self._table.send_changelog(partition, key, None, key_serializer="raw", value_serializer="raw")
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self._db(partition).get(key)

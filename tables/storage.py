@@ -513,7 +513,8 @@ class WorkerStorage:
         due = interval and time.monotonic() - st.last_cut >= self._settings.head_cut_interval_s
         # A head of refused points only still moves the cut offset past its messages; a quiet
         # partition still seals the blocks an earlier cut left to its budget.
-        work = st.head.next_offset is not None or self.seal_backlog(partition) > 0
+        work = (st.head.next_offset is not None or self.seal_backlog(partition) > 0
+                or self._segments.holds(partition))  # tombstones of a seal: a quiet partition's cut sends them
         if (due and work) or st.head.points >= self._settings.head_max_points:
             return await self.cut(partition)
         return None
@@ -579,8 +580,8 @@ class WorkerStorage:
 
     def _drop_folded(self, st: PartitionState, stats: CutStats) -> None:
         """Tombstone the segments folded into flushed chunks; only now do their blocks stop being pending."""
+        self._segments.delete_many(st.partition, stats.doomed)  # their tombstones go with the next flush
         for key in stats.doomed:
-            self._segments.delete(st.partition, key)
             self._forget(st.partition, key)
         # A failed cut never gets here: its blocks stay pending, so a later seal deletes their segments.
         for block, sid in stats.folded:
@@ -813,8 +814,8 @@ class WorkerStorage:
             for sid in st.pending.pop(block):
                 lo, hi = keys.segment_range(sid, block, block)
                 doomed += [k for k, _ in self._segments.scan(partition, lo, hi)]
+        self._segments.delete_many(partition, doomed)
         for k in doomed:
-            self._segments.delete(partition, k)
             self._forget(partition, k)
         return len(doomed)
 

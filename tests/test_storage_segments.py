@@ -48,6 +48,15 @@ class LocalStore:
     def delete(self, partition: int, key: bytes) -> None:
         del self._db(partition)[key]
 
+    def delete_many(self, partition: int, keys: list[bytes]) -> None:
+        batch = WriteBatch()
+        for key in keys:
+            batch.delete(key)
+        self._db(partition).write(batch)
+
+    def holds(self, partition: int) -> bool:
+        return False  # no changelog
+
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self._db(partition).get(key)
 

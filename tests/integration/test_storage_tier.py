@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 
 import numpy as np
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.support import Stack, get_json, http, wait_for
 
@@ -117,3 +119,51 @@ def test_distribution_quantiles_from_rollups(stack: Stack) -> None:
     assert len(p99) == 1
     rank = (obs < p99[0][1]).mean()
     assert abs(rank - 0.99) / 0.99 < 0.01, (p99, np.quantile(obs, 0.99))
+
+
+def latest_values(stack: Stack, table: str) -> dict[bytes, bytes | None]:
+    """Every key of a table's changelog with its last record's value (None: a tombstone)."""
+    async def read() -> dict[bytes, bytes | None]:
+        topic = f"{stack.prefix}app-{table}-changelog"
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(stack.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: dict[bytes, bytes | None] = {}
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+            while await behind():
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    out.update((r.key, r.value) for r in records if not r.key.startswith(b"__faust"))
+            return out
+        finally:
+            await consumer.stop()
+    return asyncio.run(read())
+
+
+def test_sealed_segments_leave_the_changelog(stack: Stack) -> None:
+    """A seal deletes the block's segments locally and with tombstones in their changelog, or a
+    worker restored from the changelogs would read them (and seal them) again."""
+    stack.start_collector()
+    _, worker = stack.start_worker(MF_HEAD_CUT_INTERVAL_S="0.5")
+    old_start = (int(time.time() * 1000) - 10 * HOUR_MS) // HOUR_MS * HOUR_MS
+    def health() -> dict:
+        return get_json(f"{worker}/healthz")[1]
+
+    for first in (0, 60):  # two cuts: two segments of the one block
+        post(stack, "seal_m", [old_start + k * 10_000 for k in range(first, first + 60)], [1.0] * 60)
+        wait_for(lambda first=first: health()["head_points"] == 0 and health()["unsealed_blocks"] == 1
+                 and len(values(tier_query(worker, "seal_m", old_start, old_start + HOUR_MS, "raw"))) == first + 60,
+                 60, "points cut into a segment")
+    wait_for(lambda: sum(v is not None for v in latest_values(stack, "segments").values()) == 2, 60,
+             "both segments in the changelog")  # the cut's flush sends them after the head is swapped
+    post(stack, "seal_m", [int(time.time() * 1000)], [1.0])  # the newest sample puts the old block past the horizon
+    wait_for(lambda: any(v is not None for v in latest_values(stack, "chunks").values()), 60,
+             "the old block sealed into a chunk")
+    # Its two segments are tombstoned in the changelog; the newest sample's block keeps its one.
+    wait_for(lambda: sorted(v is None for v in latest_values(stack, "segments").values()) == [False, True, True],
+             60, "the sealed block's segments tombstoned in the changelog")
