@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,6 @@ from tables.rocks_options import ZSTD_LEVEL, skip_wal, table_options, use_zstd  
 
 SEGMENT_BYTES, CHUNK_BYTES, ROLLUP_1M_BYTES, ROLLUP_1H_BYTES = 1000, 400, 350, 60  # the M run's sizes
 SERIES_PER_RECORD = 20
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class _Values:
@@ -66,7 +61,7 @@ def _load_writes(root: Path, opener: Callable[[RocksDBOptions, Path], Any],
     dbs = {table: [opener(RocksDBOptions(**(table_options(table) or {})), root / f"{table}-{p}.db")
                    for p in range(args.partitions)]
            for table in ("segments", "chunks", "rollup_1m", "rollup_1h")}
-    started = _cpu()
+    started = time.process_time()
     for cut in range(args.cuts):
         for segments in dbs["segments"]:
             batch = WriteBatch(raw_mode=True)
@@ -81,11 +76,11 @@ def _load_writes(root: Path, opener: Callable[[RocksDBOptions, Path], Any],
             dbs["rollup_1h"][p][key] = values(ROLLUP_1H_BYTES, s + 2)
             for cut in range(args.cuts):
                 del dbs["segments"][p][b"seg%d_%d" % (s, cut)]
-    written = _cpu()
+    written = time.process_time()
     for table in dbs.values():
         for db in table:
             db.flush(True)
-    flushed = _cpu()
+    flushed = time.process_time()
     for table in dbs.values():
         for db in table:
             db.close()
@@ -111,9 +106,9 @@ def _series_flush(root: Path, records: list[tuple[bytes, bytes]], level: int, pa
         db = RocksDBOptions(**options).open(path)
         for key, value in records[p::partitions]:
             db[key] = value
-        started = _cpu()
+        started = time.process_time()
         db.flush(True)
-        cpu += _cpu() - started
+        cpu += time.process_time() - started
         db.close()
         size += sum(f.stat().st_size for f in path.glob("*.sst"))
     return {"flush_cpu_s": cpu, "sst_bytes": size}
