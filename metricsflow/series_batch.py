@@ -17,7 +17,7 @@ import xxhash
 from metricsflow.errors import InvalidInput
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
-from metricsflow.wire import field
+from metricsflow.wire import encode_label, field
 
 FORMAT_VERSION = 1
 SINGLE_KEY_LEN = 8
@@ -49,8 +49,7 @@ def encode_info(tenant: str, labels: Mapping[str, str], kind: int, first_seen_ms
         if encoded is None:
             if len(fields) >= LABEL_FIELDS_KEPT:
                 fields.clear()
-            label = (field(0x0A, name.encode()) if name else b"") + field(0x12, value.encode())
-            encoded = fields[(name, value)] = field(0x12, label)
+            encoded = fields[(name, value)] = field(0x12, encode_label(name, value))  # SeriesInfo.labels
         parts.append(encoded)
     if kind:
         parts.append(b"\x18" + uvarint(kind % _U64))

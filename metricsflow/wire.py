@@ -21,15 +21,14 @@ def field(tag: int, payload: bytes) -> bytes:
     return _TAGS[tag] + uvarint(len(payload)) + payload
 
 
+def encode_label(name: str, value: str) -> bytes:
+    """A ``Label`` message's bytes (name field 1, value field 2), empty strings omitted as protobuf omits them."""
+    return (field(0x0A, name.encode()) if name else b"") + (field(0x12, value.encode()) if value else b"")
+
+
 def encode_labels(labels: Mapping[str, str]) -> bytes:
     """Series.labels (field 1), sorted by name, ready to prefix a Series message."""
-    out = []
-    for name, value in sorted(labels.items()):
-        # protobuf omits empty strings; so do we, to produce the same bytes.
-        name_field = field(0x0A, name.encode()) if name else b""
-        value_field = field(0x12, value.encode()) if value else b""
-        out.append(field(0x0A, name_field + value_field))
-    return b"".join(out)
+    return b"".join([field(0x0A, encode_label(name, value)) for name, value in sorted(labels.items())])
 
 
 def encode_series(label_bytes: bytes, timestamps_ms: np.ndarray, values: np.ndarray) -> bytes:
