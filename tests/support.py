@@ -143,10 +143,18 @@ class Stack:
     def collector_url(self) -> str:
         return f"http://127.0.0.1:{self.collector_port}"
 
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}app"
+
+    def changelog_topic(self, table: str) -> str:
+        """The Kafka topic of a worker table's changelog (Faust names it ``<app id>-<table>-changelog``)."""
+        return f"{self.app_id}-{table}-changelog"
+
     def env(self, **more: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
         env.update({"MF_KAFKA_BOOTSTRAP": self.bootstrap, "MF_TOPIC_PREFIX": self.prefix,
-                    "MF_APP_ID": f"{self.prefix}app", "MF_PARTITIONS": str(self.partitions),
+                    "MF_APP_ID": self.app_id, "MF_PARTITIONS": str(self.partitions),
                     "MF_LOG_LEVEL": "info"})
         env.update(self.extra_env)
         env.update(more)

@@ -124,7 +124,7 @@ def test_distribution_quantiles_from_rollups(stack: Stack) -> None:
 def latest_values(stack: Stack, table: str) -> dict[bytes, bytes | None]:
     """Every key of a table's changelog with its last record's value (None: a tombstone)."""
     async def read() -> dict[bytes, bytes | None]:
-        topic = f"{stack.prefix}app-{table}-changelog"
+        topic = stack.changelog_topic(table)
         consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:

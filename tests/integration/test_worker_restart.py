@@ -106,7 +106,7 @@ def persisted_offsets(stack: Stack, table: str) -> dict[int, int]:
 
 def changelog_ends(stack: Stack, table: str) -> dict[int, int]:
     async def ends() -> dict[int, int]:
-        topic = f"{stack.prefix}app-{table}-changelog"
+        topic = stack.changelog_topic(table)
         consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -127,7 +127,7 @@ def committed_everything(stack: Stack) -> bool:
         await admin.start()
         await consumer.start()
         try:
-            committed = await admin.list_consumer_group_offsets(stack.prefix + "app", partitions=tps)
+            committed = await admin.list_consumer_group_offsets(stack.app_id, partitions=tps)
             ends = await consumer.end_offsets(tps)
         finally:
             await consumer.stop()
