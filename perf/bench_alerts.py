@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from perf.lib.procs import proc_cpu  # noqa: E402
 from perf.lib.stack import wait_for  # noqa: E402
 
-PY = os.environ.get("MF_PERF_PY", "/work/.venv-dev/bin/python")
+PY = os.environ.get("MF_PERF_PY", sys.executable)
 METRICS = ("user", "system", "idle", "nice", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1",
            "ap-southeast-2", "ap-northeast-1", "sa-east-1")

@@ -1,6 +1,6 @@
 """Chunk codec benchmark: bytes/point and encode/decode throughput per workload.
 
-    /work/.venv-dev/bin/python perf/bench_codecs.py [--quick] [--seed N]
+    .venv/bin/python perf/bench_codecs.py [--quick] [--seed N]
 
 Workloads (one chunk per series, every codec encodes the same chunks):
   A-720 / A-120  `metricsflow load` data (metricsflow.workload.RandomWalk): random

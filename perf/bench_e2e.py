@@ -53,7 +53,8 @@ from perf.lib import requests as rq  # noqa: E402
 from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
 from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
-ANCHORS = Path("/work/shared/anchors")
+# The anchor runners sit beside the checkout (../shared/anchors), or where MF_ANCHORS says.
+ANCHORS = Path(os.environ.get("MF_ANCHORS", REPO.parent / "shared" / "anchors"))
 
 
 def pct(values, q) -> float | None:

@@ -11,7 +11,7 @@ evaluation only:
 Prints one line per query and a final JSON line. For scale: VictoriaMetrics
 answers these in about 65 ms and 52 ms end to end.
 
-    /work/.venv-dev/bin/python perf/bench_promql_engine.py [--repeat 7]
+    .venv/bin/python perf/bench_promql_engine.py [--repeat 7]
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PY = os.environ.get("MF_PERF_PY", "/work/.venv-dev/bin/python")
+PY = os.environ.get("MF_PERF_PY", sys.executable)
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
