@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """In process: CPU per sealed (series, block) in each coding step of a seal.
 
-    python perf/bench_seal_phases.py [--series 512] [--batch 16] [--repeat 5]
+    python perf/bench_seal_phases.py [--series 512] [--points 720] [--batch 16] [--repeat 5]
 
---series blocks of the `metricsflow load` workload (``workload.RandomWalk``: 720 points
-at 10 s, two decimals), coded --batch at a time as ``WorkerStorage._fold_many`` codes
+--series blocks of the `metricsflow load` workload (``workload.RandomWalk``: --points
+points at 10 s, two decimals; fewer than 720 make the short blocks a series' first block
+or a backfill's last one seal, whose 1m rollups have at most 16 windows), coded --batch at a time as ``WorkerStorage._fold_many`` codes
 them: the raw chunks (``codecs.encode_many``), the 1m and 1h rollups computed
 (``rollup.compute_many``) and coded (``rollup.encode_many``), and one chunk decoded. The
 best of --repeat passes per step (the machine's speed drifts); RocksDB writes and the
@@ -46,12 +47,14 @@ def _best_us_per_block(step: Callable[[int, int], object], n: int, batch: int, r
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=512)
+    ap.add_argument("--points", type=int, default=720, help="points per block (720: a full 2 h block)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     n = args.series
-    walk = RandomWalk(n).rounds(720)
-    ts = T0 + np.arange(720, dtype=np.int64) * 10_000
+    points = args.points
+    walk = RandomWalk(n).rounds(points)
+    ts = T0 + np.arange(points, dtype=np.int64) * 10_000
     blocks = [(ts.copy(), walk[:, i].copy()) for i in range(n)]
     plain = [False] * n
     chunks = codecs.encode_many(blocks)
@@ -67,10 +70,10 @@ def main() -> None:
     for name, us in figures.items():
         print(f"{name:22s} {us:7.1f} CPU us per (series, block)")
     print(f"{'total':22s} {sum(figures.values()):7.1f}")
-    sizes = {"chunk": sum(map(len, chunks)) / (n * 720)}
-    sizes.update({f"rollup_{tier}": sum(map(len, rollup.encode_many(r))) / (n * 720) for tier, r in tiers.items()})
+    sizes = {"chunk": sum(map(len, chunks)) / (n * points)}
+    sizes.update({f"rollup_{tier}": sum(map(len, rollup.encode_many(r))) / (n * points) for tier, r in tiers.items()})
     print("bytes per raw point: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items()))
-    print(json.dumps({"bench": "seal_phases", "series": n, "batch": args.batch, "us_per_block": figures,
+    print(json.dumps({"bench": "seal_phases", "series": n, "points": points, "batch": args.batch, "us_per_block": figures,
                       "bytes_per_point": {k: round(v, 4) for k, v in sizes.items()}}, separators=(",", ":")))
 
 

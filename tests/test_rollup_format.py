@@ -257,19 +257,6 @@ def test_short_block_scalar_twin_writes_and_reads_like_the_vector_path(data: st.
 _INT64 = st.integers(-(2**63), 2**63 - 1)
 
 
-@EXAMPLES
-@given(st.tuples(_INT64 | st.integers(-300, 300) | st.just(0), _INT64 | st.integers(-300, 300) | st.just(0),
-                 st.integers(-(2**20), 2**20)),
-       st.sampled_from(rollup_codec.ORDER))
-def test_two_window_residuals_are_coded_as_the_scalar_twin_codes_them(pair: tuple[int, int, int], name: str) -> None:
-    """The 1h tier's columns (two windows) size both codings from bit lengths; the coding
-    and bytes must be ``_residual_section_scalar``'s, near ties and int64 wraps included."""
-    a, b, near = pair
-    for values in ([a, b], [a, max(-(2**63), min(2**63 - 1, a + near))]):
-        assert rollup_codec._residual_section_pair(values, name) == \
-            rollup_codec._residual_section_scalar(values, name), values
-
-
 def _int_rows(data: st.DataObject, rows: int, n: int) -> np.ndarray:
     """Rows that reach every coding: zeros, small or huge spreads, outliers, few nonzeros."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
@@ -300,6 +287,28 @@ def test_long_columns_coded_together_are_each_column_coded_alone(data: st.DataOb
         packed = packed_ints.plan(residuals[i], False)
         coding, section, res_pco = rollup_codec._residual_section(residuals[i], name, zeros[i], packed)
         assert got[i] == (patches, coding, section, patch_pco or res_pco), (i, name)
+
+
+@EXAMPLES
+@given(st.data(), st.integers(1, rollup_codec._SHORT), st.integers(1, 3))
+def test_short_columns_coded_together_are_each_column_coded_alone(data: st.DataObject, n: int, blocks: int) -> None:
+    """``_short_sections`` sizes both codings of all rows together and writes only the kept
+    ones; every section must be what ``_patch_section_scalar`` and ``_residual_section_scalar``
+    write for the row alone: near ties (a spread shifted far from 0), int64 wraps and the
+    ``last`` rows' differences included."""
+    rows = blocks * len(rollup_codec.ORDER)
+    residuals, patch = _int_rows(data, rows, n), _int_rows(data, rows, n)
+    shifts = np.array(data.draw(st.lists(_INT64 | st.just(0), min_size=rows, max_size=rows)), dtype=np.int64)
+    residuals += shifts[:, None]  # wraps, as residuals do
+    patched = patch.any(axis=1).tolist()
+    coded = sorted(data.draw(st.sets(st.integers(0, rows - 1))))
+    got = rollup_codec._short_sections(residuals, patch, coded, patched)
+    assert sorted(got) == coded
+    for i in coded:
+        name = rollup_codec.ORDER[i % len(rollup_codec.ORDER)]
+        patches = rollup_codec._patch_section_scalar(patch[i].tolist()) if patched[i] else uvarint(0)
+        coding, section = rollup_codec._residual_section_scalar(residuals[i].tolist(), name)
+        assert got[i] == (patches, coding, section, False), (i, name, residuals[i].tolist())
 
 
 def _residual_columns(kind: str, rows: int = 8, n: int = 120) -> np.ndarray:
@@ -364,6 +373,14 @@ def test_packed_int_columns_round_trip(values: list[int], deltas: bool) -> None:
         assert (packing is None) == (want is None)
         if packing is not None and want is not None:  # sizes are known before the bytes
             assert packing.size == len(want)
+    # Rows sized together, then written: each row's packing (or -1) and the bytes ``pack`` gives it.
+    rows_deltas = np.array([deltas, not deltas])
+    rows_packing = packed_ints.RowsPacking(rows, rows_deltas)
+    alone = [packed_ints.pack(row, d) for row, d in zip(rows, rows_deltas.tolist(), strict=True)]
+    assert rows_packing.sizes.tolist() == [-1 if a is None else len(a) for a in alone]
+    members = [i for i, a in enumerate(alone) if a is not None]
+    assert rows_packing.write(members) == [alone[i] for i in members]
+    assert packed_ints.zigzag_varint_rows(rows) == [b"".join(map(packed_ints.zigzag_varint, r)) for r in rows.tolist()]
     for block in blocks:
         if block is None:  # offsets that need 64 bits are never packed
             continue
