@@ -5,12 +5,12 @@
 
 --series blocks of the `metricsflow load` workload (``workload.RandomWalk``: --points
 points at 10 s, two decimals; fewer than 720 make the short blocks a series' first block
-or a backfill's last one seal, whose 1m rollups have at most 16 windows), coded --batch at a time as ``WorkerStorage._fold_many`` codes
-them: the raw chunks (``codecs.encode_many``), the 1m and 1h rollups computed
-(``rollup.compute_many``) and coded (``rollup.encode_many``), and one chunk decoded. The
-best of --repeat passes per step (the machine's speed drifts); RocksDB writes and the
-segment reads of a real seal are not in it (perf/bench_seal_batches.py has the whole
-seal). Prints a table; the last line is one JSON object.
+or a backfill's last one seal, whose 1m rollups have at most 16 windows), coded --batch
+at a time as ``WorkerStorage._fold_many`` codes them: the raw chunks
+(``codecs.encode_many``), the 1m and 1h rollups computed (``rollup.compute_many``) and
+coded (``rollup.encode_many``), and one chunk decoded. The best of --repeat passes per
+step (the machine's speed drifts); RocksDB writes and the segment reads of a real seal
+are not in it (perf/bench_seal_batches.py has the whole seal). Prints a table; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def main() -> None:
     sizes = {"chunk": sum(map(len, chunks)) / (n * points)}
     sizes.update({f"rollup_{tier}": sum(map(len, rollup.encode_many(r))) / (n * points) for tier, r in tiers.items()})
     print("bytes per raw point: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items()))
-    print(json.dumps({"bench": "seal_phases", "series": n, "points": points, "batch": args.batch, "us_per_block": figures,
-                      "bytes_per_point": {k: round(v, 4) for k, v in sizes.items()}}, separators=(",", ":")))
+    print(json.dumps({"bench": "seal_phases", "series": n, "points": points, "batch": args.batch,
+                      "us_per_block": figures, "bytes_per_point": {k: round(v, 4) for k, v in sizes.items()}},
+                     separators=(",", ":")))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """In process: what the worker's RocksDB writes of a load cost, with and without the write-ahead log,
-and what the series table's flush costs at each zstd level.
+what the series table's flush costs at each zstd level and the segments table's with each codec.
 
     python perf/bench_table_writes.py [--series 10000] [--cuts 8] [--partitions 8] [--rounds 2]
 
@@ -13,6 +13,9 @@ write-ahead log (Faust's default) and once without (``skip_wal``, what the worke
 CPU (all threads, RocksDB's flush threads included) for the writes and for the flush. Then the
 series table: the announcements of the load's series (``series_batch`` records of the load's
 labels, 20 series each) flushed at several zstd levels, CPU and SST bytes per series.
+Last, the segments table: the load's real segments (``tables.segments.encode_spans`` of 30 points per series
+per cut, a 300 s cut of 10 s points, --segment-cuts cuts) put as a cut puts them and flushed, with
+zstd (RocksDB's default level) and with LZ4 (what the table uses), CPU and SST bytes per point.
 Prints tables; the last line is one JSON object.
 """
 
@@ -32,12 +35,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 from faust.stores.rocksdb import RocksDBOptions  # noqa: E402
 from rocksdict import WriteBatch  # noqa: E402
 
 from metricsflow import series_batch  # noqa: E402
-from metricsflow.workload import series_labels  # noqa: E402
-from tables.rocks_options import ZSTD_LEVEL, skip_wal, table_options, use_zstd  # noqa: E402
+from metricsflow.workload import RandomWalk, series_labels  # noqa: E402
+from tables.rocks_options import LZ4, ZSTD_LEVEL, skip_wal, table_options, use_zstd  # noqa: E402
+from tables.segments import encode_spans  # noqa: E402
 
 SEGMENT_BYTES, CHUNK_BYTES, ROLLUP_1M_BYTES, ROLLUP_1H_BYTES = 1000, 400, 350, 60  # the M run's sizes
 SERIES_PER_RECORD = 20
@@ -114,6 +119,35 @@ def _series_flush(root: Path, records: list[tuple[bytes, bytes]], level: int, pa
     return {"flush_cpu_s": cpu, "sst_bytes": size}
 
 
+def _segment_values(series: int, cuts: int, points: int = 30) -> list[list[bytes]]:
+    """Per cut, the segment of every series: ``points`` of the load workload at 10 s."""
+    walk = RandomWalk(series).rounds(cuts * points)
+    out = []
+    for cut in range(cuts):
+        ts = 1_764_000_000_000 + (cut * points + np.arange(points, dtype=np.int64)) * 10_000
+        values = np.ascontiguousarray(walk[cut * points:(cut + 1) * points].T).ravel()
+        out.append(encode_spans(np.tile(ts, series), values, np.arange(series) * points, np.full(series, points)))
+    return out
+
+
+def _segments_flush(root: Path, values: list[list[bytes]], options: dict[str, int]) -> dict[str, float]:
+    path = root / "segments.db"
+    db = RocksDBOptions(**options).open(path)
+    started = time.process_time()
+    for cut, segs in enumerate(values):
+        batch = WriteBatch(raw_mode=True)
+        for s, value in enumerate(segs):
+            batch.put(b"seg%d_%d" % (s, cut), value)
+        db.write(batch)
+    written = time.process_time()
+    db.flush(True)
+    flushed = time.process_time()
+    db.close()
+    size = sum(f.stat().st_size for f in path.glob("*.sst"))
+    shutil.rmtree(path)
+    return {"writes_cpu_s": written - started, "flush_cpu_s": flushed - written, "sst_bytes": size}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=10_000)
@@ -121,6 +155,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--levels", default="19,12,9,6,3", help="zstd levels of the series table to flush")
+    ap.add_argument("--segment-cuts", type=int, default=24, help="cuts of 30 points per series (24: a 2 h block)")
     args = ap.parse_args()
     use_zstd()
     with_wal = RocksDBOptions.open  # Faust's, before skip_wal replaces it
@@ -154,11 +189,29 @@ def main() -> None:
                              "sst_bytes_per_series": round(got["sst_bytes"] / args.series, 1)}
             print(f"  zstd {level:2d}: flush {levels[level]['flush_us_per_series']:7.1f} CPU µs per series, "
                   f"{levels[level]['sst_bytes_per_series']:5.1f} B per series on disk", flush=True)
+        values = _segment_values(args.series, args.segment_cuts)
+        points = args.series * args.segment_cuts * 30
+        codecs = {"zstd": {}, "lz4": {LZ4: 1}}
+        assert table_options("segments") == codecs["lz4"], "the segments table's options changed: update this bench"
+        flushes: dict[str, list[dict[str, float]]] = {name: [] for name in codecs}
+        for _ in range(args.rounds):
+            for name, options in codecs.items():
+                flushes[name].append(_segments_flush(root, values, options))
+        by_codec = {name: {"writes_ns_per_point": round(min(r["writes_cpu_s"] for r in got) / points * 1e9, 1),
+                           "flush_ns_per_point": round(min(r["flush_cpu_s"] for r in got) / points * 1e9, 1),
+                           "sst_bytes_per_point": round(got[0]["sst_bytes"] / points, 2)}
+                    for name, got in flushes.items()}
+        print(f"\nsegments table, {args.series:,} series x {args.segment_cuts} cuts of 30 points, "
+              f"best of {args.rounds}:")
+        for name, got in by_codec.items():
+            print(f"  {name:4s}: writes {got['writes_ns_per_point']:5.1f} + flush {got['flush_ns_per_point']:5.1f} "
+                  f"CPU ns per point, {got['sst_bytes_per_point']:5.2f} B per point on disk", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({"bench": "table_writes", "series": args.series, "cuts": args.cuts, "partitions": args.partitions,
                       "load_writes_cpu_s": {m: {k: round(v, 3) for k, v in got.items()} for m, got in best.items()},
-                      "series_table_by_zstd_level": levels}, separators=(",", ":")))
+                      "series_table_by_zstd_level": levels, "segments_table_by_codec": by_codec},
+                     separators=(",", ":")))
 
 
 if __name__ == "__main__":

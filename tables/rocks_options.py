@@ -1,5 +1,5 @@
-"""RocksDB options of the worker's tables: Faust's own, with zstd block compression and no
-write-ahead log.
+"""RocksDB options of the worker's tables: Faust's own, with zstd block compression (LZ4 for
+the segments) and no write-ahead log.
 
 Faust's rocksdict driver builds its ``Options`` in ``RocksDBOptions.as_options`` without a
 compression setting, so RocksDB uses its default (Snappy). Chunks are already compressed, but
@@ -20,6 +20,7 @@ _PATCHED = "_metricsflow_zstd"
 _NO_WAL = "_metricsflow_no_wal"
 BLOCK_SIZE = "mf_block_size"
 ZSTD_LEVEL = "mf_zstd_level"
+LZ4 = "mf_lz4"
 # For tables written rarely and read whole (the series table, read once when a partition
 # loads): labels repeat across series, so 64 KB blocks hold many series for zstd to share,
 # 64.4 → 41.6 B per series on an hour of node-exporter (perf/RESULTS.md). Level 9, not 19:
@@ -32,8 +33,16 @@ COLD_TABLE_OPTIONS = {BLOCK_SIZE: 64 * 1024, ZSTD_LEVEL: 9}
 # node-exporter (16 KB at level 3: 0.420; 64 KB at level 19: 0.398 for twice level 12's CPU).
 # Reads decompress a block once into the block cache; seals write each block once.
 SEALED_TABLE_OPTIONS = {BLOCK_SIZE: 64 * 1024, ZSTD_LEVEL: 12}
+# For the segments (tables/segments.py): raw 16 B points that live until their block is sealed
+# (2 h and the out-of-order window), every byte flushed by a RocksDB thread once. zstd stored
+# the load's 30-point segments in 7.5 B per point for 126-189 ns per point of flush (1.1-1.4
+# CPU-s for the M load, a fifth of the worker's CPU); LZ4 stores 10.5 B for 29-33 ns
+# (perf/bench_table_writes.py): 3 B more per point of the unsealed 2-2.5 h, ~270 GB more
+# cluster-wide at 10 M points/s, against ~150 TB of sealed tiers in a year (docs/capacity.md).
+TRANSIENT_TABLE_OPTIONS = {LZ4: 1}
 _BY_TABLE = {"series": COLD_TABLE_OPTIONS, "chunks": SEALED_TABLE_OPTIONS,
-             "rollup_1m": SEALED_TABLE_OPTIONS, "rollup_1h": SEALED_TABLE_OPTIONS}
+             "rollup_1m": SEALED_TABLE_OPTIONS, "rollup_1h": SEALED_TABLE_OPTIONS,
+             "segments": TRANSIENT_TABLE_OPTIONS}
 
 
 def table_options(name: str) -> dict[str, int] | None:
@@ -54,7 +63,8 @@ def use_zstd() -> None:
         options = faust_options(self)
         if self.use_rocksdict:  # Faust's rocksdict branch ignores extra_options; they are ours
             extra = getattr(self, "extra_options", None) or {}
-            options.set_compression_type(rocksdict.DBCompressionType.zstd())
+            codec = rocksdict.DBCompressionType.lz4() if extra.get(LZ4) else rocksdict.DBCompressionType.zstd()
+            options.set_compression_type(codec)
             if ZSTD_LEVEL in extra:
                 # window bits, level, strategy, dictionary bytes: RocksDB's defaults but the level
                 options.set_compression_options(-14, int(extra[ZSTD_LEVEL]), 0, 0)
