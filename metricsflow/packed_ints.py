@@ -112,18 +112,28 @@ def plan_rows_zeros_elided(rows: np.ndarray) -> list[Packing | None]:
 
 
 def write_many(packings: list[Packing]) -> list[bytes]:
-    """``[p.to_bytes() for p in packings]``, the offsets of packings of one width and
-    length written by one numpy pass: per column, the calls cost more than the bits."""
+    """``[p.to_bytes() for p in packings]``, the offsets of packings of one width written by
+    one numpy pass, shorter columns padded with zeros (bits past a column's last byte are cut
+    off): per column, the calls cost more than the bits, and the zero-elided columns of a
+    block each have a length of their own."""
     out = [p.head for p in packings]
-    groups: dict[tuple[int, int], tuple[list[int], list[np.ndarray]]] = {}
+    groups: dict[int, tuple[list[int], list[np.ndarray]]] = {}
     for i, p in enumerate(packings):
         if p.offsets is not None and p.width:
-            members, offsets = groups.setdefault((p.width, p.offsets.size), ([], []))
+            members, offsets = groups.setdefault(p.width, ([], []))
             members.append(i)
             offsets.append(p.offsets)
-    for (width, _), (members, offsets) in groups.items():
-        for i, body in zip(members, _write_rows(np.stack(offsets), width), strict=True):
-            out[i] += body.tobytes()
+    for width, (members, offsets) in groups.items():
+        sizes = [o.size for o in offsets]
+        longest = max(sizes)
+        if min(sizes) == longest:
+            rows = np.stack(offsets)
+        else:
+            rows = np.zeros((len(offsets), longest), dtype=_U64)
+            for row, column in zip(rows, offsets, strict=True):
+                row[:column.size] = column
+        for i, body, size in zip(members, _write_rows(rows, width), sizes, strict=True):
+            out[i] += body[:(size * width + 7) // 8].tobytes()
     return out
 
 
@@ -171,13 +181,21 @@ def _write_offsets(offsets: np.ndarray | None, width: int) -> bytes:
     return _write_rows(offsets[None, :], width)[0].tobytes()
 
 
+# The narrowest big-endian word a field of each width fits in: unpacking 64 bits per value
+# for the 8-14-bit residuals of a rollup column was 4-8x the bits kept.
+_WORDS = [(np.dtype(">u1"), 8)] * 9 + [(np.dtype(">u2"), 16)] * 8 + [(np.dtype(">u4"), 32)] * 16 + \
+    [(np.dtype(">u8"), 64)] * 32
+
+
 def _write_rows(offsets: np.ndarray, width: int) -> np.ndarray:
-    """Each row's offsets packed MSB first, padded to a byte: each shifted to the top of a
-    big-endian word, the words unpacked to bits, the first ``width`` of each packed again
-    (constant work per value, where shifting out each bit as a uint64 cost 2x at 40 bits)."""
+    """Each row's offsets packed MSB first, padded to a byte: each shifted to the top of the
+    narrowest big-endian word it fits, the words unpacked to bits, the first ``width`` of
+    each packed again (constant work per value, where shifting out each bit as a uint64
+    cost 2x at 40 bits)."""
     rows, count = offsets.shape
-    words = (offsets << _U64(64 - width)).astype(">u8")
-    bits = np.unpackbits(words.view(np.uint8), axis=1).reshape(rows, count, 64)[:, :, :width]
+    word, bits_per_word = _WORDS[width]
+    words = (offsets << _U64(bits_per_word - width)).astype(word)
+    bits = np.unpackbits(words.view(np.uint8), axis=1).reshape(rows, count, bits_per_word)[:, :, :width]
     return np.packbits(bits.reshape(rows, count * width), axis=1)
 
 
