@@ -348,6 +348,23 @@ def test_pcodec_is_not_tried_on_bell_shaped_residuals(monkeypatch: pytest.Monkey
     assert {coding for _, coding, _, _ in sections.values()} == {rollup_codec._PACKED}
 
 
+@pytest.mark.parametrize("kind", ["bell", "divisor"])
+def test_dense_patches_try_pcodec_behind_the_same_gate(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense patch columns are packed without a pcodec try unless the gate says pcodec may win."""
+    patch = _residual_columns(kind)
+    residuals = np.zeros_like(patch)
+    rows = list(range(len(patch)))
+    tried: list[int] = []
+    compress = rollup_codec._pco.compress
+    monkeypatch.setattr(rollup_codec._pco, "compress", lambda column, *a: tried.append(1) or compress(column, *a))
+    sections = rollup_codec._long_sections(residuals, patch, rows, [len(patch[0])] * len(rows), [True] * len(rows))
+    heads = {section[0][0] for section in sections.values()}
+    if kind == "bell":
+        assert not tried and heads == {rollup_codec._DENSE_PACKED}
+    else:
+        assert len(tried) == len(rows) and heads == {rollup_codec._DENSE_PCODEC}
+
+
 @EXAMPLES
 @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-300, 300) | st.just(0), min_size=1, max_size=200),
        st.booleans())
