@@ -215,9 +215,10 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     positions = np.flatnonzero(patch)
     if positions.size * _DENSE_SHARE > patch.size:  # sums: ~1/3 of the windows an ulp off
         packed = packed_ints.plan(patch, False)
-        pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch, _ORDER0)
-        if packed is None or len(pcodec) < packed.size + 1:
-            return pcodec, True
+        if packed is None or pcodec_may_win(patch[None, :], False)[0]:
+            pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch, _ORDER0)
+            if packed is None or len(pcodec) < packed.size + 1:
+                return pcodec, True
         return _DENSE_PACKED_HEAD + packed.to_bytes(), False
     gaps = np.diff(positions, prepend=-1) - 1
     pairs = np.empty(2 * positions.size, dtype=np.int64)
