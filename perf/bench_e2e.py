@@ -15,7 +15,9 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      and the Kafka JVM, idle baseline subtracted -> points per CPU-second (until idle: with the seals
      of the blocks past the seal horizon, which depend on the time of day — the 2 h window's older
      block seals only if it ended an hour before the last sample — so `blocks_sealed` and the
-     worker's CPU after catch-up per sealed block are reported; at catch-up: the ingest path alone);
+     worker's CPU after catch-up per sealed block are reported; --block-phase MIN moves the data
+     back, up to 2 h, to end MIN minutes into its block, so runs at any hour seal alike: 60-120
+     seal (120 - MIN) minutes of every series' older block; at catch-up: the ingest path alone);
   5. disk: POST /internal/force_flush to the worker (its tables keep no write-ahead log, so their
      memtables reach the disk at a flush; its CPU is reported, and points per CPU-second with it;
      the worker's CPU by thread name, until idle and in the flush: Python's, RocksDB's flushes),
@@ -55,6 +57,17 @@ from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state,
 
 # The anchor runners sit beside the checkout (../shared/anchors), or where MF_ANCHORS says.
 ANCHORS = Path(os.environ.get("MF_ANCHORS", REPO.parent / "shared" / "anchors"))
+
+
+BLOCK_MS = 2 * 3600 * 1000  # the worker's raw block (MF_BLOCK_MS's default)
+
+
+def phase_end_ms(phase_min: float, now_ms: int | None = None) -> int:
+    """The latest time at least 20 s ago that lies ``phase_min`` minutes into a 2 h block, on the 10 s grid."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    latest = (now_ms - 20_000) // rq.INTERVAL_MS * rq.INTERVAL_MS
+    phase_ms = int(phase_min * 60_000) // rq.INTERVAL_MS * rq.INTERVAL_MS % BLOCK_MS
+    return latest - (latest - phase_ms) % BLOCK_MS
 
 
 def pct(values, q) -> float | None:
@@ -207,6 +220,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="py-spy record collector+worker during the bulk send (perturbs the CPU figures)")
     ap.add_argument("--profile-seconds", type=int, default=20)
+    ap.add_argument("--block-phase", type=float, default=None, metavar="MIN",
+                    help="end the data MIN minutes into its 2 h block (moved back up to 2 h): seals alike at any hour")
     ap.add_argument("--profile-dir", default=str(REPO / "perf" / "flamegraphs"))
     ap.add_argument("--out", default=None, help="JSON result file (default /tmp/mfperf/results/<tag>.json)")
     a = ap.parse_args()
@@ -215,7 +230,7 @@ def main() -> int:
     tag = f"e2e_{a.size}_{a.protocol}"
     root = Path(a.root)
     print(f"[{tag}] encoding {hosts * 10 * points:,} points ({a.protocol}) ...", flush=True)
-    enc = rq.build(a.protocol, hosts, points)
+    enc = rq.build(a.protocol, hosts, points, end_ms=None if a.block_phase is None else phase_end_ms(a.block_phase))
     print(f"[{tag}] encode: {json.dumps(enc.stats)}", flush=True)
 
     stack = Stack(root=root, kafka_port=a.kafka_port, partitions=a.partitions, cut_interval_s=a.cut_interval,
@@ -226,7 +241,8 @@ def main() -> int:
                     "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release, "python": python_version()},
                     "config": {"partitions": a.partitions, "cut_interval_s": a.cut_interval,
                                "standby_replicas": a.standby_replicas, "concurrency": a.concurrency, "env": a.env,
-                               "effective_concurrency": min(a.concurrency, enc.n_groups), "lag": a.lag},
+                               "effective_concurrency": min(a.concurrency, enc.n_groups), "lag": a.lag,
+                               "block_phase_min": a.block_phase, "data_end_ms": enc.end_ms},
                     "cmd": " ".join([Path(sys.executable).name, *sys.argv]), "code": git_state()}
     profilers: list[subprocess.Popen] = []
     try:
