@@ -183,8 +183,8 @@ def _write_offsets(offsets: np.ndarray | None, width: int) -> bytes:
 
 # The narrowest big-endian word a field of each width fits in: unpacking 64 bits per value
 # for the 8-14-bit residuals of a rollup column was 4-8x the bits kept.
-_WORDS = [(np.dtype(">u1"), 8)] * 9 + [(np.dtype(">u2"), 16)] * 8 + [(np.dtype(">u4"), 32)] * 16 + \
-    [(np.dtype(">u8"), 64)] * 32
+_WORDS = ([(np.dtype(">u1"), 8)] * 9 + [(np.dtype(">u2"), 16)] * 8 + [(np.dtype(">u4"), 32)] * 16
+          + [(np.dtype(">u8"), 64)] * 32)
 
 
 def _write_rows(offsets: np.ndarray, width: int) -> np.ndarray:

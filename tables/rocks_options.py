@@ -36,7 +36,7 @@ SEALED_TABLE_OPTIONS = {BLOCK_SIZE: 64 * 1024, ZSTD_LEVEL: 12}
 # For the segments (tables/segments.py): raw 16 B points that live until their block is sealed
 # (2 h and the out-of-order window), every byte flushed by a RocksDB thread once. zstd stored
 # the load's 30-point segments in 7.5 B per point for 126-189 ns per point of flush (1.1-1.4
-# CPU-s for the M load, a fifth of the worker's CPU); LZ4 stores 10.5 B for 29-33 ns
+# CPU-s for the M load, a fifth of the worker's CPU); LZ4 stores 10.5 B for 29-46 ns
 # (perf/bench_table_writes.py): 3 B more per point of the unsealed 2-2.5 h, ~270 GB more
 # cluster-wide at 10 M points/s, against ~150 TB of sealed tiers in a year (docs/capacity.md).
 TRANSIENT_TABLE_OPTIONS = {LZ4: 1}
@@ -51,7 +51,8 @@ def table_options(name: str) -> dict[str, int] | None:
 
 
 def use_zstd() -> None:
-    """Make every RocksDB that Faust opens from now on compress its blocks with zstd (idempotent)."""
+    """Make every RocksDB that Faust opens from now on compress its blocks with zstd, or LZ4 where its
+    table's options ask (``LZ4``), with the table's block size and level (idempotent)."""
     import rocksdict
     from faust.stores.rocksdb import RocksDBOptions
 
