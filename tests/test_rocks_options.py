@@ -18,41 +18,37 @@ def _option(db_dir: Path, name: str) -> str:
     return next(line.split("=", 1)[1] for line in options.splitlines() if line.strip().startswith(name + "="))
 
 
-def test_faust_opened_tables_use_zstd(tmp_path: Path) -> None:
-    use_zstd()
-    use_zstd()  # idempotent: patching twice must not wrap twice
-    db = RocksDBOptions().open(tmp_path / "t.db")
+def _flushed(path: Path, **options: int) -> None:
+    """A DB opened as Faust opens a table with ``options``, one 4 KB value written and flushed."""
+    db = RocksDBOptions(**options).open(path)
     db[b"k" * 16] = b"v" * 4096
     db.flush(True)
     db.close()
+
+
+def test_faust_opened_tables_use_zstd(tmp_path: Path) -> None:
+    use_zstd()
+    use_zstd()  # idempotent: patching twice must not wrap twice
+    _flushed(tmp_path / "t.db")
     assert _option(tmp_path / "t.db", "compression") == "kZSTD"
 
 
 def test_cold_table_options_reach_rocksdb(tmp_path: Path) -> None:
     """A table's Faust ``options`` (as the series table passes them) set block size and zstd level."""
     use_zstd()
-    db = RocksDBOptions(**table_options("series")).open(tmp_path / "cold.db")
-    db[b"k" * 16] = b"v" * 4096
-    db.flush(True)
-    db.close()
+    _flushed(tmp_path / "cold.db", **table_options("series"))
     assert _option(tmp_path / "cold.db", "compression") == "kZSTD"
     assert _option(tmp_path / "cold.db", "block_size") == str(COLD_TABLE_OPTIONS[BLOCK_SIZE])
     assert f"level={COLD_TABLE_OPTIONS[ZSTD_LEVEL]};" in _option(tmp_path / "cold.db", "compression_opts")
     # and a table without them keeps RocksDB's default block size
-    db = RocksDBOptions().open(tmp_path / "hot.db")
-    db[b"k"] = b"v"
-    db.flush(True)
-    db.close()
+    _flushed(tmp_path / "hot.db")
     assert _option(tmp_path / "hot.db", "block_size") == "4096"
 
 
 def test_the_segments_table_compresses_with_lz4(tmp_path: Path) -> None:
     """Segments live until their block is sealed: LZ4, a fifth of zstd's flush CPU."""
     use_zstd()
-    db = RocksDBOptions(**table_options("segments")).open(tmp_path / "segments.db")
-    db[b"k" * 16] = b"v" * 4096
-    db.flush(True)
-    db.close()
+    _flushed(tmp_path / "segments.db", **table_options("segments"))
     assert _option(tmp_path / "segments.db", "compression") == "kLZ4Compression"
 
 
