@@ -88,7 +88,7 @@ def test_distribution_flags_must_match_the_blocks() -> None:
 def test_integer_columns_coded_together_are_those_coded_alone(rows: int, n: int, sparse: bool,
                                                               data: st.DataObject) -> None:
     values = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-50, 50), st.sampled_from([0, -(2**63), 4096]))
-    kind = data.draw(st.sampled_from(["any", "line", "multiples"]))
+    kind = data.draw(st.sampled_from(["any", "line", "multiples", "multiples_at_first"]))
     columns = np.array([data.draw(st.lists(values, min_size=n, max_size=n)) for _ in range(rows)],
                        dtype=np.int64).reshape(rows, n)
     if kind == "line" and n:  # exact lines and constants stop at their order
@@ -96,4 +96,28 @@ def test_integer_columns_coded_together_are_those_coded_alone(rows: int, n: int,
         columns = (np.arange(n, dtype=np.int64) * slope)[None, :] + columns[:, :1]
     elif kind == "multiples":  # a common divisor of the differences
         columns = np.cumsum(columns % 7, axis=1) * 4096
+    elif kind == "multiples_at_first":  # the first values share a larger divisor than the rest
+        columns = np.cumsum(columns % 7, axis=1) * 4096
+        columns[:, :16] *= 2
     assert _intcol.encode_rows(columns, sparse) == [_intcol.encode(row, sparse) for row in columns]
+
+
+def _min_digits_reference(values: np.ndarray) -> np.ndarray:
+    """``decimal_codec._min_digits`` as first written: each k's mantissas and patches by ``_approximate``."""
+    digits = np.full(values.size, decimal_codec.MAX_SCALE + 1, dtype=np.int64)
+    pending = np.flatnonzero(np.isfinite(values))
+    for k in range(decimal_codec.MAX_SCALE + 1):
+        _, patch = decimal_codec._approximate(values[pending], k)
+        exact, near = decimal_codec._classify(patch)
+        digits[pending[exact | near]] = k
+        pending = pending[~(exact | near)]
+    return digits
+
+
+@EXAMPLES
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**6, 10**6).map(lambda x: x / 100)
+                | st.sampled_from([0.1, 0.2 + 0.1, -0.0, 1e300, 2.0**53, 2.0**53 + 2, 1e-300]), max_size=60))
+def test_min_digits_are_those_of_the_mantissas_and_patches(values: list[float]) -> None:
+    """The digit search divides the rounded float instead of its int64 mantissa: the same digits."""
+    column = np.array(values, dtype=np.float64)
+    np.testing.assert_array_equal(decimal_codec._min_digits(column), _min_digits_reference(column))

@@ -41,6 +41,7 @@ _ORDER_MASK = 0x03
 _SEED_BITS = 24.0  # typical seed varint; a rough price for each extra order
 _U64_MASK = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
+_DIVISOR_PROBE = 16
 
 
 def estimate_bits(diffs: np.ndarray) -> float:
@@ -191,8 +192,16 @@ def encode_rows(columns: np.ndarray, sparse: bool = False) -> list[tuple[bytes, 
 
 def _divisors(diffs: np.ndarray) -> np.ndarray:
     """``_divisor`` of every row (rows holding INT64_MIN excepted: the caller codes those alone)."""
-    g = np.gcd.reduce(diffs, axis=1) if diffs.shape[1] else np.zeros(diffs.shape[0], dtype=np.int64)
-    g = np.where(g > 1, g, 1)
+    g = np.ones(diffs.shape[0], dtype=np.int64)
+    if not diffs.shape[1]:
+        return g
+    # A row's divisor divides that of its first values: where those share none (most mantissa
+    # columns), the whole row's gcd, a third of the reduce work per chunk, is not needed.
+    probe = np.gcd.reduce(diffs[:, :_DIVISOR_PROBE], axis=1)
+    maybe = probe != 1
+    if maybe.any():
+        whole = np.gcd.reduce(diffs[maybe], axis=1)
+        g[maybe] = np.where(whole > 1, whole, 1)
     if (g > 1).any():
         divides = ((diffs // g[:, None]) * g[:, None] == diffs).all(axis=1)
         g = np.where(divides, g, 1)

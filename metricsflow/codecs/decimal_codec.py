@@ -102,9 +102,13 @@ def _min_digits(values: np.ndarray) -> np.ndarray:
     for k in range(MAX_SCALE + 1):
         if pending.size == 0:
             break
-        _, patch = _approximate(values[pending], k)
-        exact, near = _classify(patch)
-        hit = exact | near
+        candidates = values[pending]
+        # ``_approximate``'s patches without its int64 mantissas: a float that fits 2^53 and is
+        # an integer converts to int64 and back unchanged, so the float divides as the decoder's would.
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = np.rint(candidates * _POW10[k])
+        patch = (candidates.view(_U64) - (scaled / _POW10[k]).view(_U64)).view(np.int64)
+        hit = (np.abs(scaled) <= _MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
         digits[pending[hit]] = k
         pending = pending[~hit]
     return digits
