@@ -196,7 +196,7 @@ def _divisors(diffs: np.ndarray) -> np.ndarray:
     if not diffs.shape[1]:
         return g
     # A row's divisor divides that of its first values: where those share none (most mantissa
-    # columns), the whole row's gcd, a third of the reduce work per chunk, is not needed.
+    # columns of the load workload), the whole row's gcd is not needed (4 of a chunk's 107 µs).
     probe = np.gcd.reduce(diffs[:, :_DIVISOR_PROBE], axis=1)
     maybe = probe != 1
     if maybe.any():
