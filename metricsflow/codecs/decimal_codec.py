@@ -104,7 +104,10 @@ def _min_digits(values: np.ndarray) -> np.ndarray:
             break
         candidates = values[pending]
         # ``_approximate``'s patches without its int64 mantissas: a float that fits 2^53 and is
-        # an integer converts to int64 and back unchanged, so the float divides as the decoder's would.
+        # an integer converts to int64 and back unchanged, so the float divides as the decoder's
+        # would. Not -0.0, which comes back +0.0: its patch here is 0, there INT64_MIN, whose
+        # ``np.abs`` stays negative, so ``_classify`` calls it near and the digits agree (the
+        # test against the first formulation holds -0.0). Encoding keeps ``_approximate``.
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = np.rint(candidates * _POW10[k])
         patch = (candidates.view(_U64) - (scaled / _POW10[k]).view(_U64)).view(np.int64)
