@@ -23,6 +23,7 @@ from agents.end_offsets import EndOffsets
 from agents.event_delivery import deliver_without_tasks
 from agents.ingest import register_ingest_agent
 from agents.topology import register_agents
+from metricsflow import kafka_zstd
 from metricsflow.config import Settings
 from metricsflow.heap import freeze_long_lived
 from tables.partition_store import PartitionStore
@@ -82,6 +83,7 @@ async def flush_changelogs(producer: Any, batched: Sequence[PartitionStore] = ()
 def create_app(settings: Settings) -> faust.App:
     check_points_retention(settings)  # the heads are replayed from mf.points: its records must outlive a cut
     use_zstd()  # before Faust opens any table
+    kafka_zstd.use_level(settings.kafka_zstd_level)  # the changelogs' batches
     skip_wal()
     short_fetch_waits()  # before Faust creates its consumer
     deliver_without_tasks(FaustConsumer)

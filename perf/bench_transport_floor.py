@@ -12,13 +12,14 @@ change to metricsflow's own code can remove.
 ``--kafka-port P`` also measures the Kafka clients' floor on a private broker (P and P+1):
 the collector's pipeline turns the same requests into their mf.points / mf.series messages
 in memory first, then (1) the collector's ``KafkaWriter`` (aiokafka, acks=all, idempotent,
-zstd) produces them two requests per write with four writes in flight, as the collector's
-group commit does under this load, and (2) a bare aiokafka consumer reads mf.points back
+zstd at each of ``--zstd-levels``, on topics of its own) produces them two requests per write
+with four writes in flight, as the collector's group commit does under this load, and (2) a
+bare aiokafka consumer reads mf.points back
 and runs only ``decode_batch`` on each record, the worker's first step: the CPU of this
 process for each, on uvloop. Neither includes Faust, the worker's head or the broker.
 
     python perf/bench_transport_floor.py [--size M] [--protocols grpc,http] [--handlers noop,parse]
-                                         [--kafka-port 47392]
+                                         [--kafka-port 47392 [--zstd-levels 3,1] [--kafka-rounds 3]]
 
 Prints a table and, last, one JSON line.
 """
@@ -133,17 +134,20 @@ def measure(protocol: str, handler: str, port: int, enc, concurrency: int) -> di
             "server_us_per_request": round(cpu / st.requests * 1e6, 1)}
 
 
-def kafka_floor(enc, port: int) -> dict[str, object]:
-    """The Kafka clients' CPU for the load's messages: produce as the collector does, consume + decode."""
+def kafka_floor(enc, port: int, levels: list[int], rounds: int) -> list[dict[str, object]]:
+    """The Kafka clients' CPU for the load's messages: produce as the collector does, consume + decode;
+    at each zstd level in turn, ``rounds`` times."""
     import dataclasses
     import tempfile
 
     import uvloop
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from metricsflow import kafka_zstd
     from metricsflow.collector.kafka_writer import KafkaWriter
     from metricsflow.collector.pipeline import IngestPipeline
-    from metricsflow.config import Settings
+    from metricsflow.config import load_settings
+    from metricsflow.errors import BackendUnavailable
     from metricsflow.ingest.native import parse_native
     from metricsflow.pointbatch import decode_batch
     from metricsflow.stack import kafka
@@ -159,7 +163,7 @@ def kafka_floor(enc, port: int) -> dict[str, object]:
 
     # Two requests per write, merged into one message per partition as the collector's group
     # commit merges the requests that wait for a write (1.96 per write in perf/bench_e2e.py's M run).
-    settings = dataclasses.replace(Settings(), collector_linger_ms=60_000,
+    settings = dataclasses.replace(load_settings(), collector_linger_ms=60_000,
                                    collector_linger_points=2 * enc.items[0].points)
     pipeline = IngestPipeline(settings, Keeping())  # type: ignore[arg-type]
 
@@ -175,29 +179,42 @@ def kafka_floor(enc, port: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mf-floor-") as tmp:
         node = kafka.KafkaNode(Path(tmp), port=port, controller_port=port + 1)
         kafka.start(node)
+        runs: list[dict[str, object]] = []
         try:
-            s = dataclasses.replace(settings, kafka_bootstrap=node.bootstrap)
-
-            async def produce() -> float:
+            async def produce(s) -> float:
+                kafka_zstd.use_level(s.kafka_zstd_level)  # as the collector's serve() does
                 await ensure_topics(s, timeout_s=60)
                 writer = KafkaWriter(s.kafka_bootstrap, 60.0, compression=s.kafka_compression)
                 writer.start()
                 while not writer.ready:
                     await asyncio.sleep(0.05)
-                await writer.write([(s.topic("points"), 0, None, b"")])  # metadata, connections (an empty value)
+                # Metadata, connections, every mf.points leader (empty values, which the consumer skips).
+                # mf.series is compacted: it takes no record without a key, so its leaders are met by the load.
+                warm = [(s.topic("points"), p, None, b"") for p in range(s.partitions)]
+                deadline = time.monotonic() + 30
+                while True:  # new topics: their leaders may not be known yet
+                    try:
+                        await writer.write(warm)
+                        break
+                    except BackendUnavailable:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)
                 in_flight = asyncio.Semaphore(4)
+                renamed = {settings.topic(t): s.topic(t) for t in ("points", "series")}
+                moved = [[(renamed.get(t, t), *rest) for t, *rest in w] for w in writes]
 
                 async def one(messages) -> None:
                     async with in_flight:
                         await writer.write(messages)
 
                 c0 = time.process_time()
-                await asyncio.gather(*(one(w) for w in writes))
+                await asyncio.gather(*(one(w) for w in moved))
                 cpu = time.process_time() - c0
                 await writer.close()
                 return cpu
 
-            async def consume() -> tuple[float, int]:
+            async def consume(s) -> tuple[float, int]:
                 consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False,
                                             auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
                 await consumer.start()
@@ -219,18 +236,29 @@ def kafka_floor(enc, port: int) -> dict[str, object]:
                 await consumer.stop()
                 return cpu, points
 
-            print(f"kafka    producing {len(writes)} writes on {node.bootstrap} ...", flush=True)
-            produce_cpu = asyncio.run(produce())
-            print("kafka    consuming them back ...", flush=True)
-            consume_cpu, consumed = asyncio.run(consume())
+            for r in range(rounds):
+                for level in levels:
+                    # Each level's messages on topics of their own: the consumer reads exactly them.
+                    s = dataclasses.replace(settings, kafka_bootstrap=node.bootstrap, kafka_zstd_level=level,
+                                            topic_prefix=f"floor{r}l{level}.".replace("-", "m"))
+                    print(f"kafka    producing {len(writes)} writes on {node.bootstrap}, zstd level {level} ...",
+                          flush=True)
+                    produce_cpu = asyncio.run(produce(s))
+                    consume_cpu, consumed = asyncio.run(consume(s))
+                    if consumed != enc.n_points:
+                        raise SystemExit(f"consumed {consumed:,} points of {enc.n_points:,}")
+                    topic_bytes = sum(f.stat().st_size for f in Path(tmp).rglob(f"{s.topic('points')}-*/*.log"))
+                    runs.append({"zstd_level": level, "round": r, "writes": len(writes),
+                                 "points_messages": points_messages,
+                                 "produce_cpu_s": round(produce_cpu, 3), "consume_decode_cpu_s": round(consume_cpu, 3),
+                                 "produce_us_per_message": round(produce_cpu / points_messages * 1e6, 1),
+                                 "consume_us_per_message": round(consume_cpu / points_messages * 1e6, 1),
+                                 "points_bytes_per_point": round(topic_bytes / enc.n_points, 3)})
+                    print(f"kafka    zstd level {level:>3} round {r}: produce {produce_cpu:.3f} CPU-s, consume + "
+                          f"decode {consume_cpu:.3f} CPU-s, {topic_bytes / enc.n_points:.3f} B per point", flush=True)
         finally:
             kafka.stop(node)
-    if consumed != enc.n_points:
-        raise SystemExit(f"consumed {consumed:,} points of {enc.n_points:,}")
-    return {"writes": len(writes), "points_messages": points_messages,
-            "produce_cpu_s": round(produce_cpu, 3), "consume_decode_cpu_s": round(consume_cpu, 3),
-            "produce_us_per_message": round(produce_cpu / points_messages * 1e6, 1),
-            "consume_us_per_message": round(consume_cpu / points_messages * 1e6, 1)}
+    return runs
 
 
 def main() -> int:
@@ -242,6 +270,10 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--port", type=int, default=47300)
     ap.add_argument("--kafka-port", type=int, default=0, help="also the Kafka clients' floor, on a private broker")
+    ap.add_argument("--zstd-levels", default="1",
+                    help="with --kafka-port: the producer's zstd levels to compare, e.g. 3,1 (aiokafka's own is 3)")
+    ap.add_argument("--kafka-rounds", type=int, default=1,
+                    help="with --kafka-port: each level this many times, interleaved")
     ap.add_argument("--serve", choices=("grpc", "http"), help=argparse.SUPPRESS)
     ap.add_argument("--handler", default="noop", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -270,17 +302,23 @@ def main() -> int:
     for (protocol, handler), run in best.items():
         print(f"{protocol:9}{handler:8}{run['server_cpu_s']:>22}{run['points_per_cpu_s']:>20,}"
               f"{run['server_us_per_request']:>16}")
-    kafka_run = None
+    kafka_runs = None
     if a.kafka_port:
-        kafka_run = kafka_floor(build("grpc", hosts, points), a.kafka_port)
-        print(f"kafka    produce (KafkaWriter, zstd) {kafka_run['produce_cpu_s']:>7} CPU-s, "
-              f"{kafka_run['produce_us_per_message']} µs per mf.points message ({kafka_run['points_messages']:,})")
-        print(f"kafka    consume + decode_batch      {kafka_run['consume_decode_cpu_s']:>7} CPU-s, "
-              f"{kafka_run['consume_us_per_message']} µs per message")
+        levels = [int(v) for v in a.zstd_levels.split(",")]
+        kafka_runs = kafka_floor(build("grpc", hosts, points), a.kafka_port, levels, a.kafka_rounds)
+        for level in levels:
+            of_level = [r for r in kafka_runs if r["zstd_level"] == level]
+            produce = min(of_level, key=lambda r: r["produce_cpu_s"])
+            consume = min(of_level, key=lambda r: r["consume_decode_cpu_s"])
+            print(f"kafka    zstd level {level:>3}: produce (KafkaWriter) {produce['produce_cpu_s']:>7} CPU-s, "
+                  f"{produce['produce_us_per_message']} µs per mf.points message ({produce['points_messages']:,}); "
+                  f"consume + decode_batch {consume['consume_decode_cpu_s']} CPU-s, "
+                  f"{consume['consume_us_per_message']} µs per message; {produce['points_bytes_per_point']} B per "
+                  f"point on the broker (best of {len(of_level)})")
     print("-" * 78)
     print(json.dumps({"bench": "transport_floor", "size": a.size, "machine": {
         "nproc": os.cpu_count(), "python": platform.python_version()}, "cmd": "python " + " ".join(sys.argv),
-        "runs": runs, "kafka": kafka_run}))
+        "runs": runs, "kafka": kafka_runs}))
     return 0
 
 

@@ -10,6 +10,7 @@ import signal
 
 from aiohttp import web
 
+from metricsflow import kafka_zstd
 from metricsflow.collector import metrics
 from metricsflow.collector.grpc_server import build_server
 from metricsflow.collector.http_app import build_app
@@ -24,6 +25,7 @@ log = logging.getLogger("metricsflow.collector")
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    kafka_zstd.use_level(settings.kafka_zstd_level)
     writer = KafkaWriter(settings.kafka_bootstrap, settings.kafka_ack_timeout_s, settings.retry_after_s,
                          compression=settings.kafka_compression)
     writer.start()
