@@ -7,7 +7,7 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
   1. pre-encodes every request in memory (500 series x 10 samples each, time-ordered);
      encode time / µs per point reported apart from the servers' cost;
   2. starts a private Kafka (KRaft), one collector and one worker (ports 29092/28080/25051/26066,
-     data under /tmp/mfperf/e2e), sends one probe point and waits until it is queryable;
+     data under /tmp/mfperf/e2e), sends one probe point (at the load's last timestamp) and waits until it is queryable;
   3. measures each server process's idle CPU rate (5 s), then sends everything over 4 connections
      with the anchors' chain scheduler (per-group chains in time order, <= 4 windows look-ahead);
   4. waits until the worker consumed every sent point, then until the head was cut into chunks and
@@ -255,8 +255,10 @@ def main() -> int:
         print(f"[{tag}] stack up in {result['startup_s']} s: {pids}", flush=True)
 
         async def warm() -> tuple:
+            # At the load's last timestamp: a probe at the wall clock raised its partition's newest
+            # time past a --block-phase load's, and that partition sealed 1/8 of the older blocks.
             async with Client(a.protocol, coll.url, coll.grpc, 1) as c:
-                return await wait_probe(c, worker.url, int(time.time() * 1000), 0.0, timeout=120)
+                return await wait_probe(c, worker.url, enc.end_ms, 0.0, timeout=120)
         fresh0, _ = asyncio.run(warm())
         if fresh0 is None:
             raise RuntimeError("warm-up probe never became visible")
