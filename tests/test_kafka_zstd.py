@@ -83,3 +83,11 @@ def test_levels_outside_zstds_range_are_refused() -> None:
         load_settings(env={"MF_KAFKA_ZSTD_LEVEL": "99"})
     assert load_settings(env={}).kafka_zstd_level == 1
     assert load_settings(env={"MF_KAFKA_ZSTD_LEVEL": "-3"}).kafka_zstd_level == -3
+
+
+def test_a_builder_without_the_name_keeps_its_level_and_says_so(monkeypatch, caplog) -> None:
+    monkeypatch.delattr(py_records, "zstd_encode")
+    kafka_zstd.use_level(1)
+    assert "has no zstd_encode" in caplog.text
+    assert not hasattr(py_records, "zstd_encode")
+    assert kafka_zstd.level_in_use() == 1  # the compiled builder's level was still set
