@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from metricsflow import series_batch
 from metricsflow.collector.kafka_writer import Message
 from metricsflow.collector.pipeline import MAX_REASONS, IngestPipeline, _RecentSeries
-from metricsflow.collector.validation import Limits, validate
+from metricsflow.collector.validation import Limits, check_labels, validate
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
@@ -373,3 +373,63 @@ def test_uniform_runs_read_as_the_runs_they_stand_for() -> None:
     assert view(runs[-1]) == view(want[3]) and [view(s) for s in runs[1:3]] == [view(s) for s in want[1:3]]
     with pytest.raises(IndexError):
         runs[4]
+
+
+def _steady_request(labels: list[dict[str, str]], offsets_ms: list[int], seed: int = 0) -> ParseResult:
+    """A request as the native parser reads a known client's: runs of one length, labels dicts it keeps."""
+    n = len(offsets_ms)
+    now = time.time() * 1000
+    series = [SeriesSamples(lb, [now + o for o in offsets_ms], np.random.default_rng(seed + i).normal(size=n),
+                            MetricKind.GAUGE) for i, lb in enumerate(labels)]
+    runs, columns = _as_columns(series)
+    assert isinstance(runs, UniformRuns)
+    return ParseResult(series=runs, columns=columns, shared_labels=True)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(range(len(LABEL_SETS))), min_size=1, max_size=10),
+       st.lists(st.sampled_from(OFFSETS_MS), min_size=1, max_size=4, unique=True), st.integers(0, 1000))
+def test_a_steady_request_found_again_gives_what_its_series_give(chosen: list[int], offsets: list[int],
+                                                                   seed: int) -> None:
+    # The same dicts in the same order (a known client's next request): its series ids and partitions
+    # come from one probe when none was refused; points, partitions and refusals stay the reference's.
+    labels = [dict(LABEL_SETS[i]) for i in sorted(set(chosen))]  # one dict per label set, as the parser's
+    pick = [labels[sorted(set(chosen)).index(i)] for i in chosen]
+    pipeline = IngestPipeline(SETTINGS, RecordingWriter())  # type: ignore[arg-type]
+    for round_ in range(3):
+        parsed = _steady_request(pick, sorted(offsets), seed + round_)
+        pipeline._writer = writer = RecordingWriter()
+        want_outcome, want_runs, _ = _reference("t1", parsed, int(time.time() * 1000))
+        outcome = _accept(pipeline, parsed)
+        assert (outcome.accepted, outcome.rejected, outcome.rejections) == want_outcome
+        assert _runs(writer.messages) == want_runs
+    # Kept when no label set was refused (points outside the window do not change what its series are).
+    limits = Limits.from_settings(SETTINGS)
+    assert len(pipeline._label_sets._requests) == all(check_labels(lb, limits) is None for lb in pick)
+
+
+def test_a_steady_request_is_kept_once_per_tenant_and_only_without_refusals() -> None:
+    writer = RecordingWriter()
+    pipeline = IngestPipeline(SETTINGS, writer)  # type: ignore[arg-type]
+    good = [{"__name__": "cpu", "host": f"h{i}"} for i in range(6)]
+    for tenant in ("t1", "t2", "t1"):
+        assert _accept(pipeline, _steady_request(good, [0, 10_000]), tenant).accepted == 12
+    assert set(pipeline._label_sets._requests) == {("t1", tuple(map(id, good))), ("t2", tuple(map(id, good)))}
+    sids = {sid for runs in _runs(writer.messages).values() for sid, _ts, _v in runs}
+    assert sids == {series_id(t, lb) for t in ("t1", "t2") for lb in good}  # tenants never share an entry
+    refusing = [*good[:2], {"__name__": "bad-name"}]
+    for _ in range(2):
+        outcome = _accept(pipeline, _steady_request(refusing, [0]))
+        assert (outcome.accepted, outcome.rejected) == (2, 1)
+    assert ("t1", tuple(map(id, refusing))) not in pipeline._label_sets._requests
+
+
+def test_kept_steady_requests_stay_bounded_by_the_series_they_hold() -> None:
+    pipeline = IngestPipeline(SETTINGS, RecordingWriter())  # type: ignore[arg-type]
+    pipeline._label_sets._shared_capacity = 10
+    for r in range(6):
+        labels = [{"__name__": "cpu", "host": f"r{r}h{i}"} for i in range(4)]
+        assert _accept(pipeline, _steady_request(labels, [0])).accepted == 4
+        assert pipeline._label_sets._requests_size <= 10
+        assert sum(len(ids) for _t, ids in pipeline._label_sets._requests) == pipeline._label_sets._requests_size
+    assert len(pipeline._label_sets._requests) <= 2
