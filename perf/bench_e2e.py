@@ -7,7 +7,8 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
   1. pre-encodes every request in memory (500 series x 10 samples each, time-ordered);
      encode time / µs per point reported apart from the servers' cost;
   2. starts a private Kafka (KRaft), one collector and one worker (ports 29092/28080/25051/26066,
-     data under /tmp/mfperf/e2e), sends one probe point (at the load's last timestamp) and waits until it is queryable;
+     data under /tmp/mfperf/e2e), sends one probe point (at the load's last timestamp) and waits
+     until it is queryable;
   3. measures each server process's idle CPU rate (5 s), then sends everything over 4 connections
      with the anchors' chain scheduler (per-group chains in time order, <= 4 windows look-ahead);
   4. waits until the worker consumed every sent point, then until the head was cut into chunks and

@@ -14,9 +14,9 @@ the collector's pipeline turns the same requests into their mf.points / mf.serie
 in memory first, then (1) the collector's ``KafkaWriter`` (aiokafka, acks=all, idempotent,
 zstd at each of ``--zstd-levels``, on topics of its own) produces them two requests per write
 with four writes in flight, as the collector's group commit does under this load, and (2) a
-bare aiokafka consumer reads mf.points back
-and runs only ``decode_batch`` on each record, the worker's first step: the CPU of this
-process for each, on uvloop. Neither includes Faust, the worker's head or the broker.
+bare aiokafka consumer reads mf.points back and runs only ``decode_batch`` on each record,
+the worker's first step: the CPU of this process for each, on uvloop. Neither includes
+Faust, the worker's head or the broker.
 
     python perf/bench_transport_floor.py [--size M] [--protocols grpc,http] [--handlers noop,parse]
                                          [--kafka-port 47392 [--zstd-levels 3,1] [--kafka-rounds 3]]
