@@ -210,6 +210,11 @@ def test_recent_series_forgets_the_oldest_generation_only() -> None:
         recent.add(sid)
     assert 1 in recent and 3 in recent  # 1 came back from the old generation
     assert recent.missing([1, 2, 3, 4, 4]) == [2, 4, 4]
+    roomy = _RecentSeries(100)
+    for sid in (7, 8, 9):
+        roomy.add(sid)
+    assert roomy.missing([9, 7, 9, 8]) == []  # every id announced lately
+    assert roomy.missing([9, 6, 7, 6]) == [6, 6]
 
 
 @pytest.mark.parametrize("shared_labels", [False, True])

@@ -70,6 +70,8 @@ class _RecentSeries:
     def missing(self, sids: list[int]) -> list[int]:
         """The ids of ``sids`` not announced yet, in order (repeats kept)."""
         current = self._current
+        if current.issuperset(sids):  # the steady write: one pass in C instead of a probe per id in Python
+            return []
         return [sid for sid in sids if sid not in current and not self._promote(sid)]
 
     def _promote(self, sid: int) -> bool:
