@@ -207,6 +207,15 @@ _DENSE_PCODEC_HEAD = uvarint(_DENSE_PCODEC)
 _DENSE_PACKED_HEAD = uvarint(_DENSE_PACKED)
 
 
+def _dense_pcodec(patch: np.ndarray, packed: packed_ints.Packing | None, may_win: bool) -> bytes | None:
+    """A dense patch column as pcodec where it is tried (no packing, or the residuals' gate lets
+    it) and beats the packing with its head; None: the packing."""
+    if packed is not None and not may_win:
+        return None
+    pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch, _ORDER0)
+    return pcodec if packed is None or len(pcodec) < packed.size + 1 else None
+
+
 def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     """``head uvarint`` then the patches: head 1 a dense pcodec column, 3 a dense packed
     column, even: head / 2 sparse (gap, patch) pairs."""
@@ -215,10 +224,10 @@ def _patch_section(patch: np.ndarray) -> tuple[bytes, bool]:
     positions = np.flatnonzero(patch)
     if positions.size * _DENSE_SHARE > patch.size:  # sums: ~1/3 of the windows an ulp off
         packed = packed_ints.plan(patch, False)
-        if packed is None or pcodec_may_win(patch[None, :], False)[0]:
-            pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch, _ORDER0)
-            if packed is None or len(pcodec) < packed.size + 1:
-                return pcodec, True
+        pcodec = _dense_pcodec(patch, packed, packed is not None and bool(pcodec_may_win(patch[None, :], False)[0]))
+        if pcodec is not None:
+            return pcodec, True
+        assert packed is not None  # _dense_pcodec codes every column that has no packing
         return _DENSE_PACKED_HEAD + packed.to_bytes(), False
     gaps = np.diff(positions, prepend=-1) - 1
     pairs = np.empty(2 * positions.size, dtype=np.int64)
@@ -369,8 +378,8 @@ def _long_sections(
     # bytes they save, for 4 % of the 1m encode.
     for i, packed, may_win in zip(dense, packed_ints.plan_rows(patch[dense]), pcodec_may_win(patch[dense], False),
                                   strict=True):
-        pcodec = _DENSE_PCODEC_HEAD + _pco.compress(patch[i], _ORDER0) if may_win or packed is None else b""
-        if packed is None or (pcodec and len(pcodec) < packed.size + 1):
+        pcodec = _dense_pcodec(patch[i], packed, may_win)
+        if pcodec is not None:
             patches[i] = (pcodec, True)
         else:
             patches[i] = (len(written), False)
