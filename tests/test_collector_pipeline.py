@@ -438,3 +438,6 @@ def test_kept_steady_requests_stay_bounded_by_the_series_they_hold() -> None:
         assert pipeline._label_sets._requests_size <= 10
         assert sum(len(ids) for _t, ids in pipeline._label_sets._requests) == pipeline._label_sets._requests_size
     assert len(pipeline._label_sets._requests) <= 2
+    wide = [{"__name__": "cpu", "host": f"wide{i}"} for i in range(11)]
+    assert _accept(pipeline, _steady_request(wide, [0])).accepted == 11
+    assert pipeline._label_sets._requests_size <= 10

@@ -165,6 +165,8 @@ class _LabelSetCache:
 
     def keep_request(self, tenant: str, ids: tuple[int, ...], labels: list[dict[str, str]], sids: list[int],
                      parts: list[int]) -> None:
+        if len(ids) > self._shared_capacity:  # alone over the bound: not kept
+            return
         if self._requests_size + len(ids) > self._shared_capacity:
             self._requests.clear()
             self._requests_size = 0
