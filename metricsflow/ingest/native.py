@@ -23,8 +23,10 @@ from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 
 from metricsflow.errors import InvalidInput
+from metricsflow.ingest import request_templates
 from metricsflow.ingest._rejections import merged
 from metricsflow.ingest.label_sets import LABELS
+from metricsflow.ingest.request_templates import Templates, first_field
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
@@ -58,21 +60,34 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     series is then exactly those labels and those columns, so the columns are gathered for
     the whole request with numpy and each series costs one slice and one dict probe. None
     for anything else: a new label set, a series of other columns, a check that fails
-    (``_parse_le_columns`` then reads it series by series).
+    (``_parse_le_columns`` then reads it series by series). A request seen before with
+    other samples is found whole by its template (``request_templates``).
     """
+    first_at = first_field(body, 1)
+    if first_at is None:
+        return None
+    start, size = first_at
     try:
-        request = _RawRequest.FromString(body)
-        tenant = request.tenant.decode("utf-8")
-        raws = request.series
-        if not raws:
-            return None
-        first = _SeriesLe.FromString(raws[0])
-    except (DecodeError, UnicodeDecodeError):
+        first = _SeriesLe.FromString(body[start:start + size])
+    except DecodeError:
         return None
     n, kind = len(first.timestamps_ms_le), first.kind
     if not n or n & 7 or len(first.values_le) != n or kind < 0:
         return None
     tail = _UNIFORM_TAILS[(n, kind)]
+    if size < tail.size:
+        return None
+    key = (len(body), body[:start + size - tail.size])  # all before the first column
+    found = _TEMPLATES.find(key, body)
+    if found is not None:
+        template, columns = found
+        return _uniform_result(template.labels, columns, template.points, template.kind), template.tenant
+    try:
+        request = _RawRequest.FromString(body)
+        tenant = request.tenant.decode("utf-8")
+    except (DecodeError, UnicodeDecodeError):
+        return None
+    raws = request.series
     lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
     if int(lengths.min()) < tail.size:
         return None
@@ -91,11 +106,33 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     columns = SampleColumns(np.full(len(raws), points, dtype=np.int64),
                             np.ascontiguousarray(tails[:, tail.timestamps]).view(_I64_LE).reshape(-1),
                             np.ascontiguousarray(tails[:, tail.values]).view(_F64_LE).reshape(-1))
+    metric_kind = _KIND.get(kind, _UNSPECIFIED)
+    if len(raws) >= request_templates.MIN_SERIES and _TEMPLATES.wants(key):
+        _keep_template(key, body, lengths, tail, labels, metric_kind, tenant)
+    return _uniform_result(labels, columns, points, metric_kind), tenant
+
+
+def _uniform_result(labels: list[dict[str, str]], columns: SampleColumns, points: int,
+                    kind: MetricKind) -> ParseResult:
     result = ParseResult()
-    result.series = UniformRuns(labels, columns, points, _KIND.get(kind, _UNSPECIFIED))
+    result.series = UniformRuns(labels, columns, points, kind)
     result.columns = columns
     result.shared_labels = True  # every labels dict came from LABELS
-    return result, tenant
+    return result
+
+
+def _keep_template(key: tuple[int, bytes], body: bytes, lengths: np.ndarray, tail: _UniformTail,
+                   labels: list[dict[str, str]], kind: MetricKind, tenant: str) -> None:
+    at = request_templates.field_offsets(body, 1)
+    if at is None or len(at) != lengths.size:
+        return
+    series = np.array(at, dtype=np.int64).reshape(-1, 2)
+    if not np.array_equal(series[:, 1], lengths):
+        return
+    tail_at = series[:, 0] + series[:, 1] - tail.size
+    starts = np.stack((tail_at + tail.timestamps.start, tail_at + tail.values.start), axis=1)
+    _TEMPLATES.keep(key, request_templates.Template(body, starts, tail.timestamps.stop - tail.timestamps.start,
+                                                    labels, kind, tenant))
 
 
 class _UniformTail:
@@ -125,6 +162,7 @@ class _UniformTails(dict[tuple[int, int], _UniformTail]):
 
 
 _UNIFORM_TAILS = _UniformTails()
+_TEMPLATES = Templates()
 
 
 def _parse_le_columns(body: bytes) -> tuple[ParseResult, str | None] | None:

@@ -1,0 +1,162 @@
+"""A steady native request found whole by its template reads exactly as the general parse reads it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metricsflow.errors import InvalidInput
+from metricsflow.ingest import native, request_templates
+from metricsflow.ingest.native import _parse_general, parse_native_with_tenant
+from metricsflow.ingest.request_templates import Template, Templates, field_offsets, first_field
+from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.series_id import uvarint
+
+N_SERIES = request_templates.MIN_SERIES + 4
+
+
+def _body(hosts: list[str], n: int, kind: int, tenant: str, seed: int, odd: int | None = None) -> bytes:
+    """A request of one series per host, n samples each from ``seed``; ``odd``: that series gets n + 1."""
+    rng = np.random.default_rng(seed)
+    req = pb.WriteRequest(tenant=tenant)
+    for i, host in enumerate(hosts):
+        s = req.series.add(kind=kind)
+        s.labels.add(name="__name__", value="cpu")
+        s.labels.add(name="host", value=host)
+        k = n + 1 if i == odd else n
+        s.timestamps_ms_le = rng.integers(-(2**62), 2**62, k).astype("<i8").tobytes()
+        s.values_le = rng.random(k).astype("<f8").tobytes()
+    return req.SerializeToString()
+
+
+def _outcome(parse, body: bytes):
+    try:
+        result, tenant = parse(body)
+    except InvalidInput as exc:
+        return ("invalid", exc.reason)
+    return (tenant, result.rejections,
+            [(s.labels, list(s.labels), s.kind, s.timestamps_ms.tobytes(), s.values.tobytes()) for s in result.series])
+
+
+class _Hits:
+    """Counts the template matches in ``native``'s parser."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        columns = Template.columns
+
+        def counted(template: Template, body: bytes):
+            found = columns(template, body)
+            self.count += found is not None
+            return found
+
+        monkeypatch.setattr(Template, "columns", counted)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 3), st.sampled_from([0, 1, 2]), st.sampled_from(["", "acme"]), st.integers(0, 2**32))
+def test_a_repeated_request_with_other_samples_reads_as_the_general_parse(n: int, kind: int, tenant: str,
+                                                                           seed: int):
+    native._TEMPLATES.clear()
+    hosts = [f"h{seed % 97}-{i}" for i in range(N_SERIES)]
+    with pytest.MonkeyPatch.context() as mp:
+        hits = _Hits(mp)
+        for round_ in range(4):  # learn the label sets, see the layout twice, then read from the template
+            parse_native_with_tenant(_body(hosts, n, kind, tenant, seed + round_))
+        assert len(native._TEMPLATES) == 1
+        hits.count = 0
+        for round_ in range(4, 7):
+            body = _body(hosts, n, kind, tenant, seed + round_)
+            assert _outcome(parse_native_with_tenant, body) == _outcome(_parse_general, body)
+        assert hits.count == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_byte_changed_outside_the_columns_is_never_read_from_the_template(data: st.DataObject):
+    native._TEMPLATES.clear()
+    hosts = [f"m{i}" for i in range(N_SERIES)]
+    tenant = data.draw(st.sampled_from(["", "acme"]))
+    for round_ in range(3):
+        parse_native_with_tenant(_body(hosts, 2, 0, tenant, round_))
+    template, = (t for t in native._TEMPLATES._by_key.values() if isinstance(t, Template))
+    body = bytearray(_body(hosts, 2, 0, tenant, 9))
+    fixed = np.concatenate((template.mask.view(np.uint8), template.rest_mask))
+    at = data.draw(st.sampled_from(np.flatnonzero(fixed).tolist()))
+    body[at] = data.draw(st.integers(0, 255).filter(lambda b: b != body[at]))
+    changed = bytes(body)
+    assert template.columns(changed) is None
+    assert _outcome(parse_native_with_tenant, changed) == _outcome(_parse_general, changed)
+
+
+def test_a_key_whose_layout_changed_is_not_templated_again(monkeypatch: pytest.MonkeyPatch):
+    native._TEMPLATES.clear()
+    hosts = [f"k{i}" for i in range(N_SERIES)]
+    for round_ in range(3):
+        parse_native_with_tenant(_body(hosts, 2, 0, "", round_))
+    assert len(native._TEMPLATES) == 1
+    # Same length and first series, another host further on: the same key, bytes differ outside the columns.
+    other = [*hosts[:-1], hosts[-1][:-1] + "x"]
+    for round_ in range(4):
+        body = _body(other, 2, 0, "", 10 + round_)
+        assert _outcome(parse_native_with_tenant, body) == _outcome(_parse_general, body)
+    assert len(native._TEMPLATES) == 0
+
+
+def test_a_request_seen_once_or_with_few_series_makes_no_template():
+    native._TEMPLATES.clear()
+    hosts = [f"f{i}" for i in range(N_SERIES)]
+    parse_native_with_tenant(_body(hosts, 2, 0, "", 0))  # label sets learnt
+    parse_native_with_tenant(_body(hosts, 2, 0, "", 1))  # layout seen once
+    assert len(native._TEMPLATES) == 0
+    few = [f"g{i}" for i in range(request_templates.MIN_SERIES - 1)]
+    for round_ in range(5):
+        parse_native_with_tenant(_body(few, 2, 0, "", round_))
+    assert len(native._TEMPLATES) == 0
+    parse_native_with_tenant(_body(hosts, 2, 0, "", 2))
+    assert len(native._TEMPLATES) == 1
+
+
+def test_a_request_with_one_series_of_other_length_is_not_read_from_the_template():
+    native._TEMPLATES.clear()
+    hosts = [f"o{i}" for i in range(N_SERIES)]
+    for round_ in range(3):
+        parse_native_with_tenant(_body(hosts, 2, 0, "", round_))
+    body = _body(hosts, 2, 0, "", 5, odd=N_SERIES - 1)
+    assert _outcome(parse_native_with_tenant, body) == _outcome(_parse_general, body)
+
+
+def test_templates_stay_within_their_byte_bound():
+    templates = Templates(max_bytes=10_000)
+    columns = np.array([[2, 20]], dtype=np.int64)
+    for i in range(50):
+        body = bytes(range(i, i + 40)) * 30  # 1,200 bytes: 2,400 kept per template
+        templates.keep((len(body), bytes([i])), Template(body, columns, 8, [{}], native._UNSPECIFIED, ""))
+        assert templates._bytes <= 10_000
+        assert len(templates) == templates._bytes // 2_400
+
+
+def test_field_offsets_walk_every_wire_type_and_refuse_what_does_not_parse():
+    series = b"\x0a\x03abc"
+    body = b"\x08\x96\x01" + series + b"\x11" + bytes(8) + b"\x1d" + bytes(4) + b"\x0a\x00" + b"\x12\x02hi"
+    assert field_offsets(body, 1) == [(5, 3), (24, 0)]
+    assert first_field(body, 1) is None  # a varint field first: not the native request's shape
+    assert first_field(b"\x12\x02hi" + series, 1) == (6, 3)
+    assert field_offsets(b"\x0a\x05abc", 1) is None  # runs past the end
+    assert field_offsets(b"\x0b", 1) is None  # a group
+    assert field_offsets(b"\x0a" + uvarint(2**70), 1) is None
+
+
+@pytest.mark.parametrize("tenant", ["t" * k for k in range(1, 9)])
+def test_the_last_bytes_of_a_body_are_compared_too(tenant: str):
+    """The template compares 8 bytes at a time and the few left over one by one: a tenant changed in its
+    last letter is another request, whatever the body's length."""
+    native._TEMPLATES.clear()
+    hosts = [f"z{i}" for i in range(N_SERIES)]
+    for round_ in range(3):
+        parse_native_with_tenant(_body(hosts, 1, 0, tenant, round_))
+    assert len(native._TEMPLATES) == 1
+    other = tenant[:-1] + "u"
+    assert parse_native_with_tenant(_body(hosts, 1, 0, other, 7))[1] == other
