@@ -87,7 +87,7 @@ def test_levels_outside_zstds_range_are_refused() -> None:
         kafka_zstd.use_level(23)
     with pytest.raises(ValueError, match="MF_KAFKA_ZSTD_LEVEL=99"):
         load_settings(env={"MF_KAFKA_ZSTD_LEVEL": "99"})
-    assert load_settings(env={}).kafka_zstd_level == 1
+    assert load_settings(env={}).kafka_zstd_level == -1
     assert load_settings(env={"MF_KAFKA_ZSTD_LEVEL": "-3"}).kafka_zstd_level == -3
 
 
