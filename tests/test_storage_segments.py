@@ -355,9 +355,13 @@ def test_segment_values_are_raw_chunk_blocks(runs: list[int]) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(lengths=st.lists(st.sampled_from([0, 3, 30]), min_size=24, max_size=40)  # coded as rows by length
-       | st.lists(st.integers(0, 40), max_size=40), data=st.data())  # mostly span by span
+       | st.lists(st.integers(0, 40), max_size=40)  # mostly span by span
+       | st.lists(st.sampled_from([3, segments.JOIN_MIN_POINTS - 1, segments.JOIN_MIN_POINTS, 70]),
+                  min_size=24, max_size=40)  # long ones joined one by one, short ones as rows
+       | st.lists(st.integers(segments.JOIN_MIN_POINTS, 90), max_size=12), data=st.data())  # all long
 def test_segments_coded_by_length_equal_the_raw_codec_span_by_span(lengths: list[int], data: st.DataObject) -> None:
-    """The cut codes spans of one length as rows of one array; each value is still the raw chunk block."""
+    """The cut codes short spans of one length as rows of one array and long ones one by one; each value
+    is still the raw chunk block."""
     total = sum(lengths)
     ts = np.cumsum(np.asarray(data.draw(st.lists(st.integers(1, 10**6), min_size=total, max_size=total)),
                               dtype=np.int64)) - 10**6
