@@ -8,7 +8,7 @@ builds them, one ``append`` per mf.points message, in two shapes:
   bulk       each message holds 62 series × 10 points (the M load over gRPC: 500 series × 10 samples
              per request, split over 8 partitions), a 15 s cut interval of it is ~930,000 points
   real-time  each message holds every series of the partition once (one point per run)
-and are sorted both ways: by runs (``tables.head.run_order``, what ``view`` tries first) and by the
+and are sorted both ways: by runs (``tables.head.sorted_by_runs``, what ``view`` tries first) and by the
 three-key ``lexsort`` of the points (``view``'s exact path, and all it did before). CPU time
 (``process_time``), best of ``--repeat``. Prints a table; the last line is one JSON object.
 """
@@ -50,17 +50,17 @@ def build(shape: str, points: int, series: int, seed: int = 1) -> Head:
 
 def time_view(shape: str, points: int, series: int, by_runs: bool, repeat: int) -> float:
     best = float("inf")
-    saved = head_module.run_order
+    saved = head_module.sorted_by_runs
     try:
         if not by_runs:
-            head_module.run_order = lambda sids, ts: None
+            head_module.sorted_by_runs = lambda sids, ts, vals: None
         for _ in range(repeat):
             head = build(shape, points, series)
             started = time.process_time()
             head.view()
             best = min(best, time.process_time() - started)
     finally:
-        head_module.run_order = saved
+        head_module.sorted_by_runs = saved
     return best
 
 

@@ -21,7 +21,7 @@ from metricsflow.promql.source import Matcher
 from metricsflow.samples import merge, sort_and_dedup
 from metricsflow.series_id import canonical_bytes, partition_for, series_id
 from metricsflow.wire import encode_labels, encode_series, encode_write_request
-from tables.head import Head, _sorted_latest, run_order
+from tables.head import Head, _sorted_latest, sorted_by_runs, stable_order
 from tables.index import SeriesIndex
 from web.params import parse_duration_ms, parse_selector, parse_time_ms
 
@@ -307,7 +307,7 @@ def _columns(points: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.
 @given(batches=st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 4)), max_size=6), min_size=1,
                         max_size=12))
 def test_a_head_of_rising_runs_is_sorted_by_its_runs_as_the_points_sort_would(batches: list) -> None:
-    """Batches of runs, each series rising from run to run: ``run_order`` takes them, with the exact answer."""
+    """Batches of runs, each series rising from run to run: ``sorted_by_runs`` takes them, with the exact answer."""
     nxt: dict[int, int] = {}
     points = []
     for batch in batches:
@@ -316,23 +316,66 @@ def test_a_head_of_rising_runs_is_sorted_by_its_runs_as_the_points_sort_would(ba
             points += [(series, t) for t in range(start, start + length)]
             nxt[series] = start + length - 1
     sids, ts, vals = _columns(points)
-    got = run_order(sids, ts)
+    got = sorted_by_runs(sids, ts, vals)
     if not points:
         assert got is None
         return
     assert got is not None  # the cut's fast path: fails if rising runs fell back to the point sort
-    order, s, t = got
     want = _sorted_latest(sids, ts, vals)
-    assert s.tolist() == want[0].tolist() and t.tolist() == want[1].tolist()
-    assert vals[order].tolist() == want[2].tolist()
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert [g.dtype for g in got] == [w.dtype for w in want]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), series=st.sampled_from([3, 700, 5000]), run_max=st.sampled_from([1, 2, 12, 40]),
+       one_length=st.booleans(), late=st.booleans())
+def test_large_heads_sorted_by_runs_equal_the_point_sort(seed: int, series: int, run_max: int, one_length: bool,
+                                                         late: bool) -> None:
+    """Heads past the sizes where ranks replace the ids in the sort, with runs of one length (moved whole)
+    or of many (moved by length, or by a gather past RUN_LENGTHS_MOVED lengths): the same answer as the
+    exact sort, or None when a point came late."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 2**63, series, dtype=np.int64).astype(np.uint64)
+    nxt = np.zeros(series, dtype=np.int64)
+    sid_parts, ts_parts = [], []
+    while sum(p.size for p in ts_parts) < 9000:
+        pick = rng.choice(series, min(series, 50), replace=False)
+        lengths = np.full(pick.size, run_max) if one_length else rng.integers(1, run_max + 1, pick.size)
+        for i, n in zip(pick.tolist(), lengths.tolist(), strict=True):
+            ts_parts.append(nxt[i] + 1 + np.arange(n, dtype=np.int64) * rng.integers(1, 3))
+            nxt[i] = ts_parts[-1][-1]
+            sid_parts.append(np.full(n, ids[i], dtype=np.uint64))
+    sids, ts = np.concatenate(sid_parts), np.concatenate(ts_parts)
+    if late:  # a point of a series that came before: repeated, or older than the one before it
+        again = np.setdiff1d(np.arange(ts.size), np.unique(sids, return_index=True)[1])
+        at = int(rng.choice(again))
+        before = int(np.flatnonzero(sids[:at] == sids[at])[-1])
+        ts[at] = ts[before] - int(rng.integers(0, 2))
+    vals = rng.random(ts.size)
+    got = sorted_by_runs(sids, ts, vals)
+    want = _sorted_latest(sids, ts, vals)
+    if late:
+        assert got is None
+    else:
+        assert got is not None
+        assert [g.tobytes() for g in got] == [w.tobytes() for w in want]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32), n=st.sampled_from([10, 5000, 70_000]),
+       distinct=st.sampled_from([1, 3, 2000, 70_000]))
+def test_stable_order_is_numpys_stable_argsort(seed: int, n: int, distinct: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 2**64, distinct, dtype=np.uint64)[rng.integers(0, distinct, n)]
+    assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=30))
-def test_run_order_answers_only_when_it_equals_the_point_sort(points: list) -> None:
-    """Late or repeated points leave ``run_order`` to the exact sort (None); any answer it gives is that sort's."""
+def test_sorted_by_runs_answers_only_when_it_equals_the_point_sort(points: list) -> None:
+    """Late or repeated points leave ``sorted_by_runs`` to the exact sort (None); any answer it gives is that sort's."""
     sids, ts, vals = _columns(points)
-    got = run_order(sids, ts)
+    got = sorted_by_runs(sids, ts, vals)
     want = _sorted_latest(sids, ts, vals)
     if got is None:
         keyed = [(int(s), int(t)) for s, t in zip(sids, ts, strict=True)]
@@ -341,9 +384,7 @@ def test_run_order_answers_only_when_it_equals_the_point_sort(points: list) -> N
             by_series.setdefault(s, []).append(t)
         assert not points or any(a >= b for tl in by_series.values() for a, b in itertools.pairwise(tl))
     else:
-        order, s, t = got
-        assert s.tolist() == want[0].tolist() and t.tolist() == want[1].tolist()
-        assert vals[order].tolist() == want[2].tolist()
+        assert [g.tolist() for g in got] == [w.tolist() for w in want]
 
 
 @settings(max_examples=200, deadline=None)
