@@ -2,12 +2,13 @@
 """Paired A/B of the native parser: another version of metricsflow/ingest/native.py against this one.
 
     git show 15563f6:metricsflow/ingest/native.py > /tmp/native_old.py
-    python perf/bench_native_parse_ab.py /tmp/native_old.py [--rounds 30]
+    python perf/bench_native_parse_ab.py /tmp/native_old.py [--rounds 30] [--parse-only]
 
 Both modules are loaded into this process and timed alternately (CPU time) on the same 20
 requests of the M workload (500 series × 10 points each), parse plus the collector
-pipeline's label-set key per series, so a machine whose speed drifts affects both alike.
-Prints the medians and the median of the paired ratios, then one JSON line.
+pipeline's label-set key per series (``--parse-only``: the parse alone, as the pipeline
+takes a known request's series in one probe), so a machine whose speed drifts affects both
+alike. Prints the medians and the median of the paired ratios, then one JSON line.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from metricsflow.ingest import native as current  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
 
 
-def _us_per_point(mod: ModuleType, bodies: list[bytes]) -> float:
+def _us_per_point(mod: ModuleType, bodies: list[bytes], parse_only: bool = False) -> float:
     t = time.process_time()
     for body in bodies:
         parsed, _ = mod.parse_native_with_tenant(body)
+        if parse_only:
+            continue
         keys: dict = {}
         for s in parsed.series:
             labels = s.labels
@@ -43,6 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("other", help="path of another native.py")
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--parse-only", action="store_true", help="time the parse alone, without a key per series")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("native_other", a.other)
     assert spec is not None and spec.loader is not None
@@ -50,12 +54,13 @@ def main() -> int:
     spec.loader.exec_module(other)
     bodies = [it.body for it in rq.build("grpc", 1000, 10).items[:20]]
     for mod in (other, current):
-        _us_per_point(mod, bodies)  # warm: caches, first-touch
+        for _ in range(3):  # warm: caches, first-touch, and a template's second sighting
+            _us_per_point(mod, bodies)
     a_us, b_us = [], []
     for _ in range(a.rounds):
-        a_us.append(_us_per_point(other, bodies))
-        b_us.append(_us_per_point(current, bodies))
-    result = {"bench": "native_parse_ab", "other": a.other, "rounds": a.rounds,
+        a_us.append(_us_per_point(other, bodies, a.parse_only))
+        b_us.append(_us_per_point(current, bodies, a.parse_only))
+    result = {"bench": "native_parse_ab", "other": a.other, "rounds": a.rounds, "parse_only": a.parse_only,
               "other_us_per_point": round(statistics.median(a_us), 3),
               "current_us_per_point": round(statistics.median(b_us), 3),
               "paired_ratio_median": round(statistics.median(b / o for o, b in zip(a_us, b_us, strict=True)), 3)}
