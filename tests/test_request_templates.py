@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
-from metricsflow.ingest import native, request_templates
+from metricsflow.ingest import native, remote_write, request_templates
 from metricsflow.ingest.native import _parse_general, parse_native_with_tenant
 from metricsflow.ingest.request_templates import Template, Templates, field_offsets, first_field
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.pb import prometheus_remote_pb2 as rw_pb
 from metricsflow.series_id import uvarint
 
 N_SERIES = request_templates.MIN_SERIES + 4
@@ -83,7 +85,7 @@ def test_a_byte_changed_outside_the_columns_is_never_read_from_the_template(data
         parse_native_with_tenant(_body(hosts, 2, 0, tenant, round_))
     template, = (t for t in native._TEMPLATES._by_key.values() if isinstance(t, Template))
     body = bytearray(_body(hosts, 2, 0, tenant, 9))
-    fixed = np.concatenate((template.mask.view(np.uint8), template.rest_mask))
+    fixed = np.concatenate((template.stamp.mask.view(np.uint8), template.stamp.rest_mask))
     at = data.draw(st.sampled_from(np.flatnonzero(fixed).tolist()))
     body[at] = data.draw(st.integers(0, 255).filter(lambda b: b != body[at]))
     changed = bytes(body)
@@ -160,3 +162,109 @@ def test_the_last_bytes_of_a_body_are_compared_too(tenant: str):
     assert len(native._TEMPLATES) == 1
     other = tenant[:-1] + "u"
     assert parse_native_with_tenant(_body(hosts, 1, 0, other, 7))[1] == other
+
+
+# remote_write: the same idea over Sample fields (a value, then a timestamp varint of one length).
+
+def _rw_body(hosts: list[str], n: int, seed: int, ts_base: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    req = rw_pb.WriteRequest()
+    for host in hosts:
+        s = req.timeseries.add()
+        s.labels.add(name="__name__", value="cpu")
+        s.labels.add(name="host", value=host)
+        ts = ts_base + np.arange(n, dtype=np.int64)
+        values = rng.random(n) + 1.0  # never 0: a zero value leaves its field out (another layout)
+        s.samples.extend(rw_pb.Sample(value=v, timestamp=t) for t, v in zip(ts.tolist(), values.tolist(),
+                                                                             strict=True))
+    return req.SerializeToString()
+
+
+def _rw_strict(raw: bytes):
+    return [({label.name: label.value for label in ts.labels},
+             [(s.timestamp, np.float64(s.value).view(np.uint64).item()) for s in ts.samples])
+            for ts in rw_pb.WriteRequest.FromString(raw).timeseries]
+
+
+def _rw_got(result):
+    assert not result.rejections
+    return [(s.labels, list(zip(s.timestamps_ms.tolist(), s.values.view(np.uint64).tolist(), strict=True)))
+            for s in result.series]
+
+
+class _RwHits:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        columns = remote_write._RemoteWriteTemplate.columns
+
+        def counted(template, raw: bytes):
+            found = columns(template, raw)
+            self.count += found is not None
+            return found
+
+        monkeypatch.setattr(remote_write._RemoteWriteTemplate, "columns", counted)
+
+
+# Timestamps whose varints take 1, 2, 6, 8 and 10 (negative) bytes.
+_TS_BASES = [1, 200, 1_795_890_600_000, 2**55, -5_000]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3), st.sampled_from(_TS_BASES), st.integers(0, 2**32))
+def test_a_repeated_remote_write_request_reads_as_the_strict_parse(n: int, ts_base: int, seed: int):
+    remote_write._TEMPLATES.clear()
+    hosts = [f"r{seed % 89}-{i}" for i in range(N_SERIES)]
+    with pytest.MonkeyPatch.context() as mp:
+        hits = _RwHits(mp)
+        for round_ in range(4):
+            remote_write.decode_write_request(_rw_body(hosts, n, seed + round_, ts_base))
+        assert len(remote_write._TEMPLATES) == 1
+        hits.count = 0
+        for round_ in range(4, 7):
+            raw = _rw_body(hosts, n, seed + round_, ts_base + round_ * 3 % 5)  # same varint lengths
+            assert _rw_got(remote_write.decode_write_request(raw)) == _rw_strict(raw)
+        assert hits.count == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_remote_write_byte_changed_where_it_counts_is_never_read_from_the_template(data: st.DataObject):
+    remote_write._TEMPLATES.clear()
+    hosts = [f"w{i}" for i in range(N_SERIES)]
+    for round_ in range(3):
+        remote_write.decode_write_request(_rw_body(hosts, 2, round_, 1_795_890_600_000))
+    template, = (t for t in remote_write._TEMPLATES._by_key.values() if not isinstance(t, int))
+    raw = bytearray(_rw_body(hosts, 2, 9, 1_795_890_600_000))
+    mask = np.concatenate((template.stamp.mask.view(np.uint8), template.stamp.rest_mask))
+    at = data.draw(st.sampled_from(np.flatnonzero(mask).tolist()))
+    bit = data.draw(st.sampled_from([b for b in range(8) if mask[at] >> b & 1]))  # a bit the template compares
+    raw[at] ^= 1 << bit
+    changed = bytes(raw)
+    assert template.columns(changed) is None
+    try:
+        want = _rw_strict(changed)
+    except DecodeError:
+        return  # not a request any more: the template must not read it (above); the parser's answer is its own
+    try:
+        got = remote_write.decode_write_request(changed)
+    except InvalidInput:
+        return
+    if not got.rejections:
+        assert _rw_got(got) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_timestamp_varint_of_another_length_inside_is_never_read_from_the_template(data: st.DataObject):
+    """A sample's length byte stays, yet a continuation bit cleared or set makes the varint end elsewhere
+    (its other bytes then read as fields): only the low 7 bits of a timestamp's bytes are free."""
+    remote_write._TEMPLATES.clear()
+    hosts = [f"v{i}" for i in range(N_SERIES)]
+    for round_ in range(3):
+        remote_write.decode_write_request(_rw_body(hosts, 2, round_, 1_795_890_600_000))
+    template, = (t for t in remote_write._TEMPLATES._by_key.values() if not isinstance(t, int))
+    raw = bytearray(_rw_body(hosts, 2, 9, 1_795_890_600_000))
+    sample = data.draw(st.integers(0, template.ts_at.size - 1))
+    at = int(template.ts_at[sample]) + data.draw(st.integers(0, template.ts_width - 1))
+    raw[at] ^= 0x80
+    assert template.columns(bytes(raw)) is None

@@ -19,6 +19,8 @@ templated again (two layouts under one key would otherwise rebuild each other).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from metricsflow.model import MetricKind, SampleColumns
@@ -31,24 +33,54 @@ MAX_BYTES = 64 << 20  # template bodies and masks kept, all keys together
 MAX_KEYS = 8192
 
 
-class Template:
-    """Where the columns of a known request lie, and what the rest of it reads as."""
+class Stamp:
+    """A kept body's bytes under a mask: 0xFF bytes must be equal, 0x00 bytes are free, 0x80 bytes
+    must be equal in their top bit only (a varint's continuation bit, so its length stays)."""
 
-    __slots__ = ("kind", "labels", "mask", "n", "points", "rest", "rest_mask", "size", "stamp", "tenant",
-                 "ts_at", "vs_at", "words")
+    __slots__ = ("mask", "rest", "rest_mask", "size", "stamp", "words")
+
+    def __init__(self, body: bytes, mask: np.ndarray) -> None:
+        # Compared a word at a time: 8 bytes per step, the few left over one at a time.
+        self.size = len(body)
+        self.words = self.size >> 3
+        self.mask = mask[:self.words * 8].view(np.uint64)
+        self.stamp = np.frombuffer(body, dtype=np.uint64, count=self.words) & self.mask
+        self.rest_mask = mask[self.words * 8:].copy()
+        self.rest = np.frombuffer(body, dtype=np.uint8, offset=self.words * 8) & self.rest_mask
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.size
+
+    def matches(self, body: bytes) -> bool:
+        if len(body) != self.size:
+            return False
+        differs = np.frombuffer(body, dtype=np.uint64, count=self.words) & self.mask
+        differs ^= self.stamp
+        if differs.any():
+            return False
+        rest = np.frombuffer(body, dtype=np.uint8, offset=self.words * 8) & self.rest_mask
+        return bool(np.array_equal(rest, self.rest))
+
+
+def free_bytes(size: int, starts: np.ndarray, n: int, mask: np.ndarray | None = None,
+               keep: int = 0) -> np.ndarray:
+    """A mask of ``size`` bytes (0xFF, or ``mask``) with the n bytes from each of ``starts`` set to ``keep``."""
+    if mask is None:
+        mask = np.full(size, 0xFF, dtype=np.uint8)
+    items(mask.data, n)[starts] = bytes([keep]) * n
+    return mask
+
+
+class Template:
+    """Where the columns of a known native request lie, and what the rest of it reads as."""
+
+    __slots__ = ("kind", "labels", "n", "points", "stamp", "tenant", "ts_at", "vs_at")
 
     def __init__(self, body: bytes, column_starts: np.ndarray, n: int, labels: list[dict[str, str]],
                  kind: MetricKind, tenant: str) -> None:
         """``column_starts``: per series, the offsets in ``body`` of its timestamp and value columns (n bytes each)."""
-        fixed = np.full(len(body), 0xFF, dtype=np.uint8)
-        _items(fixed.data, n)[column_starts.reshape(-1)] = bytes(n)
-        # Compared a word at a time: 8 bytes per step, the few left over one at a time.
-        self.words = len(body) >> 3
-        self.stamp = np.frombuffer(body, dtype=np.uint64, count=self.words) & fixed[:self.words * 8].view(np.uint64)
-        self.mask = fixed[:self.words * 8].view(np.uint64)
-        self.rest_mask = fixed[self.words * 8:].copy()
-        self.rest = np.frombuffer(body, dtype=np.uint8, offset=self.words * 8) & self.rest_mask
-        self.size = len(body)
+        self.stamp = Stamp(body, free_bytes(len(body), column_starts.reshape(-1), n))
         self.ts_at = np.ascontiguousarray(column_starts[:, 0])
         self.vs_at = np.ascontiguousarray(column_starts[:, 1])
         self.n, self.points = n, n >> 3
@@ -56,26 +88,19 @@ class Template:
 
     @property
     def nbytes(self) -> int:
-        return 2 * self.size
+        return self.stamp.nbytes
 
     def columns(self, body: bytes) -> SampleColumns | None:
         """The columns of ``body`` when it is this request with other samples; else None."""
-        if len(body) != self.size:
+        if not self.stamp.matches(body):
             return None
-        differs = np.frombuffer(body, dtype=np.uint64, count=self.words) & self.mask
-        differs ^= self.stamp
-        if differs.any():
-            return None
-        rest = np.frombuffer(body, dtype=np.uint8, offset=self.words * 8) & self.rest_mask
-        if not np.array_equal(rest, self.rest):
-            return None
-        items = _items(body, self.n)
+        runs = items(body, self.n)
         return SampleColumns(np.full(self.ts_at.size, self.points, dtype=np.int64),
-                             items[self.ts_at].view(_I64_LE).reshape(-1),
-                             items[self.vs_at].view(_F64_LE).reshape(-1))
+                             runs[self.ts_at].view(_I64_LE).reshape(-1),
+                             runs[self.vs_at].view(_F64_LE).reshape(-1))
 
 
-def _items(buffer: bytes | memoryview, n: int) -> np.ndarray:
+def items(buffer: bytes | memoryview, n: int) -> np.ndarray:
     """Every n-byte run of ``buffer`` as one item, one per starting byte: a gather copies whole runs."""
     return np.ndarray(buffer=buffer, dtype=np.dtype((np.void, n)), shape=(len(buffer) - n + 1,), strides=(1,))
 
@@ -88,14 +113,14 @@ class Templates:
     """Templates by key: the body's length and its bytes up to its first column."""
 
     def __init__(self, max_bytes: int = MAX_BYTES, max_keys: int = MAX_KEYS) -> None:
-        self._by_key: dict[tuple[int, bytes], Template | int] = {}
+        self._by_key: dict[tuple[int, bytes], Any] = {}  # a template (``columns``, ``nbytes``) or a marker
         self._bytes = 0
         self._max_bytes, self._max_keys = max_bytes, max_keys
 
-    def find(self, key: tuple[int, bytes], body: bytes) -> tuple[Template, SampleColumns] | None:
+    def find(self, key: tuple[int, bytes], body: bytes) -> tuple[Any, SampleColumns] | None:
         """The template ``body`` repeats, with its columns; a template it fails to match is dropped."""
         entry = self._by_key.get(key)
-        if not isinstance(entry, Template):
+        if entry is None or isinstance(entry, int):
             return None
         columns = entry.columns(body)
         if columns is None:
@@ -114,7 +139,7 @@ class Templates:
             return False
         return entry == _SEEN
 
-    def keep(self, key: tuple[int, bytes], template: Template) -> None:
+    def keep(self, key: tuple[int, bytes], template: Any) -> None:
         if template.nbytes > self._max_bytes:
             return
         if self._bytes + template.nbytes > self._max_bytes:
@@ -127,7 +152,7 @@ class Templates:
         self._bytes = 0
 
     def __len__(self) -> int:
-        return sum(isinstance(e, Template) for e in self._by_key.values())
+        return sum(not isinstance(e, int) for e in self._by_key.values())
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
