@@ -169,7 +169,8 @@ def _decode_whole(raw: bytes, key: tuple[int, bytes] | None = None) -> ParseResu
     (``label_sets``; a new set is read once and kept), and when every sample field is a
     value field then a timestamp field (either left out when zero, as encoders do), each
     series is exactly those labels and those samples, read here with numpy. None for
-    anything else (metadata, invalid UTF-8, another layout): the strict parse decides.
+    anything else (metadata, invalid UTF-8, another layout): the strict parse decides. A
+    steady request read under ``key`` a second time is kept as a template (``_keep_template``).
     """
     try:
         request = _RawWriteRequest.FromString(raw)

@@ -15,6 +15,12 @@ columns are length-delimited bytes, so what they hold cannot change how the rest
 reads. A template is made only on a request's second sighting (a client whose
 requests never repeat pays for none), and a key whose body differed once is not
 templated again (two layouts under one key would otherwise rebuild each other).
+
+remote_write (``remote_write._RemoteWriteTemplate``) keeps the same kind of template for a
+sender whose every sample is a value and a timestamp of one varint length: the values'
+bytes are free, and of each timestamp byte only the low 7 bits, its continuation bit
+compared like the rest, so every varint keeps its length (1,762 → 314 µs per 500-series
+request in process).
 """
 
 from __future__ import annotations
