@@ -96,6 +96,8 @@ class _RequestSeries(NamedTuple):
     labels: list[dict[str, str]]  # held: while the entry is kept no other dict can take their ids
     sids: list[int]
     parts: list[int]
+    sid_array: np.ndarray  # the same as arrays, for the point messages (~100 µs per write made from lists)
+    part_array: np.ndarray
 
 
 class _LabelSetCache:
@@ -170,7 +172,8 @@ class _LabelSetCache:
         if self._requests_size + len(ids) > self._shared_capacity:
             self._requests.clear()
             self._requests_size = 0
-        self._requests[(tenant, ids)] = _RequestSeries(list(labels), sids, parts)
+        self._requests[(tenant, ids)] = _RequestSeries(list(labels), sids, parts, np.array(sids, dtype=np.uint64),
+                                                       np.array(parts, dtype=np.intp))
         self._requests_size += len(ids)
 
     def lookup(self, tenant: str, labels: dict[str, str]) -> LabelSetInfo:
@@ -204,6 +207,8 @@ class _Kept:
     values: np.ndarray  # float64, likewise
     accepted: int  # points in the window, counted before repeats were dropped (as always)
     rejections: list[Rejection]
+    sid_array: np.ndarray | None = None  # ``sids`` and ``parts`` as arrays, when a known request's
+    part_array: np.ndarray | None = None
 
 
 class IngestPipeline:
@@ -388,6 +393,9 @@ class IngestPipeline:
         accepted = int(timestamps_ms.size)
         if not _runs_increase(timestamps_ms, lengths):
             return self._sorted(kept, sids, parts, accepted, rejections)
+        if known is not None:
+            return _Kept(kept, sids, parts, lengths, timestamps_ms, values, accepted, rejections, known.sid_array,
+                         known.part_array)
         return _Kept(kept, sids, parts, lengths, timestamps_ms, values, accepted, rejections)
 
     def _keep_per_series(self, tenant: str, series: list[SeriesSamples], now_ms: int) -> _Kept:
@@ -437,26 +445,28 @@ class IngestPipeline:
                 for key, value in series_batch.encode_batches(ids, infos):
                     messages.append((self._series_topic, part, key, value))
             new_series = list(dict.fromkeys(new_series))
+        if all(kept.sid_array is not None for _, kept in group):  # known requests: their ids as arrays
+            sids = np.concatenate([kept.sid_array for _, kept in group])
+            parts = np.concatenate([kept.part_array for _, kept in group])
+        else:
+            sids = np.array(all_sids, dtype=np.uint64)
+            parts = np.array([part for _, kept in group for part in kept.parts], dtype=np.intp)
         if len(group) == 1:
             kept = group[0][1]
-            sids, parts, lengths = kept.sids, kept.parts, kept.lengths
-            timestamps_ms, values = kept.timestamps_ms, kept.values
+            lengths, timestamps_ms, values = kept.lengths, kept.timestamps_ms, kept.values
         else:
-            sids = all_sids
-            parts = [part for _, kept in group for part in kept.parts]
             lengths = np.concatenate([kept.lengths for _, kept in group])
             timestamps_ms = np.concatenate([kept.timestamps_ms for _, kept in group])
             values = np.concatenate([kept.values for _, kept in group])
         messages.extend(self._point_messages(sids, parts, lengths, timestamps_ms, values, now_ms))
         return messages, new_series
 
-    def _point_messages(self, sid_list: list[int], part_list: list[int], lengths: np.ndarray,
+    def _point_messages(self, sids: np.ndarray, parts: np.ndarray, lengths: np.ndarray,
                         timestamps_ms: np.ndarray, values: np.ndarray, now_ms: int) -> list[Message]:
-        """One PointBatch per partition (split at its size cap) of the runs given, in their order."""
+        """One PointBatch per partition (split at its size cap) of the runs given, in their order
+        (``sids`` uint64 and ``parts`` intp, one per run)."""
         messages: list[Message] = []
         max_points = self._settings.max_points_per_message
-        sids = np.array(sid_list, dtype=np.uint64)
-        parts = np.array(part_list, dtype=np.intp)
         # Series grouped by partition (given order within each), and their points gathered to match.
         order = np.argsort(parts, kind="stable")
         grouped_lengths = lengths[order]
