@@ -207,7 +207,7 @@ class _Kept:
     values: np.ndarray  # float64, likewise
     accepted: int  # points in the window, counted before repeats were dropped (as always)
     rejections: list[Rejection]
-    sid_array: np.ndarray | None = None  # ``sids`` and ``parts`` as arrays, when a known request's
+    sid_array: np.ndarray | None = None  # ``sids`` and ``parts`` as arrays: a known request's, kept with it
     part_array: np.ndarray | None = None
 
 
