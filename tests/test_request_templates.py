@@ -43,31 +43,43 @@ def _outcome(parse, body: bytes):
 
 
 class _Hits:
-    """Counts the template matches in ``native``'s parser."""
+    """Counts the template matches of a template class (its ``columns`` answers)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, cls: type = Template) -> None:
         self.count = 0
-        columns = Template.columns
+        columns = cls.columns
 
-        def counted(template: Template, body: bytes):
+        def counted(template, body: bytes):
             found = columns(template, body)
             self.count += found is not None
             return found
 
-        monkeypatch.setattr(Template, "columns", counted)
+        monkeypatch.setattr(cls, "columns", counted)
+
+
+def _learnt(templates: Templates, parse, make, rounds: int = 3):
+    """The one template ``parse`` keeps after reading ``make(0)``, ``make(1)``, ... (label sets learnt, the
+    layout seen twice)."""
+    templates.clear()
+    for round_ in range(rounds):
+        parse(make(round_))
+    template, = (t for t in templates._by_key.values() if not isinstance(t, int))
+    return template
+
+
+def _compared(template) -> np.ndarray:
+    """Per byte of the kept body, the bits its template compares."""
+    return np.concatenate((template.stamp.mask.view(np.uint8), template.stamp.rest_mask))
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(1, 3), st.sampled_from([0, 1, 2]), st.sampled_from(["", "acme"]), st.integers(0, 2**32))
 def test_a_repeated_request_with_other_samples_reads_as_the_general_parse(n: int, kind: int, tenant: str,
                                                                            seed: int):
-    native._TEMPLATES.clear()
     hosts = [f"h{seed % 97}-{i}" for i in range(N_SERIES)]
     with pytest.MonkeyPatch.context() as mp:
         hits = _Hits(mp)
-        for round_ in range(4):  # learn the label sets, see the layout twice, then read from the template
-            parse_native_with_tenant(_body(hosts, n, kind, tenant, seed + round_))
-        assert len(native._TEMPLATES) == 1
+        _learnt(native._TEMPLATES, parse_native_with_tenant, lambda r: _body(hosts, n, kind, tenant, seed + r), 4)
         hits.count = 0
         for round_ in range(4, 7):
             body = _body(hosts, n, kind, tenant, seed + round_)
@@ -78,15 +90,11 @@ def test_a_repeated_request_with_other_samples_reads_as_the_general_parse(n: int
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_a_byte_changed_outside_the_columns_is_never_read_from_the_template(data: st.DataObject):
-    native._TEMPLATES.clear()
     hosts = [f"m{i}" for i in range(N_SERIES)]
     tenant = data.draw(st.sampled_from(["", "acme"]))
-    for round_ in range(3):
-        parse_native_with_tenant(_body(hosts, 2, 0, tenant, round_))
-    template, = (t for t in native._TEMPLATES._by_key.values() if isinstance(t, Template))
+    template = _learnt(native._TEMPLATES, parse_native_with_tenant, lambda r: _body(hosts, 2, 0, tenant, r))
     body = bytearray(_body(hosts, 2, 0, tenant, 9))
-    fixed = np.concatenate((template.stamp.mask.view(np.uint8), template.stamp.rest_mask))
-    at = data.draw(st.sampled_from(np.flatnonzero(fixed).tolist()))
+    at = data.draw(st.sampled_from(np.flatnonzero(_compared(template)).tolist()))
     body[at] = data.draw(st.integers(0, 255).filter(lambda b: b != body[at]))
     changed = bytes(body)
     assert template.columns(changed) is None
@@ -192,19 +200,6 @@ def _rw_got(result):
             for s in result.series]
 
 
-class _RwHits:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        columns = remote_write._RemoteWriteTemplate.columns
-
-        def counted(template, raw: bytes):
-            found = columns(template, raw)
-            self.count += found is not None
-            return found
-
-        monkeypatch.setattr(remote_write._RemoteWriteTemplate, "columns", counted)
-
-
 # Timestamps whose varints take 1, 2, 6, 8 and 10 (negative) bytes.
 _TS_BASES = [1, 200, 1_795_890_600_000, 2**55, -5_000]
 
@@ -212,13 +207,11 @@ _TS_BASES = [1, 200, 1_795_890_600_000, 2**55, -5_000]
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 3), st.sampled_from(_TS_BASES), st.integers(0, 2**32))
 def test_a_repeated_remote_write_request_reads_as_the_strict_parse(n: int, ts_base: int, seed: int):
-    remote_write._TEMPLATES.clear()
     hosts = [f"r{seed % 89}-{i}" for i in range(N_SERIES)]
     with pytest.MonkeyPatch.context() as mp:
-        hits = _RwHits(mp)
-        for round_ in range(4):
-            remote_write.decode_write_request(_rw_body(hosts, n, seed + round_, ts_base))
-        assert len(remote_write._TEMPLATES) == 1
+        hits = _Hits(mp, remote_write._RemoteWriteTemplate)
+        _learnt(remote_write._TEMPLATES, remote_write.decode_write_request,
+                lambda r: _rw_body(hosts, n, seed + r, ts_base), 4)
         hits.count = 0
         for round_ in range(4, 7):
             raw = _rw_body(hosts, n, seed + round_, ts_base + round_ * 3 % 5)  # same varint lengths
@@ -229,13 +222,11 @@ def test_a_repeated_remote_write_request_reads_as_the_strict_parse(n: int, ts_ba
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_a_remote_write_byte_changed_where_it_counts_is_never_read_from_the_template(data: st.DataObject):
-    remote_write._TEMPLATES.clear()
     hosts = [f"w{i}" for i in range(N_SERIES)]
-    for round_ in range(3):
-        remote_write.decode_write_request(_rw_body(hosts, 2, round_, 1_795_890_600_000))
-    template, = (t for t in remote_write._TEMPLATES._by_key.values() if not isinstance(t, int))
+    template = _learnt(remote_write._TEMPLATES, remote_write.decode_write_request,
+                       lambda r: _rw_body(hosts, 2, r, 1_795_890_600_000))
     raw = bytearray(_rw_body(hosts, 2, 9, 1_795_890_600_000))
-    mask = np.concatenate((template.stamp.mask.view(np.uint8), template.stamp.rest_mask))
+    mask = _compared(template)
     at = data.draw(st.sampled_from(np.flatnonzero(mask).tolist()))
     bit = data.draw(st.sampled_from([b for b in range(8) if mask[at] >> b & 1]))  # a bit the template compares
     raw[at] ^= 1 << bit
@@ -258,11 +249,9 @@ def test_a_remote_write_byte_changed_where_it_counts_is_never_read_from_the_temp
 def test_a_timestamp_varint_of_another_length_inside_is_never_read_from_the_template(data: st.DataObject):
     """A sample's length byte stays, yet a continuation bit cleared or set makes the varint end elsewhere
     (its other bytes then read as fields): only the low 7 bits of a timestamp's bytes are free."""
-    remote_write._TEMPLATES.clear()
     hosts = [f"v{i}" for i in range(N_SERIES)]
-    for round_ in range(3):
-        remote_write.decode_write_request(_rw_body(hosts, 2, round_, 1_795_890_600_000))
-    template, = (t for t in remote_write._TEMPLATES._by_key.values() if not isinstance(t, int))
+    template = _learnt(remote_write._TEMPLATES, remote_write.decode_write_request,
+                       lambda r: _rw_body(hosts, 2, r, 1_795_890_600_000))
     raw = bytearray(_rw_body(hosts, 2, 9, 1_795_890_600_000))
     sample = data.draw(st.integers(0, template.ts_at.size - 1))
     at = int(template.ts_at[sample]) + data.draw(st.integers(0, template.ts_width - 1))

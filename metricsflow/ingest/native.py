@@ -123,13 +123,10 @@ def _uniform_result(labels: list[dict[str, str]], columns: SampleColumns, points
 
 def _keep_template(key: tuple[int, bytes], body: bytes, lengths: np.ndarray, tail: _UniformTail,
                    labels: list[dict[str, str]], kind: MetricKind, tenant: str) -> None:
-    at = request_templates.field_offsets(body, 1)
-    if at is None or len(at) != lengths.size:
+    series = request_templates.series_starts(body, lengths)
+    if series is None:
         return
-    series = np.array(at, dtype=np.int64).reshape(-1, 2)
-    if not np.array_equal(series[:, 1], lengths):
-        return
-    tail_at = series[:, 0] + series[:, 1] - tail.size
+    tail_at = series + lengths - tail.size
     starts = np.stack((tail_at + tail.timestamps.start, tail_at + tail.values.start), axis=1)
     _TEMPLATES.keep(key, request_templates.Template(body, starts, tail.timestamps.stop - tail.timestamps.start,
                                                     labels, kind, tenant))

@@ -308,14 +308,11 @@ def _keep_template(key: tuple[int, bytes], raw: bytes, padded: np.ndarray, at: n
     width = int(size[0]) - 10  # value tag + 8 bytes, timestamp tag, varint
     if not 1 <= width <= 10 or not ((padded[at + 2] == 0x09) & (padded[at + 11] == 0x10)).all():
         return
-    series = request_templates.field_offsets(raw, 1)
-    if series is None or len(series) != lengths.size:
-        return
-    starts = np.array(series, dtype=np.int64).reshape(-1, 2)
-    if not np.array_equal(starts[:, 1], lengths):
+    starts = request_templates.series_starts(raw, lengths)
+    if starts is None:
         return
     # From positions in the joined series to positions in the request.
-    shift = np.repeat(starts[:, 0] - (np.cumsum(lengths) - lengths), samples)
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), samples)
     in_raw = at + shift
     _TEMPLATES.keep(key, _RemoteWriteTemplate(raw, in_raw + 3, in_raw + 12, width, labels, int(samples[0])))
 

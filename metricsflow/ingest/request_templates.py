@@ -200,6 +200,15 @@ def field_offsets(body: bytes, number: int) -> list[tuple[int, int]] | None:
     return out if pos == end else None
 
 
+def series_starts(body: bytes, lengths: np.ndarray) -> np.ndarray | None:
+    """Where each top-level field 1 of ``body`` starts, when their sizes are ``lengths``; else None."""
+    at = field_offsets(body, 1)
+    if at is None or len(at) != lengths.size:
+        return None
+    spans = np.array(at, dtype=np.int64).reshape(-1, 2)
+    return spans[:, 0] if np.array_equal(spans[:, 1], lengths) else None
+
+
 def first_field(body: bytes, number: int) -> tuple[int, int] | None:
     """(start, length) of the first length-delimited field ``number`` at the top level; None if not found first."""
     pos, end = 0, len(body)
