@@ -257,3 +257,29 @@ def test_a_timestamp_varint_of_another_length_inside_is_never_read_from_the_temp
     at = int(template.ts_at[sample]) + data.draw(st.integers(0, template.ts_width - 1))
     raw[at] ^= 0x80
     assert template.columns(bytes(raw)) is None
+
+
+def test_the_collectors_metrics_count_what_the_templates_do():
+    from prometheus_client import REGISTRY
+
+    import metricsflow.collector.metrics  # noqa: F401  (registers the templates' metrics)
+
+    def value(parser: str, outcome: str) -> float:
+        got = REGISTRY.get_sample_value("mf_collector_request_templates_total", {"parser": parser, "outcome": outcome})
+        assert got is not None
+        return got
+
+    before = {(p, o): value(p, o) for p in ("native", "remote_write") for o in ("found", "missed", "made")}
+    hosts = [f"x{i}" for i in range(N_SERIES)]
+    _learnt(native._TEMPLATES, parse_native_with_tenant, lambda r: _body(hosts, 1, 0, "", r))
+    parse_native_with_tenant(_body(hosts, 1, 0, "", 5))
+    _learnt(remote_write._TEMPLATES, remote_write.decode_write_request,
+            lambda r: _rw_body(hosts, 1, r, 1_795_890_600_000))
+    other = [*hosts[:-1], "y" + hosts[-1][1:]]  # the same length and first series: the same key
+    remote_write.decode_write_request(_rw_body(other, 1, 7, 1_795_890_600_000))
+    assert value("native", "made") - before["native", "made"] == 1
+    assert value("native", "found") - before["native", "found"] == 1
+    assert value("remote_write", "made") - before["remote_write", "made"] == 1
+    assert value("remote_write", "missed") - before["remote_write", "missed"] == 1
+    assert REGISTRY.get_sample_value("mf_collector_request_templates_held", {"parser": "native"}) == 1
+    assert REGISTRY.get_sample_value("mf_collector_request_templates_bytes", {"parser": "native"}) > 0

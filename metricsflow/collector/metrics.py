@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from metricsflow.heap import GC_PAUSE_BUCKETS, frozen_objects
+from metricsflow.ingest import native, remote_write
 
 POINTS_ACCEPTED = Counter("mf_collector_points_accepted", "Points acknowledged by Kafka", ["protocol"])
 POINTS_REJECTED = Counter("mf_collector_points_rejected", "Points refused, by reason", ["protocol", "reason"])
@@ -33,3 +37,27 @@ GC_FROZEN.set_function(frozen_objects)
 KAFKA_CONNECTED = Gauge("mf_collector_kafka_connected", "1 while the Kafka producer is connected")
 REQUESTS_REJECTED = Counter("mf_collector_requests_rejected", "Whole requests refused (unreadable body), by reason",
                             ["protocol", "reason"])
+
+
+class _RequestTemplates:
+    """The parsers' request templates (metricsflow/ingest/request_templates.py), read when scraped."""
+
+    def collect(self) -> Iterator[Metric]:
+        counts = CounterMetricFamily(
+            "mf_collector_request_templates",
+            "Requests found whole by a kept template (found), bodies a template did not match (missed: its key is"
+            " not templated again), templates made", labels=["parser", "outcome"])
+        held = GaugeMetricFamily("mf_collector_request_templates_held", "Templates kept", labels=["parser"])
+        size = GaugeMetricFamily("mf_collector_request_templates_bytes", "Bytes the kept templates hold",
+                                 labels=["parser"])
+        for parser, templates in (("native", native._TEMPLATES), ("remote_write", remote_write._TEMPLATES)):
+            for outcome in ("found", "missed", "made"):
+                counts.add_metric([parser, outcome], getattr(templates, outcome))
+            held.add_metric([parser], len(templates))
+            size.add_metric([parser], templates.nbytes)
+        yield counts
+        yield held
+        yield size
+
+
+REGISTRY.register(_RequestTemplates())

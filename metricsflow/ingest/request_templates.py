@@ -122,6 +122,8 @@ class Templates:
         self._by_key: dict[tuple[int, bytes], Any] = {}  # a template (``columns``, ``nbytes``) or a marker
         self._bytes = 0
         self._max_bytes, self._max_keys = max_bytes, max_keys
+        # For /metrics: requests found whole, bodies a template did not match, templates made.
+        self.found = self.missed = self.made = 0
 
     def find(self, key: tuple[int, bytes], body: bytes) -> tuple[Any, SampleColumns] | None:
         """The template ``body`` repeats, with its columns; a template it fails to match is dropped."""
@@ -132,7 +134,9 @@ class Templates:
         if columns is None:
             self._by_key[key] = _UNSTABLE
             self._bytes -= entry.nbytes
+            self.missed += 1
             return None
+        self.found += 1
         return entry, columns
 
     def wants(self, key: tuple[int, bytes]) -> bool:
@@ -152,6 +156,11 @@ class Templates:
             self.clear()
         self._by_key[key] = template
         self._bytes += template.nbytes
+        self.made += 1
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
 
     def clear(self) -> None:
         self._by_key.clear()
