@@ -246,26 +246,21 @@ def _template_key(raw: bytes) -> tuple[int, bytes] | None:
     return len(raw), raw[:pos + 3]
 
 
-class _RemoteWriteTemplate:
+class _RemoteWriteTemplate(request_templates.KeptRequest):
     """Where a known request's sample values and timestamps lie, and the labels the rest reads as."""
 
-    __slots__ = ("labels", "points", "stamp", "ts_at", "ts_width", "vs_at")
+    __slots__ = ("labels", "points", "ts_at", "ts_width", "vs_at")
 
     def __init__(self, raw: bytes, vs_at: np.ndarray, ts_at: np.ndarray, ts_width: int,
                  labels: list[dict[str, str]], points: int) -> None:
-        mask = request_templates.free_bytes(len(raw), vs_at, 8)
-        request_templates.free_bytes(len(raw), ts_at, ts_width, mask, keep=0x80)
+        mask = np.full(len(raw), 0xFF, dtype=np.uint8)
+        request_templates.free(mask, vs_at, 8)
+        request_templates.free(mask, ts_at, ts_width, keep=0x80)
         self.stamp = request_templates.Stamp(raw, mask)
         self.vs_at, self.ts_at, self.ts_width = vs_at, ts_at, ts_width
         self.labels, self.points = labels, points
 
-    @property
-    def nbytes(self) -> int:
-        return self.stamp.nbytes
-
-    def columns(self, raw: bytes) -> SampleColumns | None:
-        if not self.stamp.matches(raw):
-            return None
+    def _read(self, raw: bytes) -> SampleColumns:
         values = _words(raw)[self.vs_at].view("<f8")
         return SampleColumns(np.full(len(self.labels), self.points, dtype=np.int64),
                              _varints(raw, self.ts_at, self.ts_width), values)

@@ -25,8 +25,6 @@ request in process).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from metricsflow.model import MetricKind, SampleColumns
@@ -69,28 +67,15 @@ class Stamp:
         return bool(np.array_equal(rest, self.rest))
 
 
-def free_bytes(size: int, starts: np.ndarray, n: int, mask: np.ndarray | None = None,
-               keep: int = 0) -> np.ndarray:
-    """A mask of ``size`` bytes (0xFF, or ``mask``) with the n bytes from each of ``starts`` set to ``keep``."""
-    if mask is None:
-        mask = np.full(size, 0xFF, dtype=np.uint8)
+def free(mask: np.ndarray, starts: np.ndarray, n: int, keep: int = 0) -> None:
+    """Set the n bytes of ``mask`` from each of ``starts`` to ``keep``."""
     items(mask.data, n)[starts] = bytes([keep]) * n
-    return mask
 
 
-class Template:
-    """Where the columns of a known native request lie, and what the rest of it reads as."""
+class KeptRequest:
+    """A template: a kept body's ``stamp`` and how a body that matches it is read (``_read``)."""
 
-    __slots__ = ("kind", "labels", "n", "points", "stamp", "tenant", "ts_at", "vs_at")
-
-    def __init__(self, body: bytes, column_starts: np.ndarray, n: int, labels: list[dict[str, str]],
-                 kind: MetricKind, tenant: str) -> None:
-        """``column_starts``: per series, the offsets in ``body`` of its timestamp and value columns (n bytes each)."""
-        self.stamp = Stamp(body, free_bytes(len(body), column_starts.reshape(-1), n))
-        self.ts_at = np.ascontiguousarray(column_starts[:, 0])
-        self.vs_at = np.ascontiguousarray(column_starts[:, 1])
-        self.n, self.points = n, n >> 3
-        self.labels, self.kind, self.tenant = labels, kind, tenant
+    __slots__ = ("stamp",)
 
     @property
     def nbytes(self) -> int:
@@ -98,8 +83,29 @@ class Template:
 
     def columns(self, body: bytes) -> SampleColumns | None:
         """The columns of ``body`` when it is this request with other samples; else None."""
-        if not self.stamp.matches(body):
-            return None
+        return self._read(body) if self.stamp.matches(body) else None
+
+    def _read(self, body: bytes) -> SampleColumns:
+        raise NotImplementedError
+
+
+class Template(KeptRequest):
+    """Where the columns of a known native request lie, and what the rest of it reads as."""
+
+    __slots__ = ("kind", "labels", "n", "points", "tenant", "ts_at", "vs_at")
+
+    def __init__(self, body: bytes, column_starts: np.ndarray, n: int, labels: list[dict[str, str]],
+                 kind: MetricKind, tenant: str) -> None:
+        """``column_starts``: per series, the offsets in ``body`` of its timestamp and value columns (n bytes each)."""
+        mask = np.full(len(body), 0xFF, dtype=np.uint8)
+        free(mask, column_starts.reshape(-1), n)
+        self.stamp = Stamp(body, mask)
+        self.ts_at = np.ascontiguousarray(column_starts[:, 0])
+        self.vs_at = np.ascontiguousarray(column_starts[:, 1])
+        self.n, self.points = n, n >> 3
+        self.labels, self.kind, self.tenant = labels, kind, tenant
+
+    def _read(self, body: bytes) -> SampleColumns:
         runs = items(body, self.n)
         return SampleColumns(np.full(self.ts_at.size, self.points, dtype=np.int64),
                              runs[self.ts_at].view(_I64_LE).reshape(-1),
@@ -119,13 +125,13 @@ class Templates:
     """Templates by key: the body's length and its bytes up to its first column."""
 
     def __init__(self, max_bytes: int = MAX_BYTES, max_keys: int = MAX_KEYS) -> None:
-        self._by_key: dict[tuple[int, bytes], Any] = {}  # a template (``columns``, ``nbytes``) or a marker
+        self._by_key: dict[tuple[int, bytes], KeptRequest | int] = {}  # a template or a marker
         self._bytes = 0
         self._max_bytes, self._max_keys = max_bytes, max_keys
         # For /metrics: requests found whole, bodies a template did not match, templates made.
         self.found = self.missed = self.made = 0
 
-    def find(self, key: tuple[int, bytes], body: bytes) -> tuple[Any, SampleColumns] | None:
+    def find(self, key: tuple[int, bytes], body: bytes) -> tuple[KeptRequest, SampleColumns] | None:
         """The template ``body`` repeats, with its columns; a template it fails to match is dropped."""
         entry = self._by_key.get(key)
         if entry is None or isinstance(entry, int):
@@ -149,7 +155,7 @@ class Templates:
             return False
         return entry == _SEEN
 
-    def keep(self, key: tuple[int, bytes], template: Any) -> None:
+    def keep(self, key: tuple[int, bytes], template: KeptRequest) -> None:
         if template.nbytes > self._max_bytes:
             return
         if self._bytes + template.nbytes > self._max_bytes:
