@@ -81,7 +81,7 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     found = _TEMPLATES.find(key, body)
     if found is not None:
         template, columns = found
-        return _uniform_result(template.labels, columns, template.points, template.kind), template.tenant
+        return _uniform(template.labels, columns, template.points, template.kind), template.tenant
     try:
         request = _RawRequest.FromString(body)
         tenant = request.tenant.decode("utf-8")
@@ -109,16 +109,12 @@ def _parse_uniform(body: bytes) -> tuple[ParseResult, str | None] | None:
     metric_kind = _KIND.get(kind, _UNSPECIFIED)
     if len(raws) >= request_templates.MIN_SERIES and _TEMPLATES.wants(key):
         _keep_template(key, body, lengths, tail, labels, metric_kind, tenant)
-    return _uniform_result(labels, columns, points, metric_kind), tenant
+    return _uniform(labels, columns, points, metric_kind), tenant
 
 
-def _uniform_result(labels: list[dict[str, str]], columns: SampleColumns, points: int,
-                    kind: MetricKind) -> ParseResult:
-    result = ParseResult()
-    result.series = UniformRuns(labels, columns, points, kind)
-    result.columns = columns
-    result.shared_labels = True  # every labels dict came from LABELS
-    return result
+def _uniform(labels: list[dict[str, str]], columns: SampleColumns, points: int, kind: MetricKind) -> ParseResult:
+    # every labels dict came from LABELS
+    return ParseResult(series=UniformRuns(labels, columns, points, kind), columns=columns, shared_labels=True)
 
 
 def _keep_template(key: tuple[int, bytes], body: bytes, lengths: np.ndarray, tail: _UniformTail,

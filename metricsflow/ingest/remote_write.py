@@ -114,7 +114,7 @@ def decode_write_request(raw: bytes) -> ParseResult:
         found = _TEMPLATES.find(key, raw)
         if found is not None:
             template, columns = found
-            return _uniform_result(template.labels, columns)
+            return _found(UniformRuns(template.labels, columns, template.points, MetricKind.UNSPECIFIED), columns)
     whole = _decode_whole(raw, key)
     if whole is not None:
         return whole
@@ -205,26 +205,19 @@ def _decode_whole(raw: bytes, key: tuple[int, bytes] | None = None) -> ParseResu
         return None
     with_samples = np.flatnonzero(samples)
     columns = SampleColumns(samples[with_samples], *read)
-    result = ParseResult()
     kept_labels = [labels[i] for i in with_samples.tolist()]
     counts = columns.lengths
     if counts.size and counts.min() == counts.max():  # the steady request: no object per series
         if key is not None and with_samples.size == len(raws) >= request_templates.MIN_SERIES \
                 and _TEMPLATES.wants(key):
             _keep_template(key, raw, padded, at, lengths, samples, kept_labels)
-        return _uniform_result(kept_labels, columns)
-    result.series = columns.runs(kept_labels, itertools.repeat(MetricKind.UNSPECIFIED, with_samples.size))
-    result.columns = columns
-    result.shared_labels = True  # every labels dict came from LABELS (known or learnt by its prefix)
-    return result
+        return _found(UniformRuns(kept_labels, columns, int(counts[0]), MetricKind.UNSPECIFIED), columns)
+    return _found(columns.runs(kept_labels, itertools.repeat(MetricKind.UNSPECIFIED, with_samples.size)), columns)
 
 
-def _uniform_result(labels: list[dict[str, str]], columns: SampleColumns) -> ParseResult:
-    result = ParseResult()
-    result.series = UniformRuns(labels, columns, int(columns.lengths[0]), MetricKind.UNSPECIFIED)
-    result.columns = columns
-    result.shared_labels = True  # every labels dict came from LABELS (known or learnt by its prefix)
-    return result
+def _found(series: list[SeriesSamples] | UniformRuns, columns: SampleColumns) -> ParseResult:
+    # every labels dict came from LABELS (known or learnt by its prefix)
+    return ParseResult(series=series, columns=columns, shared_labels=True)
 
 
 # A sender's steady request found whole (``request_templates``): every sample a value field then a
