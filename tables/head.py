@@ -64,30 +64,32 @@ def sorted_by_runs(sids: np.ndarray, ts: np.ndarray,
     same = run_sids[1:] == run_sids[:-1]  # a series' next run must begin after its last one ends
     if (same & (ts[starts[1:]] <= ts[starts[:-1] + lengths[:-1] - 1])).any():
         return None
-    sizes = np.flatnonzero(np.bincount(lengths))  # the run lengths there are (a handful, usually one)
-    return np.repeat(run_sids, lengths), _moved(ts, starts, lengths, sizes), _moved(vals, starts, lengths, sizes)
+    return (np.repeat(run_sids, lengths), *_moved((ts, vals), starts, lengths))
 
 
 RUN_LENGTHS_MOVED = 16  # more distinct run lengths than this: a gather per point instead
 
 
-def _moved(column: np.ndarray, starts: np.ndarray, lengths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """``column``'s runs [starts[i], starts[i] + lengths[i]) laid end to end, in that order (``sizes``: the
-    distinct lengths)."""
+def _moved(columns: tuple[np.ndarray, ...], starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each column's runs [starts[i], starts[i] + lengths[i]) laid end to end, in that order (one plan for all)."""
+    sizes = np.flatnonzero(np.bincount(lengths))  # the run lengths there are (a handful, usually one)
     if sizes.size > RUN_LENGTHS_MOVED:
         into = np.cumsum(lengths) - lengths
-        order = np.arange(column.size, dtype=np.intp) + np.repeat(starts - into, lengths)
-        return column[order]
-    column = np.ascontiguousarray(column)
-    width = column.itemsize
+        order = np.arange(columns[0].size, dtype=np.intp) + np.repeat(starts - into, lengths)
+        return tuple(column[order] for column in columns)
+    columns = tuple(np.ascontiguousarray(column) for column in columns)
     if sizes.size == 1:  # runs of one length: gathered whole, they are already end to end
-        return _runs_of(column, int(sizes[0]) * width)[starts * width].view(column.dtype)
+        size = int(sizes[0])
+        return tuple(_runs_of(c, size * c.itemsize)[starts * c.itemsize].view(c.dtype) for c in columns)
     into = np.cumsum(lengths) - lengths
-    out = np.empty_like(column)
+    outs = tuple(np.empty_like(column) for column in columns)
     for size in sizes.tolist():
         which = np.flatnonzero(lengths == size)
-        _runs_of(out, size * width)[into[which] * width] = _runs_of(column, size * width)[starts[which] * width]
-    return out
+        src, dst = starts[which], into[which]
+        for column, out in zip(columns, outs, strict=True):
+            width = size * column.itemsize
+            _runs_of(out, width)[dst * column.itemsize] = _runs_of(column, width)[src * column.itemsize]
+    return outs
 
 
 def _runs_of(column: np.ndarray, nbytes: int) -> np.ndarray:
