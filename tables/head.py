@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from metricsflow.codecs._wire import byte_runs
 from metricsflow.samples import merge, sort_and_dedup
 
 _EMPTY_U64 = np.empty(0, dtype=np.uint64)
@@ -80,7 +81,7 @@ def _moved(columns: tuple[np.ndarray, ...], starts: np.ndarray, lengths: np.ndar
     columns = tuple(np.ascontiguousarray(column) for column in columns)
     if sizes.size == 1:  # runs of one length: gathered whole, they are already end to end
         size = int(sizes[0])
-        return tuple(_runs_of(c, size * c.itemsize)[starts * c.itemsize].view(c.dtype) for c in columns)
+        return tuple(byte_runs(c, size * c.itemsize)[starts * c.itemsize].view(c.dtype) for c in columns)
     into = np.cumsum(lengths) - lengths
     outs = tuple(np.empty_like(column) for column in columns)
     for size in sizes.tolist():
@@ -88,14 +89,8 @@ def _moved(columns: tuple[np.ndarray, ...], starts: np.ndarray, lengths: np.ndar
         src, dst = starts[which], into[which]
         for column, out in zip(columns, outs, strict=True):
             width = size * column.itemsize
-            _runs_of(out, width)[dst * column.itemsize] = _runs_of(column, width)[src * column.itemsize]
+            byte_runs(out, width)[dst * column.itemsize] = byte_runs(column, width)[src * column.itemsize]
     return outs
-
-
-def _runs_of(column: np.ndarray, nbytes: int) -> np.ndarray:
-    """Every ``nbytes`` of ``column``'s memory as one item, one item per byte offset (a run is one item)."""
-    return np.ndarray(buffer=column, dtype=np.dtype((np.void, nbytes)), shape=(column.nbytes - nbytes + 1,),
-                      strides=(1,))
 
 
 STABLE_RANKS_MIN = 4096  # fewer keys: numpy's stable sort of the keys themselves is as quick

@@ -109,6 +109,13 @@ class Reader:
             raise corrupt(f"{len(self.buf) - self.pos} trailing bytes after block")
 
 
+def byte_runs(buffer: bytes | memoryview | np.ndarray, n: int) -> np.ndarray:
+    """Every n bytes of ``buffer``, one item per starting byte (a view): a gather of items copies whole runs
+    of bytes, not one element at a time (a column of a request, a run of points)."""
+    size = memoryview(buffer).nbytes
+    return np.ndarray(buffer=buffer, dtype=np.dtype((np.void, n)), shape=(size - n + 1,), strides=(1,))
+
+
 def check_increasing(timestamps_ms: np.ndarray) -> np.ndarray:
     """Decoders return what encoders accept: strictly increasing timestamps, or corrupt_chunk."""
     if timestamps_ms.size > 1 and not np.all(timestamps_ms[1:] > timestamps_ms[:-1]):

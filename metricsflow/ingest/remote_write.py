@@ -34,6 +34,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 
+from metricsflow.codecs._wire import byte_runs
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest import request_templates
 from metricsflow.ingest._rejections import merged
@@ -282,7 +283,7 @@ def _varints(raw: bytes, at: np.ndarray, width: int) -> np.ndarray:
     in three steps (pairs, quads, halves), not a pass per byte: 5,000 timestamps in ~30 µs.
     """
     if width > 8:  # negative timestamps: ten bytes
-        return _varint_rows(request_templates.items(raw, width)[at].view(np.uint8).reshape(-1, width)).view(np.int64)
+        return _varint_rows(byte_runs(raw, width)[at].view(np.uint8).reshape(-1, width)).view(np.int64)
     x = _words(raw if int(at.max()) + 8 <= len(raw) else raw + bytes(8))[at] & _LOW_7[width]
     x = (x & np.uint64(0x007F_007F_007F_007F)) | ((x & np.uint64(0x7F00_7F00_7F00_7F00)) >> np.uint64(1))
     x = (x & np.uint64(0x0000_3FFF_0000_3FFF)) | ((x & np.uint64(0x3FFF_0000_3FFF_0000)) >> np.uint64(2))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from metricsflow.codecs._wire import byte_runs
 from metricsflow.model import MetricKind, SampleColumns
 
 _I64_LE = np.dtype("<i8")
@@ -69,7 +70,7 @@ class Stamp:
 
 def free(mask: np.ndarray, starts: np.ndarray, n: int, keep: int = 0) -> None:
     """Set the n bytes of ``mask`` from each of ``starts`` to ``keep``."""
-    items(mask.data, n)[starts] = bytes([keep]) * n
+    byte_runs(mask, n)[starts] = bytes([keep]) * n
 
 
 class KeptRequest:
@@ -106,15 +107,10 @@ class Template(KeptRequest):
         self.labels, self.kind, self.tenant = labels, kind, tenant
 
     def _read(self, body: bytes) -> SampleColumns:
-        runs = items(body, self.n)
+        runs = byte_runs(body, self.n)
         return SampleColumns(np.full(self.ts_at.size, self.points, dtype=np.int64),
                              runs[self.ts_at].view(_I64_LE).reshape(-1),
                              runs[self.vs_at].view(_F64_LE).reshape(-1))
-
-
-def items(buffer: bytes | memoryview, n: int) -> np.ndarray:
-    """Every n-byte run of ``buffer`` as one item, one per starting byte: a gather copies whole runs."""
-    return np.ndarray(buffer=buffer, dtype=np.dtype((np.void, n)), shape=(len(buffer) - n + 1,), strides=(1,))
 
 
 _SEEN = 1  # a key seen once: the next parse under it makes a template
