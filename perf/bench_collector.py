@@ -55,8 +55,8 @@ from metricsflow.config import Settings
 from metricsflow.ingest.native import parse_native
 from metricsflow.ingest.remote_write import parse_remote_write
 from metricsflow.model import ParseResult
-from perf.lib import requests
-from perf.lib.procs import proc_cpu
+from perf.lib import promtext, requests
+from perf.lib.procs import proc_cpu, thread_cpu_by_name
 from perf.lib.send import Client, send_chains, send_paced
 from perf.lib.stack import Stack
 
@@ -209,8 +209,10 @@ def bench_e2e(args: argparse.Namespace) -> dict:
         profiler = None
         if args.profile:
             out = Path(args.root) / "collector.folded.txt"
+            # C frames need the process stopped while its stack is read (py-spy refuses --nonblocking).
+            how = ["--native"] if args.profile_native else ["--nonblocking"]
             profiler = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "200",
-                                         "--nonblocking", "--format", "raw", "-o", str(out), "--pid", str(pid)],
+                                         *how, "--format", "raw", "-o", str(out), "--pid", str(pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
 
@@ -220,7 +222,16 @@ def bench_e2e(args: argparse.Namespace) -> dict:
                 stats = await send_chains(client, enc.items, enc.n_windows, enc.n_groups, lag=4)
                 return stats, proc_cpu(pid) - c0, time.perf_counter() - w0
 
+        metrics_url = f"http://127.0.0.1:{stack.collector_http_base}/metrics"
+        scraped0, threads0 = promtext.scrape(metrics_url), thread_cpu_by_name(pid)
         bulk_stats, bulk_cpu, bulk_wall = asyncio.run(bulk())
+        scraped1, threads1 = promtext.scrape(metrics_url), thread_cpu_by_name(pid)
+        # Where the collector's CPU went: by thread (gRPC's poller and Kafka's are not the event
+        # loop's) and in Python's cyclic GC (its pauses are timed by the collector itself).
+        bulk_threads = {name: round(cpu - threads0.get(name, 0.0), 2) for name, cpu in threads1.items()
+                        if cpu - threads0.get(name, 0.0) >= 0.01}
+        gc_pause_s = round(promtext.total(scraped1, "mf_collector_gc_pause_seconds_sum")
+                           - promtext.total(scraped0, "mf_collector_gc_pause_seconds_sum"), 3)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -251,6 +262,7 @@ def bench_e2e(args: argparse.Namespace) -> dict:
         "bulk_points": bulk_stats.accepted, "bulk_errors": bulk_stats.errors,
         "bulk_points_per_s_wall": round(max_pps), "bulk_points_per_cpu_s": round(bulk_stats.accepted / bulk_cpu),
         "bulk_ack_p50_ms": percentile(bulk_stats.ack_ms, 0.5), "bulk_ack_p99_ms": percentile(bulk_stats.ack_ms, 0.99),
+        "bulk_cpu_s": round(bulk_cpu, 2), "bulk_cpu_s_by_thread": bulk_threads, "bulk_gc_pause_s": gc_pause_s,
         "steady_rate_pps": round(rate), "steady_points": steady_stats.accepted, "steady_errors": steady_stats.errors,
         "steady_points_per_s_wall": round(steady_stats.accepted / steady_wall),
         "steady_points_per_cpu_s": round(steady_stats.accepted / steady_cpu) if steady_cpu else None,
@@ -279,6 +291,8 @@ def main() -> int:
     ap.add_argument("--code-dir", default=str(Path(__file__).resolve().parent.parent))
     ap.add_argument("--root", default="/tmp/mfperf/bench-collector")
     ap.add_argument("--profile", action="store_true", help="py-spy the collector during the bulk send")
+    ap.add_argument("--profile-native", action="store_true",
+                    help="with --profile: C frames too (uvloop, gRPC's core, libc), not only Python's")
     args = ap.parse_args()
     settings = Settings()
     if args.e2e:

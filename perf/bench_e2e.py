@@ -51,7 +51,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from perf.lib import procs, promtext, rocks  # noqa: E402
+from perf.lib import kafka_warm, procs, promtext, rocks  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
 from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
 from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
@@ -218,6 +218,9 @@ def main() -> int:
     ap.add_argument("--query-runs", type=int, default=20)
     ap.add_argument("--root", default="/tmp/mfperf/e2e")
     ap.add_argument("--kafka-port", type=int, default=29092)
+    ap.add_argument("--kafka-warm-s", type=float, default=0.0,
+                    help="before the stack starts, drive the fresh broker until its JIT is quiet, at most this long"
+                         " (default 0: beside a cold broker, whose JIT takes ~4 CPU-s of the window)")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy record collector+worker during the bulk send (perturbs the CPU figures)")
     ap.add_argument("--profile-seconds", type=int, default=20)
@@ -249,6 +252,10 @@ def main() -> int:
     try:
         t_start = time.time()
         stack.start_kafka()
+        if a.kafka_warm_s > 0:
+            result["kafka_warm_up"] = asyncio.run(kafka_warm.warm(
+                f"127.0.0.1:{a.kafka_port}", stack.kafka_pid, f"{stack.topic_prefix}warmup", max_s=a.kafka_warm_s))
+            print(f"[{tag}] Kafka warm-up: {json.dumps(result['kafka_warm_up'])}", flush=True)
         coll = stack.start_collector(0)
         worker = stack.start_worker(0)
         result["startup_s"] = round(time.time() - t_start, 1)
@@ -293,6 +300,7 @@ def main() -> int:
         cm_bulk0 = promtext.scrape(coll.url + "/metrics")
         cpu0 = procs.cpu_of(pids)
         threads0 = procs.thread_cpu_by_name(worker.pid)
+        kafka_threads0 = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
         ct0 = os.times()
         t0 = time.perf_counter()
 
@@ -315,6 +323,7 @@ def main() -> int:
             time.sleep(0.2)
         t_caught = time.perf_counter() - t0
         cpu_caught = procs.cpu_of(pids)
+        kafka_threads_caught = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
         rss_caught = procs.proc_mem(worker.pid)
         consumed = cw["consumed"] - c0["consumed"]
         cm_bulk1 = promtext.scrape(coll.url + "/metrics")
@@ -327,6 +336,7 @@ def main() -> int:
                                  thresh=0.05 + idle.get(coll.name, 0) + idle.get(worker.name, 0), extra=cut_done)
         cpu_end = procs.cpu_of(pids)
         threads_end = procs.thread_cpu_by_name(worker.pid)
+        kafka_threads_end = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
         t_end = time.perf_counter() - t0
         cw_end = worker_counters(worker.url)
         rss_end = procs.proc_mem(worker.pid)
@@ -361,6 +371,12 @@ def main() -> int:
         ingest["worker_cpu_ms_after_catch_up_per_sealed_block"] = (
             round((net_end[worker.name] - net_caught[worker.name]) / sealed * 1000, 2) if sealed else None)
         ingest["worker_scrape_stalls_s"] = list(SCRAPE_STALLS)
+        # Kafka's JVM by kind of thread: its JIT and GC run beside our processes on the same cores.
+        ingest["kafka_cpu_s_by_thread"] = {
+            kind: {"until_catch_up": round(kafka_threads_caught.get(kind, 0.0) - kafka_threads0.get(kind, 0.0), 2),
+                   "until_idle": round(cpu - kafka_threads0.get(kind, 0.0), 2)}
+            for kind, cpu in sorted(kafka_threads_end.items(), key=lambda kv: kafka_threads0.get(kv[0], 0.0) - kv[1])
+            if cpu - kafka_threads0.get(kind, 0.0) >= 0.01}
         result["ingest"] = ingest
         print(f"[{tag}] ingest: {json.dumps(ingest)}", flush=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +49,17 @@ def thread_cpu_by_name(pid: int) -> dict[str, float]:
         except OSError:
             continue
         out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
+def thread_cpu_by_kind(pid: int) -> dict[str, float]:
+    """``thread_cpu_by_name`` with the names' numbering dropped, so a JVM's threads sum by what they are
+    (``C2 CompilerThre`` the JIT, ``GC Thread`` and ``G1 …`` the collector, ``data-plane-kafk`` Kafka's
+    request handlers and network threads)."""
+    out: dict[str, float] = {}
+    for name, cpu in thread_cpu_by_name(pid).items():
+        kind = re.sub(r"[-#_ ]*\d+$", "", name) or name
+        out[kind] = out.get(kind, 0.0) + cpu
     return out
 
 
