@@ -14,8 +14,10 @@ CPU (all threads, RocksDB's flush threads included) for the writes and for the f
 series table: the announcements of the load's series (``series_batch`` records of the load's
 labels, 20 series each) flushed at several zstd levels, CPU and SST bytes per series.
 Last, the segments table: the load's real segments (``tables.segments.encode_spans`` of 30 points per series
-per cut, a 300 s cut of 10 s points, --segment-cuts cuts) put as a cut puts them and flushed, with
-zstd (RocksDB's default level) and with LZ4 (what the table uses), CPU and SST bytes per point.
+per cut, a 300 s cut of 10 s points, --segment-cuts cuts; --segment-points 720 --segment-cuts 1 is
+bench_e2e's bulk cut) put as a cut puts them and flushed, with zstd (RocksDB's default level) and with
+LZ4 in 4, 16 (what the table uses) and 64 KB blocks: CPU and SST bytes per point, and the CPU of a
+read of one segment from the table opened afresh (its block decompressed whole).
 Prints tables; the last line is one JSON object.
 """
 
@@ -41,7 +43,7 @@ from rocksdict import WriteBatch  # noqa: E402
 
 from metricsflow import series_batch  # noqa: E402
 from metricsflow.workload import RandomWalk, series_labels  # noqa: E402
-from tables.rocks_options import LZ4, ZSTD_LEVEL, skip_wal, table_options, use_zstd  # noqa: E402
+from tables.rocks_options import BLOCK_SIZE, LZ4, ZSTD_LEVEL, skip_wal, table_options, use_zstd  # noqa: E402
 from tables.segments import encode_spans  # noqa: E402
 
 SEGMENT_BYTES, CHUNK_BYTES, ROLLUP_1M_BYTES, ROLLUP_1H_BYTES = 1000, 400, 350, 60  # the M run's sizes
@@ -119,6 +121,9 @@ def _series_flush(root: Path, records: list[tuple[bytes, bytes]], level: int, pa
     return {"flush_cpu_s": cpu, "sst_bytes": size}
 
 
+READS = 2_000
+
+
 def _segment_values(series: int, cuts: int, points: int = 30) -> list[list[bytes]]:
     """Per cut, the segment of every series: ``points`` of the load workload at 10 s."""
     walk = RandomWalk(series).rounds(cuts * points)
@@ -144,8 +149,20 @@ def _segments_flush(root: Path, values: list[list[bytes]], options: dict[str, in
     flushed = time.process_time()
     db.close()
     size = sum(f.stat().st_size for f in path.glob("*.sst"))
+    # A query's read of one series' segment from a table opened afresh (nothing cached yet): the
+    # block it lies in is read and decompressed whole, so the block size is a read's cost.
+    db = RocksDBOptions(**options).open(path)
+    rng = np.random.default_rng(5)
+    wanted = [b"seg%d_%d" % (s, c) for s, c in zip(rng.integers(0, len(values[0]), READS).tolist(),
+                                                     rng.integers(0, len(values), READS).tolist(), strict=True)]
+    read_from = time.process_time()
+    found = sum(db.get(key) is not None for key in wanted)
+    read = time.process_time() - read_from
+    db.close()
+    assert found == READS
     shutil.rmtree(path)
-    return {"writes_cpu_s": written - started, "flush_cpu_s": flushed - written, "sst_bytes": size}
+    return {"writes_cpu_s": written - started, "flush_cpu_s": flushed - written, "sst_bytes": size,
+            "read_us": read / READS * 1e6}
 
 
 def main() -> None:
@@ -156,6 +173,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--levels", default="19,12,9,6,3", help="zstd levels of the series table to flush")
     ap.add_argument("--segment-cuts", type=int, default=24, help="cuts of 30 points per series (24: a 2 h block)")
+    ap.add_argument("--segment-points", type=int, default=30,
+                    help="points per series per cut (720 with --segment-cuts 1: bench_e2e's bulk cut)")
     args = ap.parse_args()
     use_zstd()
     with_wal = RocksDBOptions.open  # Faust's, before skip_wal replaces it
@@ -189,23 +208,26 @@ def main() -> None:
                              "sst_bytes_per_series": round(got["sst_bytes"] / args.series, 1)}
             print(f"  zstd {level:2d}: flush {levels[level]['flush_us_per_series']:7.1f} CPU µs per series, "
                   f"{levels[level]['sst_bytes_per_series']:5.1f} B per series on disk", flush=True)
-        values = _segment_values(args.series, args.segment_cuts)
-        points = args.series * args.segment_cuts * 30
-        codecs = {"zstd": {}, "lz4": {LZ4: 1}}
-        assert table_options("segments") == codecs["lz4"], "the segments table's options changed: update this bench"
+        values = _segment_values(args.series, args.segment_cuts, args.segment_points)
+        points = args.series * args.segment_cuts * args.segment_points
+        codecs = {"zstd": {}, "lz4": {LZ4: 1}, "lz4 16 KB": {LZ4: 1, BLOCK_SIZE: 16 * 1024},
+                  "lz4 64 KB": {LZ4: 1, BLOCK_SIZE: 64 * 1024}}
+        assert table_options("segments") in codecs.values(), "the segments table's options changed: update this bench"
         flushes: dict[str, list[dict[str, float]]] = {name: [] for name in codecs}
         for _ in range(args.rounds):
             for name, options in codecs.items():
                 flushes[name].append(_segments_flush(root, values, options))
         by_codec = {name: {"writes_ns_per_point": round(min(r["writes_cpu_s"] for r in got) / points * 1e9, 1),
                            "flush_ns_per_point": round(min(r["flush_cpu_s"] for r in got) / points * 1e9, 1),
-                           "sst_bytes_per_point": round(got[0]["sst_bytes"] / points, 2)}
+                           "sst_bytes_per_point": round(got[0]["sst_bytes"] / points, 2),
+                           "cold_read_us": round(min(r["read_us"] for r in got), 1)}
                     for name, got in flushes.items()}
-        print(f"\nsegments table, {args.series:,} series x {args.segment_cuts} cuts of 30 points, "
+        print(f"\nsegments table, {args.series:,} series x {args.segment_cuts} cuts of {args.segment_points} points, "
               f"best of {args.rounds}:")
         for name, got in by_codec.items():
-            print(f"  {name:4s}: writes {got['writes_ns_per_point']:5.1f} + flush {got['flush_ns_per_point']:5.1f} "
-                  f"CPU ns per point, {got['sst_bytes_per_point']:5.2f} B per point on disk", flush=True)
+            print(f"  {name:9s}: writes {got['writes_ns_per_point']:5.1f} + flush {got['flush_ns_per_point']:5.1f} "
+                  f"CPU ns per point, {got['sst_bytes_per_point']:5.2f} B per point on disk, a cold read of one "
+                  f"segment {got['cold_read_us']:5.1f} CPU µs", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({"bench": "table_writes", "series": args.series, "cuts": args.cuts, "partitions": args.partitions,

@@ -46,10 +46,11 @@ def test_cold_table_options_reach_rocksdb(tmp_path: Path) -> None:
 
 
 def test_the_segments_table_compresses_with_lz4(tmp_path: Path) -> None:
-    """Segments live until their block is sealed: LZ4, a fifth of zstd's flush CPU."""
+    """Segments live until their block is sealed: LZ4, a fifth of zstd's flush CPU, in 16 KB blocks."""
     use_zstd()
     _flushed(tmp_path / "segments.db", **table_options("segments"))
     assert _option(tmp_path / "segments.db", "compression") == "kLZ4Compression"
+    assert _option(tmp_path / "segments.db", "block_size") == "16384"
 
 
 _CRASHING_WRITER = """
