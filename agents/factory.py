@@ -22,6 +22,7 @@ from agents.consumer_fetch import FetchSizer, short_fetch_waits, stop_fetching_o
 from agents.end_offsets import EndOffsets
 from agents.event_delivery import deliver_without_tasks
 from agents.ingest import register_ingest_agent
+from agents.quiet_monitor import QuietMonitor
 from agents.topology import register_agents
 from metricsflow import kafka_zstd
 from metricsflow.config import Settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         table_cleanup_interval=60.0,
+        Monitor=QuietMonitor,  # made by Faust with its loop and beacon, as its own would be
     )
     # Faust's conductor stops feeding every stream while its producer buffer holds more than
     # ProducerBuffer.max_messages (100) unsent records, and a cut sends one changelog record per
