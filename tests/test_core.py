@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metricsflow import series_id as series_id_module
 from metricsflow.collector.validation import Limits, check_labels, validate
 from metricsflow.errors import InvalidInput
 from metricsflow.model import SeriesSamples
@@ -19,7 +20,7 @@ from metricsflow.pointbatch import decode_batch, encode_batches
 from metricsflow.promql.labels import from_mapping
 from metricsflow.promql.source import Matcher
 from metricsflow.samples import merge, sort_and_dedup
-from metricsflow.series_id import canonical_bytes, partition_for, series_id
+from metricsflow.series_id import canonical_bytes, partition_for, series_id, uvarint
 from metricsflow.wire import encode_labels, encode_series, encode_write_request
 from tables.head import Head, _sorted_latest, sorted_by_runs, stable_order
 from tables.index import SeriesIndex
@@ -43,6 +44,29 @@ def test_series_id_distinguishes_label_sets(a: dict[str, str], b: dict[str, str]
     a = {k: v for k, v in a.items() if v}
     b = {k: v for k, v in b.items() if v}
     assert (canonical_bytes("t", a) == canonical_bytes("t", b)) == (a == b)
+
+
+def _canonical_by_the_spec(tenant: str, labels: dict[str, str]) -> bytes:
+    """series_id's docstring, word for word: labels by name bytewise, empty values dropped."""
+    out = bytearray(uvarint(len(tenant.encode())) + tenant.encode())
+    for name, value in sorted((k.encode(), v.encode()) for k, v in labels.items() if v != ""):
+        out += uvarint(len(name)) + name + uvarint(len(value)) + value
+    return bytes(out)
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=6), st.dictionaries(st.text(max_size=8), st.text(max_size=200), max_size=8),
+       st.sampled_from([2, series_id_module.LABELS_KEPT]))
+def test_canonical_bytes_follow_the_spec_from_its_label_cache(tenant: str, labels: dict[str, str],
+                                                             kept: int) -> None:
+    """Names sorted as str sort as their UTF-8 bytes (any code point, astral included); each label's bytes
+    come from a bounded cache the second time (2: it empties itself as it goes)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(series_id_module, "LABELS_KEPT", kept)
+        mp.setattr(series_id_module, "_encoded", {})
+        for _ in range(2):
+            assert canonical_bytes(tenant, labels) == _canonical_by_the_spec(tenant, labels)
+        assert len(series_id_module._encoded) <= kept
 
 
 @settings(max_examples=50)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsflow.errors import InvalidInput
+from metricsflow.ingest import label_sets
 from metricsflow.ingest.label_sets import LABELS
 from metricsflow.ingest.native import (
     _parse_general,
@@ -250,6 +251,27 @@ def test_a_new_label_set_is_kept_once_by_its_prefix_and_its_strings_are_shared()
     assert next(iter(a)) is next(iter(b)) and a["host"] is b["host"]
     second = [s.labels for s in parse_native(body).series]
     assert all(x is y for x, y in zip(first, second, strict=True))  # found by the prefix
+
+
+def test_labels_read_once_serve_every_series_and_stay_bounded(monkeypatch):
+    """A label read for one series is the same strings in the next new series that has it; the
+    labels kept are emptied when full (a miss only reads again), and a label that is not valid
+    UTF-8 refuses its series even when its neighbours are known."""
+    monkeypatch.setattr(label_sets, "LABELS_KEPT", 8)
+    label_sets._labels.clear()
+    series = [SeriesSamples({"__name__": "disk_io", "host": "cache-host", "dev": f"sd{i}"}, [1], [1.0])
+              for i in range(6)]
+    got = [s.labels for s in parse_native(encode_native(series)).series]
+    assert got == [s.labels for s in series]
+    assert all(g["host"] is got[0]["host"] and next(iter(g)) is next(iter(got[0])) for g in got)
+    assert len(label_sets._labels) <= 8
+    bad = pb.WriteRequest()
+    s = bad.series.add(timestamps_ms_le=np.array([1], "<i8").tobytes(), values_le=np.array([1.0], "<f8").tobytes())
+    s.labels.add(name="__name__", value="disk_io")
+    s.labels.append(pb.Label(name="dev"))
+    body = bad.SerializeToString().replace(b"\x0a\x03dev", b"\x0a\x03d\xffv")
+    assert parse_native(body).series == [] and parse_native(body).rejections[0].reason == "invalid_utf8"
+    _same_as_general(parse_native_with_tenant(body), body)
 
 
 def test_a_label_set_not_canonically_encoded_is_kept_by_its_fields():
