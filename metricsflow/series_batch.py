@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from metricsflow.errors import InvalidInput
+from metricsflow.ingest.label_sets import read_labels
 from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.series_id import uvarint
 from metricsflow.wire import encode_label, field
@@ -105,12 +108,33 @@ def decode(key: bytes, value: bytes) -> list[tuple[int, pb.SeriesInfo]]:
     Raises InvalidInput (with the reason counted by the worker) for a key of another
     length, an unparsable value or a batch whose ids and entries disagree.
     """
+    return list(zip(*_entries(key, value, pb.SeriesInfo, pb.SeriesBatch), strict=True))
+
+
+def decode_series(key: bytes, value: bytes) -> list[tuple[int, str, dict[str, str], int]]:
+    """``decode`` as (series id, tenant, labels, kind): what the worker's index takes.
+
+    Each label is read from its bytes once per process, not once per series (``label_sets``):
+    a fleet's series share most labels, and reading them from the messages took 6.5-18 µs
+    of a new series' ~20-30 µs in the worker. Raises InvalidInput as ``decode`` does."""
+    ids, infos = _entries(key, value, _SeriesInfoView, _SeriesBatchView)
+    out = []
+    for sid, info in zip(ids, infos, strict=True):
+        read = read_labels(info.labels)
+        if read is None:
+            raise InvalidInput("bad_series_info", "unparsable mf.series value: a label is not valid UTF-8")
+        out.append((sid, info.tenant, {name: value for name, value, _ in read}, info.kind))
+    return out
+
+
+def _entries(key: bytes, value: bytes, info_class: Any, batch_class: Any) -> tuple[list[int], Sequence[Any]]:
+    """The series ids and SeriesInfo messages (``info_class``) of a record; InvalidInput if it is none."""
     try:
         if len(key) == SINGLE_KEY_LEN:
-            return [(int.from_bytes(key, "big"), pb.SeriesInfo.FromString(value))]
+            return [int.from_bytes(key, "big")], [info_class.FromString(value)]
         if len(key) != BATCH_KEY_LEN:
             raise InvalidInput("bad_series_key", f"mf.series key of {len(key)} bytes (8 or 16 expected)")
-        batch = pb.SeriesBatch.FromString(value)
+        batch = batch_class.FromString(value)
     except InvalidInput:
         raise
     except Exception as exc:  # protobuf's DecodeError and friends: a foreign producer's garbage
@@ -120,5 +144,29 @@ def decode(key: bytes, value: bytes) -> list[tuple[int, pb.SeriesInfo]]:
     if len(batch.series_ids) != 8 * len(batch.series):
         raise InvalidInput("bad_series_info", f"SeriesBatch with {len(batch.series_ids)} id bytes"
                                               f" for {len(batch.series)} series")
-    ids = np.frombuffer(batch.series_ids, dtype="<u8").tolist()
-    return list(zip(ids, batch.series, strict=True))
+    return np.frombuffer(batch.series_ids, dtype="<u8").tolist(), batch.series
+
+
+def _views() -> tuple[Any, Any]:
+    """SeriesInfo and SeriesBatch with each label as its raw bytes (field numbers and types as
+    proto/metricsflow.proto, the kind as the integer it is on the wire)."""
+    f = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="metricsflow_series_batch_views.proto", package="metricsflow.series_batch", syntax="proto3")
+    info = fdp.message_type.add(name="SeriesInfoView")
+    info.field.add(name="tenant", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    info.field.add(name="labels", number=2, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
+    info.field.add(name="kind", number=3, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
+    info.field.add(name="first_seen_ms", number=4, type=f.TYPE_INT64, label=f.LABEL_OPTIONAL)
+    batch = fdp.message_type.add(name="SeriesBatchView")
+    batch.field.add(name="format_version", number=1, type=f.TYPE_UINT32, label=f.LABEL_OPTIONAL)
+    batch.field.add(name="series_ids", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    batch.field.add(name="series", number=3, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
+                    type_name=".metricsflow.series_batch.SeriesInfoView")
+    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
+    pool.Add(fdp)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.series_batch.{name}"))
+                 for name in ("SeriesInfoView", "SeriesBatchView"))
+
+
+_SeriesInfoView, _SeriesBatchView = _views()

@@ -489,7 +489,7 @@ class WorkerStorage:
     @staticmethod
     def _index_series(index: SeriesIndex, key: bytes, value: bytes, strict: bool = False) -> int:
         try:
-            entries = series_batch.decode(key, value)
+            entries = series_batch.decode_series(key, value)
         except InvalidInput as exc:
             if strict:
                 raise
@@ -497,9 +497,9 @@ class WorkerStorage:
             log.warning("ignoring series table entry %s: %s", key.hex(), exc)
             return 0
         added = 0
-        for sid, info in entries:
+        for sid, tenant, labels, kind in entries:
             if sid not in index:
-                index.add(sid, info.tenant, {lb.name: lb.value for lb in info.labels}, int(info.kind))
+                index.add(sid, tenant, labels, kind)
                 added += 1
         return added
 

@@ -80,6 +80,39 @@ def test_a_single_record_decodes_as_one_series() -> None:
     assert (sid, got) == (2**63 + 5, info)
 
 
+def _as_index_takes(entries: list[tuple[int, pb.SeriesInfo]]) -> list[tuple[int, str, dict[str, str], int]]:
+    return [(sid, info.tenant, {lb.name: lb.value for lb in info.labels}, int(info.kind)) for sid, info in entries]
+
+
+@given(st.lists(st.tuples(TEXT, st.lists(st.tuples(TEXT, TEXT), max_size=6), st.sampled_from([0, 1, 3, 7, -1])),
+                min_size=1, max_size=5), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_series_read_for_the_index_are_the_messages_labels(specs: list, single: bool) -> None:
+    """Batches and single records, repeated names (the last wins), unknown kinds: as the messages read."""
+    infos = [pb.SeriesInfo(tenant=tenant, kind=kind, labels=[pb.Label(name=k, value=v) for k, v in labels])
+             for tenant, labels, kind in specs]
+    if single:
+        records = [(series_batch.single_key(7), infos[0].SerializeToString())]
+    else:
+        records = list(series_batch.encode_batches(list(range(len(infos))), infos))
+    for key, value in records:
+        assert series_batch.decode_series(key, value) == _as_index_takes(series_batch.decode(key, value))
+
+
+def test_a_label_that_is_not_utf8_refuses_the_record_for_the_index() -> None:
+    good = pb.SeriesInfo(tenant="t", labels=[pb.Label(name="__name__", value="abc")]).SerializeToString()
+    bad = good.replace(b"abc", b"a\xffc")
+    with pytest.raises(InvalidInput) as err:
+        series_batch.decode(series_batch.single_key(1), bad)
+    assert err.value.reason == "bad_series_info"
+    for key, value in [(series_batch.single_key(1), bad),
+                       (b"\x00" * 16, pb.SeriesBatch(format_version=1, series_ids=b"\x01" * 8).SerializeToString()
+                        + b"\x1a" + bytes([len(bad)]) + bad)]:
+        with pytest.raises(InvalidInput) as err:
+            series_batch.decode_series(key, value)
+        assert err.value.reason == "bad_series_info"
+
+
 @pytest.mark.parametrize(("key", "value", "reason"), [
     (b"\x00" * 9, b"", "bad_series_key"),
     (b"", b"", "bad_series_key"),
@@ -89,9 +122,10 @@ def test_a_single_record_decodes_as_one_series() -> None:
     (b"\x00" * 16, pb.SeriesBatch(format_version=1, series_ids=b"\x00" * 8).SerializeToString(), "bad_series_info"),
 ])
 def test_bad_records_name_their_reason(key: bytes, value: bytes, reason: str) -> None:
-    with pytest.raises(InvalidInput) as err:
-        series_batch.decode(key, value)
-    assert err.value.reason == reason
+    for decode in (series_batch.decode, series_batch.decode_series):
+        with pytest.raises(InvalidInput) as err:
+            decode(key, value)
+        assert err.value.reason == reason
 
 
 def test_worker_indexes_batches_and_single_records_and_rebuilds_from_its_table(tables: StorageTables) -> None:  # noqa: F811

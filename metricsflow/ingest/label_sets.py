@@ -75,7 +75,7 @@ class LabelSets:
         Kept by ``prefix`` (the series' bytes before its samples) when that is exactly ``raw``'s
         fields, canonically encoded, and no name repeats (what ``remember_prefix`` checks by
         reading it again); by ``raw`` otherwise. A label set is kept one way, not both."""
-        read = _read_labels(raw)
+        read = read_labels(raw)
         if read is None:
             return None
         labels = {name: value for name, value, _ in read}
@@ -118,7 +118,7 @@ def _read_label(label: bytes) -> tuple[str, str, bytes]:
     return read
 
 
-def _read_labels(raw: Sequence[bytes]) -> list[tuple[str, str, bytes]] | None:
+def read_labels(raw: Sequence[bytes]) -> list[tuple[str, str, bytes]] | None:
     """Each of the ``Label`` messages ``raw`` read (``_labels``), or None if one is not valid UTF-8."""
     try:
         return [_labels[label] for label in raw]
@@ -136,7 +136,7 @@ def _read_prefix(prefix: bytes) -> dict[str, str] | None:
         raw = _LabelFields.FromString(prefix).labels
     except DecodeError:
         return None
-    read = _read_labels(raw)
+    read = read_labels(raw)
     # Exactly its label fields re-encoded: nothing else (unknown fields), no longer varint than needed.
     if read is None or b"".join([f for _, _, f in read]) != prefix:
         return None
