@@ -148,6 +148,49 @@ def test_templates_stay_within_their_byte_bound():
         assert len(templates) == templates._bytes // 2_400
 
 
+def _shape(i: int) -> tuple[tuple[int, bytes], bytes, Template]:
+    body = bytes(range(i, i + 40)) * 30  # 1,200 bytes: 2,400 kept per template
+    return (len(body), bytes([i])), body, Template(body, np.array([[2, 20]], dtype=np.int64), 8, [{}],
+                                                   native._UNSPECIFIED, "")
+
+
+def _sighted(templates: Templates, i: int) -> bool:
+    """One request of shape ``i`` as a parser handles it: found, or made on its second sighting."""
+    key, body, template = _shape(i)
+    if templates.find(key, body) is not None:
+        return True
+    if templates.wants(key):
+        templates.keep(key, template)
+    return False
+
+
+def test_more_request_shapes_than_fit_keep_the_templates_they_have():
+    """Seven shapes cycled through room for five: the first five are found every round after they are
+    made, the other two never get in (dropping everything when full found none, round after round)."""
+    templates = Templates(max_bytes=5 * 2_400)
+    found = [[_sighted(templates, i) for i in range(7)] for _ in range(6)]
+    assert found[:2] == [[False] * 7] * 2
+    assert found[2:] == [[True] * 5 + [False] * 2] * 4
+    assert len(templates) == 5 and templates.nbytes == 5 * 2_400 and templates.found == 20
+
+
+def test_a_template_no_longer_found_gives_its_place_after_a_sweep():
+    templates = Templates(max_bytes=3 * 2_400)
+    for _ in range(2):
+        for i in range(3):
+            _sighted(templates, i)  # three templates made
+    made = templates.made
+    for _ in range(4):  # a sweep once the three have had three finds: shape 2 keeps its first hit, then goes
+        for i in (0, 1):  # shape 2's client stopped sending
+            assert _sighted(templates, i)
+        _sighted(templates, 9)  # a new shape: seen, then wants room
+    assert templates.made == made + 1
+    assert len(templates) == 3 and templates.nbytes == 3 * 2_400
+    assert [_sighted(templates, i) for i in (0, 1, 9)] == [True, True, True]
+    key, body, _ = _shape(2)
+    assert templates.find(key, body) is None  # its template went
+
+
 def test_field_offsets_walk_every_wire_type_and_refuse_what_does_not_parse():
     series = b"\x0a\x03abc"
     body = b"\x08\x96\x01" + series + b"\x11" + bytes(8) + b"\x1d" + bytes(4) + b"\x0a\x00" + b"\x12\x02hi"
