@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest.label_sets import read_labels
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.proto_views import message_classes
 from metricsflow.series_id import uvarint
 from metricsflow.wire import encode_label, field
 
@@ -163,10 +164,7 @@ def _views() -> tuple[Any, Any]:
     batch.field.add(name="series_ids", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
     batch.field.add(name="series", number=3, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
                     type_name=".metricsflow.series_batch.SeriesInfoView")
-    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
-    pool.Add(fdp)
-    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.series_batch.{name}"))
-                 for name in ("SeriesInfoView", "SeriesBatchView"))
+    return message_classes(fdp, "SeriesInfoView", "SeriesBatchView")
 
 
 _SeriesInfoView, _SeriesBatchView = _views()

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from sys import intern
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.proto_views import message_classes
 from metricsflow.wire import field
 
 # Label sets whose dict the parsers hand out again: a client that writes more series than
@@ -40,9 +41,7 @@ def _label_fields_view() -> Any:
         name="metricsflow_ingest_label_sets.proto", package="metricsflow.ingest.label_sets", syntax="proto3")
     labels = fdp.message_type.add(name="LabelFields")
     labels.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metricsflow.ingest.label_sets.LabelFields"))
+    return message_classes(fdp, "LabelFields")[0]
 
 
 _LabelFields = _label_fields_view()

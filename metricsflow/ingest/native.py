@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -29,6 +29,7 @@ from metricsflow.ingest.label_sets import LABELS
 from metricsflow.ingest.request_templates import Templates, first_field
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
+from metricsflow.proto_views import message_classes
 from metricsflow.series_id import uvarint
 
 _I64_LE = np.dtype("<i8")
@@ -450,12 +451,7 @@ def _view_classes() -> tuple[Any, ...]:
     req_raw = fdp.message_type.add(name="WriteRequestRaw")
     req_raw.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
     req_raw.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
-    pool.Add(fdp)
-    return tuple(
-        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.lenient.{name}"))
-        for name in ("WriteRequest", "WriteRequestColumns", "WriteRequestLe", "SeriesLe", "WriteRequestRaw")
-    )
+    return message_classes(fdp, "WriteRequest", "WriteRequestColumns", "WriteRequestLe", "SeriesLe", "WriteRequestRaw")
 
 
 _LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _SeriesLe, _RawRequest = _view_classes()

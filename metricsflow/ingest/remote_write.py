@@ -30,7 +30,7 @@ from typing import Any
 
 import cramjam
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -49,6 +49,7 @@ from metricsflow.model import (
     UniformRuns,
 )
 from metricsflow.pb import prometheus_remote_pb2 as pb
+from metricsflow.proto_views import message_classes
 
 # Decompressed-size bound: the snappy header announces the size, so a 1 KiB
 # body cannot make us allocate gigabytes. Prometheus sends <= ~2 MB batches.
@@ -546,10 +547,7 @@ def _view_classes() -> tuple[Any, Any]:
     extras = fdp.message_type.add(name="WriteRequestExtras")
     extras.field.add(name="timeseries", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
                      type_name=".metricsflow.ingest.rw_views.TimeSeriesExtras")
-    pool = descriptor_pool.DescriptorPool()  # private pool: never clashes with generated code
-    pool.Add(fdp)
-    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"metricsflow.ingest.rw_views.{name}"))
-                 for name in ("WriteRequestRaw", "WriteRequestExtras"))  # type: ignore[return-value]
+    return message_classes(fdp, "WriteRequestRaw", "WriteRequestExtras")  # type: ignore[return-value]
 
 
 _RawWriteRequest, _ExtrasView = _view_classes()
