@@ -124,7 +124,7 @@ class Templates:
     the last sweep, and a sweep waits until the templates held have had as many finds as there
     are of them. Clients that send more distinct requests than fit keep the templates they have
     (dropping them all, as this once did, made a load of 200 request shapes for 167 places parse
-    every request in full: 2 of 1,000 found); a client that stopped sending loses its place at
+    every request in full: 2 of 1,200 found); a client that stopped sending loses its place at
     the next sweep. A template is made with one hit, so it outlives the first sweep after it."""
 
     def __init__(self, max_bytes: int = MAX_BYTES, max_keys: int = MAX_KEYS) -> None:
