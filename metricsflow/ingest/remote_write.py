@@ -271,7 +271,7 @@ def _varint_rows(varint: np.ndarray) -> np.ndarray:
 
 def _words(buffer: bytes) -> np.ndarray:
     """The 8 bytes from every offset of ``buffer`` as a little-endian uint64 (a gather reads whole words)."""
-    return np.ndarray(buffer=buffer, dtype="<u8", shape=(len(buffer) - 7,), strides=(1,))
+    return byte_runs(buffer, 8).view("<u8")
 
 
 _LOW_7 = np.array([(1 << 8 * w) - 1 & 0x7F7F_7F7F_7F7F_7F7F for w in range(9)], dtype=np.uint64)
