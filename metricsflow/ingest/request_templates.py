@@ -53,9 +53,14 @@ class Stamp:
         self.rest_mask = mask[self.words * 8:].copy()
         self.rest = np.frombuffer(body, dtype=np.uint8, offset=self.words * 8) & self.rest_mask
 
+    @staticmethod
+    def bytes_for(size: int) -> int:
+        """What a stamp of a ``size``-byte body holds: the masked body and its mask."""
+        return 2 * size
+
     @property
     def nbytes(self) -> int:
-        return 2 * self.size
+        return self.bytes_for(self.size)
 
     def matches(self, body: bytes) -> bool:
         if len(body) != self.size:
@@ -143,9 +148,7 @@ class Templates:
             return None
         columns = entry.columns(body)
         if columns is None:
-            self._by_key[key] = _UNSTABLE
-            self._bytes -= entry.nbytes
-            self._held -= 1
+            self._drop(key, entry, _UNSTABLE)
             self.missed += 1
             return None
         entry.hits += 1
@@ -155,14 +158,14 @@ class Templates:
 
     def wants(self, key: tuple[int, bytes]) -> bool:
         """Whether a request just parsed under ``key`` should become a template (second sighting,
-        and room for a template of its body: a stamp and a mask of its length)."""
+        and room for a template of its body)."""
         entry = self._by_key.get(key)
         if entry is None:
             if len(self._by_key) >= self._max_keys:
                 self.clear()
             self._by_key[key] = _SEEN
             return False
-        return entry == _SEEN and self._room(2 * key[0])
+        return entry == _SEEN and self._room(Stamp.bytes_for(key[0]))
 
     def keep(self, key: tuple[int, bytes], template: KeptRequest) -> None:
         if not self._room(template.nbytes):
@@ -185,10 +188,13 @@ class Templates:
             if entry.hits:
                 entry.hits = 0
             else:
-                self._by_key[key] = _SEEN
-                self._bytes -= entry.nbytes
-                self._held -= 1
+                self._drop(key, entry, _SEEN)
         return self._bytes + nbytes <= self._max_bytes
+
+    def _drop(self, key: tuple[int, bytes], template: KeptRequest, marker: int) -> None:
+        self._by_key[key] = marker
+        self._bytes -= template.nbytes
+        self._held -= 1
 
     @property
     def nbytes(self) -> int:
