@@ -393,10 +393,8 @@ class IngestPipeline:
         accepted = int(timestamps_ms.size)
         if not _runs_increase(timestamps_ms, lengths):
             return self._sorted(kept, sids, parts, accepted, rejections)
-        if known is not None:
-            return _Kept(kept, sids, parts, lengths, timestamps_ms, values, accepted, rejections, known.sid_array,
-                         known.part_array)
-        return _Kept(kept, sids, parts, lengths, timestamps_ms, values, accepted, rejections)
+        arrays = (known.sid_array, known.part_array) if known is not None else (None, None)
+        return _Kept(kept, sids, parts, lengths, timestamps_ms, values, accepted, rejections, *arrays)
 
     def _keep_per_series(self, tenant: str, series: list[SeriesSamples], now_ms: int) -> _Kept:
         """Some points lie outside the accept window: validate series by series (rejections in order)."""
