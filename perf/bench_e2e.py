@@ -300,7 +300,10 @@ def main() -> int:
         cm_bulk0 = promtext.scrape(coll.url + "/metrics")
         cpu0 = procs.cpu_of(pids)
         threads0 = procs.thread_cpu_by_name(worker.pid)
-        kafka_threads0 = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
+
+        def kafka_threads() -> dict[str, float]:
+            return procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
+        kafka_threads0 = kafka_threads()
         ct0 = os.times()
         t0 = time.perf_counter()
 
@@ -323,7 +326,7 @@ def main() -> int:
             time.sleep(0.2)
         t_caught = time.perf_counter() - t0
         cpu_caught = procs.cpu_of(pids)
-        kafka_threads_caught = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
+        kafka_threads_caught = kafka_threads()
         rss_caught = procs.proc_mem(worker.pid)
         consumed = cw["consumed"] - c0["consumed"]
         cm_bulk1 = promtext.scrape(coll.url + "/metrics")
@@ -336,7 +339,7 @@ def main() -> int:
                                  thresh=0.05 + idle.get(coll.name, 0) + idle.get(worker.name, 0), extra=cut_done)
         cpu_end = procs.cpu_of(pids)
         threads_end = procs.thread_cpu_by_name(worker.pid)
-        kafka_threads_end = procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
+        kafka_threads_end = kafka_threads()
         t_end = time.perf_counter() - t0
         cw_end = worker_counters(worker.url)
         rss_end = procs.proc_mem(worker.pid)
