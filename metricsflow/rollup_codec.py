@@ -45,7 +45,7 @@ import numpy as np
 from pcodec import wrapped
 
 from metricsflow import packed_ints, sketch
-from metricsflow.codecs import _pco, _timecol
+from metricsflow.codecs import _intcol, _pco, _timecol
 from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint
 from metricsflow.codecs.decimal_codec import MAX_SCALE, reconstruct
 
@@ -176,7 +176,6 @@ def _residual_section(
 # 1m block's ~150 µs (perf/RESULTS.md, "... pcodec where it can win").
 _TAIL_BITS = 3
 _TAIL_SHARE = 20  # the middle: all but the n // 20 lowest and highest
-_DIVISOR_PROBE = 16
 _NOT_TRIED = 1 << 62
 
 
@@ -193,7 +192,7 @@ def pcodec_may_win(rows: np.ndarray, deltas: bool) -> list[bool]:
     ranked = np.sort(offsets, axis=1)  # faster than np.partition at two ranks
     # A divisor of the first offsets (one is likely the 0 at the minimum) bounds the
     # common one: where they share none, no column-wide one exists.
-    divisors = np.gcd.reduce(offsets[:, :_DIVISOR_PROBE], axis=1)
+    divisors = np.gcd.reduce(offsets[:, :_intcol.DIVISOR_PROBE], axis=1)
     out: list[bool] = []
     for top, inner_low, inner_high, divisor in zip(ranked[:, -1].tolist(), ranked[:, k].tolist(),
                                                    ranked[:, n - 1 - k].tolist(), divisors.tolist(), strict=True):
