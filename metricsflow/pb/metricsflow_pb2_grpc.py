@@ -44,6 +44,11 @@ class IngestStub:
                 request_serializer=metricsflow__pb2.WriteRequest.SerializeToString,
                 response_deserializer=metricsflow__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.WriteStreamAcked = channel.stream_stream(
+                '/metricsflow.v1.Ingest/WriteStreamAcked',
+                request_serializer=metricsflow__pb2.WriteRequest.SerializeToString,
+                response_deserializer=metricsflow__pb2.WriteResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -62,6 +67,17 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteStreamAcked(self, request_iterator, context):
+        """Both ways: each request answered by its own response, in order, once its points are
+        acknowledged by Kafka. A client may send the next requests before the answers come
+        (the collector stores up to 8 of a stream at once). A malformed request, an unknown
+        tenant or Kafka away ends the stream with that status, as Write would answer it;
+        requests sent after it and not answered were not acknowledged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -72,6 +88,11 @@ def add_IngestServicer_to_server(servicer, server):
             ),
             'WriteStream': grpc.stream_unary_rpc_method_handler(
                     servicer.WriteStream,
+                    request_deserializer=metricsflow__pb2.WriteRequest.FromString,
+                    response_serializer=metricsflow__pb2.WriteResponse.SerializeToString,
+            ),
+            'WriteStreamAcked': grpc.stream_stream_rpc_method_handler(
+                    servicer.WriteStreamAcked,
                     request_deserializer=metricsflow__pb2.WriteRequest.FromString,
                     response_serializer=metricsflow__pb2.WriteResponse.SerializeToString,
             ),
@@ -128,6 +149,33 @@ class Ingest:
             request_iterator,
             target,
             '/metricsflow.v1.Ingest/WriteStream',
+            metricsflow__pb2.WriteRequest.SerializeToString,
+            metricsflow__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteStreamAcked(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/metricsflow.v1.Ingest/WriteStreamAcked',
             metricsflow__pb2.WriteRequest.SerializeToString,
             metricsflow__pb2.WriteResponse.FromString,
             options,

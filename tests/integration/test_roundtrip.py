@@ -130,3 +130,42 @@ def test_grpc_client_streaming_sums_the_requests(stack: Stack) -> None:
     result = wait_for(lambda: (r := query_raw(worker, "rt_stream_1", ts[0] / 1000, ts[-1] / 1000))
                       and sum(len(x["values"]) for x in r) == N_SERIES * N_POINTS and r, 60, "streamed points")
     assert_exact(result, ts, vals, "rt_stream_1")
+
+
+def test_grpc_stream_acked_answers_each_request_in_order(stack: Stack) -> None:
+    stack.start_collector()
+    _, worker = stack.start_worker()
+    ts, vals = make_data(3)
+    now = int(time.time() * 1000)
+    partial = pb.WriteRequest(series=[
+        pb.Series(labels=[pb.Label(name="__name__", value="bad name")], timestamps_ms=[now], values=[1.0]),
+        pb.Series(labels=[pb.Label(name="__name__", value="rt_acked_partial")], timestamps_ms=[now], values=[2.0]),
+    ]).SerializeToString()
+    # Requests of different sizes (a prefix of the series each), so an answer out of order shows.
+    sizes = [N_SERIES, 7, N_SERIES // 2]
+    full = [native_request(f"rt_acked_{k}", ts, vals, False) for k in range(len(sizes))]
+    bodies = [pb.WriteRequest(series=pb.WriteRequest.FromString(body).series[:n]).SerializeToString()
+              for body, n in zip(full, sizes, strict=True)]
+    malformed = b"\x0a\xff\xff\xff\xff\x0f"
+    after = native_request("rt_acked_after_error", ts, vals, False)
+    answers: list[pb.WriteResponse] = []
+    with grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}") as channel:
+        stream = channel.stream_stream("/metricsflow.v1.Ingest/WriteStreamAcked", request_serializer=lambda b: b,
+                                       response_deserializer=pb.WriteResponse.FromString)
+        # Everything is sent before the first answer is read: the collector stores several at once.
+        with pytest.raises(grpc.RpcError) as err:
+            for answer in stream(iter([*bodies, partial, malformed, after]), timeout=30):
+                answers.append(answer)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    assert "bad_protobuf" in err.value.details()
+    # One answer per request up to the malformed one, in order; none after it.
+    assert [a.accepted for a in answers] == [n * N_POINTS for n in sizes] + [1]
+    assert [a.rejected for a in answers] == [0] * len(sizes) + [1]
+    assert answers[-1].rejections[0].reason == "invalid_metric_name"
+
+    for k, n in enumerate(sizes):
+        metric = f"rt_acked_{k}"
+        result = wait_for(lambda m=metric, n=n: (r := query_raw(worker, m, ts[0] / 1000, ts[-1] / 1000))
+                          and sum(len(x["values"]) for x in r) == n * N_POINTS and r, 60, f"{metric} stored")
+        by_series = {x["metric"]["series"]: x for x in result}
+        assert sorted(by_series, key=int) == [str(i) for i in range(n)]
