@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end ingest benchmark of metricsflow: collector + Kafka + worker, one command.
 
-    python perf/bench_e2e.py --size S|M|HC --protocol grpc|http|remote_write [--with-anchors]
+    python perf/bench_e2e.py --size S|M|HC --protocol grpc|grpc_stream|http|remote_write [--with-anchors]
 
 What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
   1. pre-encodes every request in memory (500 series x 10 samples each, time-ordered);
@@ -204,7 +204,8 @@ def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=rq.SIZES, default="S")
-    ap.add_argument("--protocol", choices=("grpc", "http", "remote_write"), default="grpc")
+    ap.add_argument("--protocol", choices=("grpc", "grpc_stream", "http", "remote_write"), default="grpc",
+                    help="grpc_stream: one WriteStreamAcked per connection instead of a unary Write per request")
     ap.add_argument("--with-anchors", action="store_true", help="also run anchors/bench.py --system vm and prom")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--lag", type=int, default=4)

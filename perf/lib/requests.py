@@ -20,7 +20,7 @@ import numpy as np
 from metricsflow.wire import encode_labels, encode_series, encode_write_request, uvarint
 from metricsflow.workload import INTERVAL_MS, RandomWalk, series_labels
 
-NATIVE = ("grpc", "http")
+NATIVE = ("grpc", "grpc_stream", "http")
 # The benchmarks' load sizes: hosts (10 series each), points per series.
 SIZES = {"S": (100, 720), "M": (1000, 720), "HC": (10_000, 60)}
 

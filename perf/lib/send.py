@@ -13,8 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import grpc
+from grpc import aio
 
 GRPC_METHOD = "/metricsflow.v1.Ingest/Write"
+GRPC_STREAM_METHOD = "/metricsflow.v1.Ingest/WriteStreamAcked"
+GRPC = ("grpc", "grpc_stream")  # unary Write per request; one WriteStreamAcked per connection and tenant
 HTTP_PATHS = {"http": "/v1/metrics", "remote_write": "/api/v1/write"}
 
 
@@ -47,17 +51,19 @@ class Client:
         self._chans: list = []
 
     async def __aenter__(self) -> Client:
-        if self.protocol == "grpc":
+        if self.protocol in GRPC:
             from grpc import aio
             self._channels = asyncio.Queue()
             for _ in range(self.concurrency):
                 # a distinct channel argument gives each channel its own TCP connection
                 ch = aio.insecure_channel(self.grpc_target, options=[
                     ("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)])
-                call = ch.unary_unary(GRPC_METHOD, request_serializer=lambda b: b,
-                                      response_deserializer=lambda b: b)
                 self._chans.append(ch)
-                self._channels.put_nowait(call)
+                if self.protocol == "grpc":
+                    self._channels.put_nowait(ch.unary_unary(GRPC_METHOD, request_serializer=lambda b: b,
+                                                             response_deserializer=lambda b: b))
+                else:
+                    self._channels.put_nowait(_Streams(ch))
         else:
             conn = aiohttp.TCPConnector(limit=self.concurrency)
             self._session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120),
@@ -65,6 +71,10 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        while self._channels is not None and not self._channels.empty():
+            slot = self._channels.get_nowait()
+            if isinstance(slot, _Streams):
+                await slot.close()
         for ch in self._chans:
             await ch.close()
         if self._session is not None:
@@ -87,6 +97,17 @@ class Client:
                 status, detail = str(exc.code()), str(exc.details())
             finally:
                 self._channels.put_nowait(call)
+        elif self.protocol == "grpc_stream":
+            from grpc import RpcError
+            assert self._channels is not None
+            streams = await self._channels.get()
+            try:
+                await streams.write(body, tenant or self.tenant)
+                ok, status = True, "OK"
+            except RpcError as exc:
+                status, detail = str(exc.code()), str(exc.details())
+            finally:
+                self._channels.put_nowait(streams)
         else:
             assert self._session is not None
             headers = {"X-Scope-OrgID": tenant} if tenant else None
@@ -173,3 +194,49 @@ async def send_paced(client: Client, items, rate_pps: float, tenant: str, stop_a
         await queue.put(None)
     await asyncio.gather(*tasks)
     return stats
+
+
+class _Streams:
+    """The open ``WriteStreamAcked`` calls of one channel, one per tenant (the tenant is the stream's metadata)."""
+
+    def __init__(self, channel) -> None:
+        self._channel = channel
+        self._calls: dict = {}
+
+    async def write(self, body: bytes, tenant: str) -> None:
+        """Send one request and wait for its answer; a failed stream is dropped (the next write opens one).
+
+        Raises ``grpc.RpcError`` as a unary call would: the status the stream ended with.
+        """
+        call = self._calls.get(tenant)
+        if call is None:
+            call = self._calls[tenant] = self._channel.stream_stream(
+                GRPC_STREAM_METHOD, request_serializer=lambda b: b,
+                response_deserializer=lambda b: b)(metadata=(("x-scope-orgid", tenant),))
+        try:
+            await call.write(body)
+            if await call.read() is aio.EOF:  # ended OK without answering (read raises a failed status)
+                raise _Ended(grpc.StatusCode.UNKNOWN, "the stream ended without an answer")
+        except BaseException:
+            self._calls.pop(tenant, None)
+            call.cancel()
+            raise
+
+    async def close(self) -> None:
+        for call in self._calls.values():
+            await call.done_writing()
+        self._calls.clear()
+
+
+class _Ended(grpc.RpcError):
+    """A stream that ended without failing and without an answer, read as a unary call's error."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
