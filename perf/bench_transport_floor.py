@@ -1,7 +1,8 @@
 """What receiving the load costs before any of our code runs: the transport's floor.
 
 A server process that only receives and acknowledges — gRPC ``metricsflow.v1.Ingest/Write``
-(grpc.aio on uvloop, bytes in, an empty WriteResponse out, as the collector is set up) or
+(grpc.aio on uvloop, bytes in, an empty WriteResponse out, as the collector is set up), the
+same requests on one ``WriteStreamAcked`` stream per connection (``grpc_stream``), or
 aiohttp ``POST /v1/metrics`` answering 202 — gets the same pre-encoded requests as
 perf/bench_e2e.py (500 series × 10 samples each, 4 connections, the anchors' chain
 schedule). The ``parse`` handler also runs ``parse_native`` on each body (the collector's
@@ -18,7 +19,7 @@ bare aiokafka consumer reads mf.points back and runs only ``decode_batch`` on ea
 the worker's first step: the CPU of this process for each, on uvloop. Neither includes
 Faust, the worker's head or the broker.
 
-    python perf/bench_transport_floor.py [--size M] [--protocols grpc,http] [--handlers noop,parse]
+    python perf/bench_transport_floor.py [--size M] [--protocols grpc,grpc_stream,http] [--handlers noop,parse]
                                          [--kafka-port 47392 [--zstd-levels 3,1] [--kafka-rounds 3]]
 
 Prints a table and, last, one JSON line.
@@ -63,7 +64,7 @@ def serve(protocol: str, handler: str, port: int) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        if protocol == "grpc":
+        if protocol in ("grpc", "grpc_stream"):  # one server for both: the client picks the method
             import grpc
             from grpc import aio
 
@@ -72,8 +73,16 @@ def serve(protocol: str, handler: str, port: int) -> None:
                     parse_native(body)
                 return empty
 
+            async def write_stream_acked(bodies, context: object):
+                async for body in bodies:
+                    if parse:
+                        parse_native(body)
+                    yield empty
+
             handlers = {"Write": grpc.unary_unary_rpc_method_handler(
-                write, request_deserializer=lambda b: b, response_serializer=lambda b: b)}
+                write, request_deserializer=lambda b: b, response_serializer=lambda b: b),
+                "WriteStreamAcked": grpc.stream_stream_rpc_method_handler(
+                write_stream_acked, request_deserializer=lambda b: b, response_serializer=lambda b: b)}
             server = aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(GRPC_SERVICE, handlers),))
             server.add_insecure_port(f"127.0.0.1:{port}")
@@ -264,7 +273,8 @@ def kafka_floor(enc, port: int, levels: list[int], rounds: int) -> list[dict[str
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="M")
-    ap.add_argument("--protocols", default="grpc,http")
+    ap.add_argument("--protocols", default="grpc,grpc_stream,http",
+                    help="grpc: a unary Write per request; grpc_stream: one WriteStreamAcked per connection")
     ap.add_argument("--handlers", default="noop,parse")
     ap.add_argument("--rounds", type=int, default=2, help="each (protocol, handler) this many times, interleaved")
     ap.add_argument("--concurrency", type=int, default=4)
@@ -274,7 +284,7 @@ def main() -> int:
                     help="with --kafka-port: the producer's zstd levels to compare, e.g. 3,1 (aiokafka's own is 3)")
     ap.add_argument("--kafka-rounds", type=int, default=1,
                     help="with --kafka-port: each level this many times, interleaved")
-    ap.add_argument("--serve", choices=("grpc", "http"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=("grpc", "grpc_stream", "http"), help=argparse.SUPPRESS)
     ap.add_argument("--handler", default="noop", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
@@ -289,18 +299,18 @@ def main() -> int:
                 run = measure(protocol, handler, a.port, enc, a.concurrency)
                 run["round"] = r
                 runs.append(run)
-                print(f"{protocol:5} {handler:6} round {r}: {run['server_cpu_s']:.2f} CPU-s, "
+                print(f"{protocol:11} {handler:6} round {r}: {run['server_cpu_s']:.2f} CPU-s, "
                       f"{run['points_per_cpu_s']:>11,} points per CPU-s, {run['server_us_per_request']} µs "
                       f"per request, wall {run['wall_s']:.2f} s", flush=True)
     print("-" * 78)
-    print(f"{'protocol':9}{'handler':8}{'server CPU-s (best)':>22}{'points per CPU-s':>20}{'µs per request':>16}")
+    print(f"{'protocol':12}{'handler':8}{'server CPU-s (best)':>22}{'points per CPU-s':>20}{'µs per request':>16}")
     best: dict[tuple[str, str], dict[str, object]] = {}
     for run in runs:
         key = (str(run["protocol"]), str(run["handler"]))
         if key not in best or run["server_cpu_s"] < best[key]["server_cpu_s"]:  # type: ignore[operator]
             best[key] = run
     for (protocol, handler), run in best.items():
-        print(f"{protocol:9}{handler:8}{run['server_cpu_s']:>22}{run['points_per_cpu_s']:>20,}"
+        print(f"{protocol:12}{handler:8}{run['server_cpu_s']:>22}{run['points_per_cpu_s']:>20,}"
               f"{run['server_us_per_request']:>16}")
     kafka_runs = None
     if a.kafka_port:
