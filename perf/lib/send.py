@@ -52,7 +52,6 @@ class Client:
 
     async def __aenter__(self) -> Client:
         if self.protocol in GRPC:
-            from grpc import aio
             self._channels = asyncio.Queue()
             for _ in range(self.concurrency):
                 # a distinct channel argument gives each channel its own TCP connection
@@ -87,24 +86,22 @@ class Client:
         status = "?"
         detail = ""
         if self.protocol == "grpc":
-            from grpc import RpcError
             assert self._channels is not None
             call = await self._channels.get()
             try:
                 await call(body, metadata=(("x-scope-orgid", tenant or self.tenant),), timeout=60)
                 ok, status = True, "OK"
-            except RpcError as exc:
+            except grpc.RpcError as exc:
                 status, detail = str(exc.code()), str(exc.details())
             finally:
                 self._channels.put_nowait(call)
         elif self.protocol == "grpc_stream":
-            from grpc import RpcError
             assert self._channels is not None
             streams = await self._channels.get()
             try:
                 await streams.write(body, tenant or self.tenant)
                 ok, status = True, "OK"
-            except RpcError as exc:
+            except grpc.RpcError as exc:
                 status, detail = str(exc.code()), str(exc.details())
             finally:
                 self._channels.put_nowait(streams)
