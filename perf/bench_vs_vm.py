@@ -96,7 +96,7 @@ def main() -> int:
         print(f"{r['round']:>5} {r['speed_probe_s']:>8.2f} {'ours' if r['ours_first'] else 'VM':>6} "
               f"{r['ours']['collector_worker']:>10,} {r['ours']['with_flush']:>11,} {r['vm']:>10,} {r['ratio']:>6} "
               f"{r['ratio_with_flush']:>11} {r['ratio_at_catch_up']:>12}")
-    summary = {key: {"median": statistics.median(r[key] for r in rounds), "min": min(r[key] for r in rounds),
+    summary = {key: {"median": round(statistics.median(r[key] for r in rounds), 3), "min": min(r[key] for r in rounds),
                      "max": max(r[key] for r in rounds)}
                for key in ("ratio", "ratio_with_flush", "ratio_at_catch_up")}
     for key, s in summary.items():
