@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from perf.lib import kafka_warm, procs, promtext, rocks  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
-from perf.lib.send import Client, send_chains, send_paced  # noqa: E402
+from perf.lib.send import PROTOCOLS, Client, send_chains, send_paced  # noqa: E402
 from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
 # The anchor runners sit beside the checkout (../shared/anchors), or where MF_ANCHORS says.
@@ -204,7 +204,7 @@ def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=rq.SIZES, default="S")
-    ap.add_argument("--protocol", choices=("grpc", "grpc_stream", "http", "remote_write"), default="grpc",
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="grpc",
                     help="grpc_stream: one WriteStreamAcked per connection instead of a unary Write per request")
     ap.add_argument("--with-anchors", action="store_true", help="also run anchors/bench.py --system vm and prom")
     ap.add_argument("--concurrency", type=int, default=4)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from perf.lib import procs, promtext  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
-from perf.lib.send import Client, send_chains  # noqa: E402
+from perf.lib.send import PROTOCOLS, Client, send_chains  # noqa: E402
 from perf.lib.stack import Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def main() -> int:
     ap.add_argument("--collectors", type=int, default=2)
     ap.add_argument("--hosts", type=int, default=300)
     ap.add_argument("--points", type=int, default=720)
-    ap.add_argument("--protocol", choices=("grpc", "http", "remote_write"), default="grpc")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--lag", type=int, default=4)
     ap.add_argument("--partitions", type=int, default=8)

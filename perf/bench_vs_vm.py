@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from perf.bench_e2e import run_anchor  # noqa: E402
 from perf.lib.requests import SIZES  # noqa: E402
+from perf.lib.send import PROTOCOLS  # noqa: E402
 from perf.lib.speed_probe import probe_s  # noqa: E402
 from perf.lib.stack import PY  # noqa: E402
 
@@ -54,7 +55,7 @@ def run_ours(size: str, protocol: str, kafka_port: int, root: Path, out: Path) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="M")
-    ap.add_argument("--protocol", choices=("grpc", "grpc_stream", "http", "remote_write"), default="grpc_stream")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="grpc_stream")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--kafka-port", type=int, default=47092)
     ap.add_argument("--root", default="/tmp/mfperf/vs_vm")

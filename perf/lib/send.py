@@ -20,6 +20,7 @@ GRPC_METHOD = "/metricsflow.v1.Ingest/Write"
 GRPC_STREAM_METHOD = "/metricsflow.v1.Ingest/WriteStreamAcked"
 GRPC = ("grpc", "grpc_stream")  # unary Write per request; one WriteStreamAcked per connection and tenant
 HTTP_PATHS = {"http": "/v1/metrics", "remote_write": "/api/v1/write"}
+PROTOCOLS = (*GRPC, *HTTP_PATHS)  # what Client sends: the benchmarks' --protocol choices
 
 
 def http_headers(protocol: str, tenant: str) -> dict[str, str]:
