@@ -168,20 +168,32 @@ def test_config_validation_and_options() -> None:
 
 # -- real servers on loopback --------------------------------------------------------------
 class FakeIngest:
-    """An in-process gRPC Ingest/Write server answering from a script of status codes."""
+    """An in-process gRPC Ingest server answering every request, on Write or on a WriteStreamAcked
+    stream, from one script of status codes ("SLOW" answers after 1 s)."""
 
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
         self.requests: list[tuple[pb.WriteRequest, dict[str, str]]] = []  # every attempt
         self.accepted: list[pb.WriteRequest] = []  # the ones answered OK
+        self.methods: list[str] = []  # "unary" or "stream", per attempt
+        self.streams_opened = 0
         self.lock = threading.Lock()
 
-    def write(self, body: bytes, context: grpc.ServicerContext) -> pb.WriteResponse:
+    def write_stream(self, bodies: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.WriteResponse]:
+        with self.lock:
+            self.streams_opened += 1
+        for body in bodies:
+            yield self.write(body, context, "stream")
+
+    def write(self, body: bytes, context: grpc.ServicerContext, method: str = "unary") -> pb.WriteResponse:
         req = pb.WriteRequest.FromString(body)
         with self.lock:
             self.requests.append((req, dict(context.invocation_metadata())))
+            self.methods.append(method)
             step = self.script.pop(0) if self.script else "OK"
         points = sum(len(s.values_le) // 8 for s in req.series)
+        if step == "SLOW":
+            time.sleep(1.0)
         if step == "UNAVAILABLE":
             context.set_trailing_metadata((("retry-after", "0"),))
             context.abort(grpc.StatusCode.UNAVAILABLE, "kafka down")
@@ -198,13 +210,16 @@ class FakeIngest:
 def grpc_server() -> Iterator[Callable[[list[str]], tuple[str, FakeIngest]]]:
     servers: list[grpc.Server] = []
 
-    def start(script: list[str]) -> tuple[str, FakeIngest]:
+    def start(script: list[str], streams: bool = False) -> tuple[str, FakeIngest]:
+        """A fake collector; without ``streams`` it knows only Write, like a collector before WriteStreamAcked."""
         fake = FakeIngest(script)
         server = grpc.server(futures.ThreadPoolExecutor(4))
-        handler = grpc.unary_unary_rpc_method_handler(fake.write, request_deserializer=bytes,
-                                                      response_serializer=pb.WriteResponse.SerializeToString)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("metricsflow.v1.Ingest",
-                                                                              {"Write": handler}),))
+        handlers = {"Write": grpc.unary_unary_rpc_method_handler(
+            fake.write, request_deserializer=bytes, response_serializer=pb.WriteResponse.SerializeToString)}
+        if streams:
+            handlers["WriteStreamAcked"] = grpc.stream_stream_rpc_method_handler(
+                fake.write_stream, request_deserializer=bytes, response_serializer=pb.WriteResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("metricsflow.v1.Ingest", handlers),))
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers.append(server)
@@ -229,6 +244,30 @@ def test_grpc_retries_unavailable_then_delivers(grpc_server: Callable) -> None:
     assert np.frombuffer(req.series[0].values_le, "<f8").tolist() == list(range(10))
 
 
+def test_grpc_sends_on_one_stream_and_opens_another_after_a_failure(grpc_server: Callable) -> None:
+    target, fake = grpc_server(["UNAVAILABLE"], streams=True)
+    with Client(target, tenant="team-s", backoff_base_s=0.01, flush_interval_s=0.05) as client:
+        for i in range(3):
+            client.gauge("temp", i, room="a")
+            assert client.flush(10)
+        st = client.stats
+    assert (st.sent, st.accepted, st.retries, st.dropped) == (3, 3, 1, 0)
+    # The first stream ended with UNAVAILABLE; its retry and the next two batches went on a second one.
+    assert fake.methods == ["stream"] * 4 and fake.streams_opened == 2
+    assert fake.requests[-1][1]["x-scope-orgid"] == "team-s"
+    assert [np.frombuffer(r.series[0].values_le, "<f8").tolist() for r in fake.accepted] == [[0.0], [1.0], [2.0]]
+
+
+def test_grpc_stream_without_an_answer_in_time_is_retried_on_a_new_one(grpc_server: Callable) -> None:
+    target, fake = grpc_server(["SLOW"], streams=True)
+    with Client(target, backoff_base_s=0.01, flush_interval_s=0.05, request_timeout_s=0.3) as client:
+        client.gauge("x", 1)
+        assert client.flush(10)
+        st = client.stats
+    assert (st.sent, st.retries, st.dropped) == (1, 1, 0)
+    assert fake.streams_opened == 2 and fake.methods == ["stream", "stream"]
+
+
 def test_grpc_invalid_argument_is_not_retried(grpc_server: Callable) -> None:
     target, fake = grpc_server(["INVALID_ARGUMENT", "UNIMPLEMENTED"])
     with Client(target, flush_interval_s=0.05) as client:
@@ -242,8 +281,9 @@ def test_grpc_invalid_argument_is_not_retried(grpc_server: Callable) -> None:
     assert st.dropped_by_reason == {"send_failed": 1}
 
 
-async def test_async_client_retries_and_delivers(grpc_server: Callable) -> None:
-    target, fake = grpc_server(["UNAVAILABLE"])
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "collector-without-stream"])
+async def test_async_client_retries_and_delivers(grpc_server: Callable, streams: bool) -> None:
+    target, fake = grpc_server(["UNAVAILABLE"], streams=streams)
     async with AsyncClient(target, backoff_base_s=0.01, flush_interval_s=0.05) as client:
         client.counter("jobs", 1, queue="q")
         client.counter("jobs", 2, queue="q")
@@ -252,6 +292,8 @@ async def test_async_client_retries_and_delivers(grpc_server: Callable) -> None:
         assert await client.flush(10)
         st = client.stats
     assert (st.sent, st.retries, st.dropped) == (3, 1, 0)
+    assert fake.methods == ["stream" if streams else "unary"] * 2
+    assert fake.streams_opened == (2 if streams else 0)
     values = {}
     for s in fake.requests[-1][0].series:
         labels = {lb.name: lb.value for lb in s.labels}

@@ -15,7 +15,10 @@ three errors, so the retry loop is the same for all of them:
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import queue
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +30,7 @@ from metricsflow.errors import InvalidInput, MetricsflowError, RetryableError
 from metricsflow.pb import metricsflow_pb2 as pb
 
 GRPC_WRITE = "/metricsflow.v1.Ingest/Write"
+GRPC_WRITE_STREAM = "/metricsflow.v1.Ingest/WriteStreamAcked"
 TENANT_HEADER = "X-Scope-OrgID"
 TENANT_METADATA = "x-scope-orgid"
 MAX_MESSAGE_BYTES = 64 << 20
@@ -121,24 +125,96 @@ def _grpc_options() -> list[tuple[str, int]]:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
 
+class _StreamEnded(TransientSendError):
+    """The collector closed the stream without answering (it is stopping): send again on a new one."""
+
+
+class _Stream:
+    """One ``WriteStreamAcked`` call: requests go in through a queue gRPC reads from, answers come
+    out through one a reader thread fills, so waiting for an answer can time out."""
+
+    _END = object()
+
+    def __init__(self, call: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._responses = call(iter(self._requests.get, self._END), metadata=metadata)
+        threading.Thread(target=self._read, name="metricsflow-client-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for answer in self._responses:
+                self._answers.put(answer)
+            self._answers.put(_StreamEnded("gRPC: the collector ended the stream without an answer"))
+        except grpc.RpcError as exc:
+            self._answers.put(exc)
+
+    def exchange(self, body: bytes, timeout_s: float | None) -> pb.WriteResponse:
+        """Send one request, return its answer; raises grpc.RpcError, _StreamEnded or queue.Empty."""
+        self._requests.put(body)
+        answer = self._answers.get(timeout=timeout_s)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._requests.put(self._END)
+        self._responses.cancel()
+
+
 class GrpcTransport:
-    """Unary ``Ingest/Write`` on one channel; the body is sent as raw bytes."""
+    """``Ingest/WriteStreamAcked`` on one channel, one request answered at a time; the body is sent
+    as raw bytes. A request on an open stream costs the collector about half a unary call; a
+    collector without the method (UNIMPLEMENTED) gets a unary ``Ingest/Write`` per request from then
+    on. A failed stream is dropped and the next send opens another. One caller at a time."""
 
     def __init__(self, target: str, tenant: str) -> None:
         self._channel = grpc.insecure_channel(target, options=_grpc_options())
         self._call = self._channel.unary_unary(GRPC_WRITE, request_serializer=bytes,
                                                response_deserializer=pb.WriteResponse.FromString)
+        self._stream_call = self._channel.stream_stream(GRPC_WRITE_STREAM, request_serializer=bytes,
+                                                        response_deserializer=pb.WriteResponse.FromString)
         self._metadata = ((TENANT_METADATA, tenant),)
+        self._stream: _Stream | None = None
+        self._streams = True  # False once the collector answered UNIMPLEMENTED to the stream
 
     def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        if self._streams:
+            if self._stream is None:
+                self._stream = _Stream(self._stream_call, self._metadata)
+            try:
+                resp = self._stream.exchange(body, timeout_s)
+            except queue.Empty:
+                self._drop_stream()
+                raise TransientSendError(f"gRPC: no answer within {timeout_s:g} s") from None
+            except _StreamEnded:
+                self._drop_stream()
+                raise
+            except grpc.RpcError as exc:
+                self._drop_stream()
+                if _code(exc) != grpc.StatusCode.UNIMPLEMENTED:
+                    raise _grpc_error(exc, points) from None
+                self._streams = False  # an older collector: this request and the next ones unary
+            else:
+                return SendOutcome(resp.accepted, resp.rejected)
         try:
             resp = self._call(body, metadata=self._metadata, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise _grpc_error(exc, points) from None
         return SendOutcome(resp.accepted, resp.rejected)
 
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
     def close(self) -> None:
+        self._drop_stream()
         self._channel.close()
+
+
+def _code(exc: grpc.RpcError) -> grpc.StatusCode | None:
+    return exc.code() if hasattr(exc, "code") else None
 
 
 class HttpTransport:
@@ -191,19 +267,55 @@ class AsyncGrpcTransport:
     def __init__(self, target: str, tenant: str) -> None:
         from grpc import aio
 
+        self._aio = aio
         self._channel = aio.insecure_channel(target, options=_grpc_options())
         self._call = self._channel.unary_unary(GRPC_WRITE, request_serializer=bytes,
                                                response_deserializer=pb.WriteResponse.FromString)
+        self._stream_call = self._channel.stream_stream(GRPC_WRITE_STREAM, request_serializer=bytes,
+                                                        response_deserializer=pb.WriteResponse.FromString)
         self._metadata = ((TENANT_METADATA, tenant),)
+        self._stream: Any = None
+        self._streams = True
 
     async def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
+        if self._streams:
+            if self._stream is None:
+                self._stream = self._stream_call(metadata=self._metadata)
+            try:
+                resp = await asyncio.wait_for(self._exchange(self._stream, body), timeout_s)
+            except TimeoutError:
+                self._drop_stream()
+                raise TransientSendError(f"gRPC: no answer within {timeout_s:g} s") from None
+            except _StreamEnded:
+                self._drop_stream()
+                raise
+            except grpc.RpcError as exc:
+                self._drop_stream()
+                if _code(exc) != grpc.StatusCode.UNIMPLEMENTED:
+                    raise _grpc_error(exc, points) from None
+                self._streams = False
+            else:
+                return SendOutcome(resp.accepted, resp.rejected)
         try:
             resp = await self._call(body, metadata=self._metadata, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise _grpc_error(exc, points) from None
         return SendOutcome(resp.accepted, resp.rejected)
 
+    async def _exchange(self, stream: Any, body: bytes) -> pb.WriteResponse:
+        await stream.write(body)
+        answer = await stream.read()  # a stream that failed raises its status here
+        if answer is self._aio.EOF:
+            raise _StreamEnded("gRPC: the collector ended the stream without an answer")
+        return answer
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+
     async def close(self) -> None:
+        self._drop_stream()
         await self._channel.close()
 
 
