@@ -19,7 +19,6 @@ import orjson
 from metricsflow.wire import encode_labels, encode_series, encode_write_request
 from metricsflow.workload import INTERVAL_MS, RandomWalk, series_labels
 
-GRPC_METHOD = "/metricsflow.v1.Ingest/Write"
 PAST_LIMIT_MS = 14 * 86_400_000  # inside the collector's default 15-day accept window
 
 
@@ -131,26 +130,28 @@ def _account(stats: LoadStats, points: int, status: int, payload: bytes) -> None
 
 
 async def _sender_grpc(cfg: LoadConfig, queue: asyncio.Queue, stats: LoadStats) -> None:
-    from grpc import RpcError, aio
+    """One connection: the client SDK's gRPC transport (a WriteStreamAcked stream, a request at a time)."""
+    from metricsflow.client.transport import AsyncGrpcTransport
+    from metricsflow.errors import MetricsflowError
 
-    from metricsflow.pb import metricsflow_pb2 as pb
-
-    async with aio.insecure_channel(cfg.grpc_target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-        call = ch.unary_unary(GRPC_METHOD, request_serializer=lambda b: b,
-                              response_deserializer=pb.WriteResponse.FromString)
+    transport = AsyncGrpcTransport(cfg.grpc_target, cfg.tenant)
+    try:
         while (item := await queue.get()) is not None:
             body, points = item
             started = time.perf_counter()
             stats.requests += 1
             stats.points_sent += points
             try:
-                resp = await call(body, metadata=(("x-scope-orgid", cfg.tenant),), timeout=30)
-                stats.ack_ms.append((time.perf_counter() - started) * 1000)
-                stats.points_accepted += resp.accepted
-                stats.points_rejected += resp.rejected
-            except RpcError as exc:
+                outcome = await transport.send(body, points, 30)
+            except MetricsflowError as exc:
                 stats.errors += 1
-                stats.last_error = f"{exc.code()}: {exc.details()}"
+                stats.last_error = str(exc)
+                continue
+            stats.ack_ms.append((time.perf_counter() - started) * 1000)
+            stats.points_accepted += outcome.accepted
+            stats.points_rejected += outcome.rejected
+    finally:
+        await transport.close()
 
 
 def _progress(stats: LoadStats, started: float, final: bool = False) -> None:
