@@ -184,16 +184,11 @@ class GrpcTransport:
                 self._stream = _Stream(self._stream_call, self._metadata)
             try:
                 resp = self._stream.exchange(body, timeout_s)
-            except queue.Empty:
+            except (queue.Empty, _StreamEnded, grpc.RpcError) as exc:
                 self._drop_stream()
-                raise TransientSendError(f"gRPC: no answer within {timeout_s:g} s") from None
-            except _StreamEnded:
-                self._drop_stream()
-                raise
-            except grpc.RpcError as exc:
-                self._drop_stream()
-                if _code(exc) != grpc.StatusCode.UNIMPLEMENTED:
-                    raise _grpc_error(exc, points) from None
+                error = _stream_error(exc, points, timeout_s)
+                if error is not None:
+                    raise error from None
                 self._streams = False  # an older collector: this request and the next ones unary
             else:
                 return SendOutcome(resp.accepted, resp.rejected)
@@ -213,8 +208,17 @@ class GrpcTransport:
         self._channel.close()
 
 
-def _code(exc: grpc.RpcError) -> grpc.StatusCode | None:
-    return exc.code() if hasattr(exc, "code") else None
+def _stream_error(exc: Exception, points: int, timeout_s: float | None) -> Exception | None:
+    """What a send on the stream raises when it failed; None for UNIMPLEMENTED (an older
+    collector: the caller sends unary from then on)."""
+    if isinstance(exc, (queue.Empty, TimeoutError)):
+        return TransientSendError(f"gRPC: no answer within {timeout_s} s")
+    if isinstance(exc, _StreamEnded):
+        return exc
+    assert isinstance(exc, grpc.RpcError)
+    if (exc.code() if hasattr(exc, "code") else None) == grpc.StatusCode.UNIMPLEMENTED:
+        return None
+    return _grpc_error(exc, points)
 
 
 class HttpTransport:
@@ -283,16 +287,11 @@ class AsyncGrpcTransport:
                 self._stream = self._stream_call(metadata=self._metadata)
             try:
                 resp = await asyncio.wait_for(self._exchange(self._stream, body), timeout_s)
-            except TimeoutError:
+            except (TimeoutError, _StreamEnded, grpc.RpcError) as exc:
                 self._drop_stream()
-                raise TransientSendError(f"gRPC: no answer within {timeout_s:g} s") from None
-            except _StreamEnded:
-                self._drop_stream()
-                raise
-            except grpc.RpcError as exc:
-                self._drop_stream()
-                if _code(exc) != grpc.StatusCode.UNIMPLEMENTED:
-                    raise _grpc_error(exc, points) from None
+                error = _stream_error(exc, points, timeout_s)
+                if error is not None:
+                    raise error from None
                 self._streams = False
             else:
                 return SendOutcome(resp.accepted, resp.rejected)
