@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from google.protobuf import descriptor_pb2
 
 from metricsflow.errors import InvalidInput
 from metricsflow.ingest.label_sets import read_labels
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.proto_views import message_classes
+from metricsflow.proto_views import views
 from metricsflow.series_id import uvarint
 from metricsflow.wire import encode_label, field
 
@@ -148,23 +147,9 @@ def _entries(key: bytes, value: bytes, info_class: Any, batch_class: Any) -> tup
     return np.frombuffer(batch.series_ids, dtype="<u8").tolist(), batch.series
 
 
-def _views() -> tuple[Any, Any]:
-    """SeriesInfo and SeriesBatch with each label as its raw bytes (field numbers and types as
-    proto/metricsflow.proto, the kind as the integer it is on the wire)."""
-    f = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_series_batch_views.proto", package="metricsflow.series_batch", syntax="proto3")
-    info = fdp.message_type.add(name="SeriesInfoView")
-    info.field.add(name="tenant", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    info.field.add(name="labels", number=2, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    info.field.add(name="kind", number=3, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
-    info.field.add(name="first_seen_ms", number=4, type=f.TYPE_INT64, label=f.LABEL_OPTIONAL)
-    batch = fdp.message_type.add(name="SeriesBatchView")
-    batch.field.add(name="format_version", number=1, type=f.TYPE_UINT32, label=f.LABEL_OPTIONAL)
-    batch.field.add(name="series_ids", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    batch.field.add(name="series", number=3, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-                    type_name=".metricsflow.series_batch.SeriesInfoView")
-    return message_classes(fdp, "SeriesInfoView", "SeriesBatchView")
-
-
-_SeriesInfoView, _SeriesBatchView = _views()
+# SeriesInfo and SeriesBatch with each label as its raw bytes (field numbers and types as
+# proto/metricsflow.proto, the kind as the integer it is on the wire).
+_SeriesInfoView, _SeriesBatchView = views("metricsflow.series_batch", {
+    "SeriesInfoView": "string tenant = 1; repeated bytes labels = 2; int32 kind = 3; int64 first_seen_ms = 4",
+    "SeriesBatchView": "uint32 format_version = 1; bytes series_ids = 2; repeated SeriesInfoView series = 3",
+}, "SeriesInfoView", "SeriesBatchView")

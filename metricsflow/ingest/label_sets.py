@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from sys import intern
-from typing import Any
 
-from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.proto_views import message_classes
+from metricsflow.proto_views import views
 from metricsflow.wire import field
 
 # Label sets whose dict the parsers hand out again: a client that writes more series than
@@ -34,17 +32,8 @@ LABELS_KEPT = 1 << 16
 _labels: dict[bytes, tuple[str, str, bytes]] = {}  # Label bytes -> (name, value, its label field)
 
 
-def _label_fields_view() -> Any:
-    """``LabelFields``: a series' label fields (field 1) alone, each as its raw bytes."""
-    f = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_ingest_label_sets.proto", package="metricsflow.ingest.label_sets", syntax="proto3")
-    labels = fdp.message_type.add(name="LabelFields")
-    labels.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    return message_classes(fdp, "LabelFields")[0]
-
-
-_LabelFields = _label_fields_view()
+# ``LabelFields``: a series' label fields (field 1) alone, each as its raw bytes.
+(_LabelFields,) = views("metricsflow.ingest.label_sets", {"LabelFields": "repeated bytes labels = 1"}, "LabelFields")
 _Label = pb.Label
 
 

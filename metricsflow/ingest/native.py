@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 from metricsflow.codecs._wire import byte_runs
@@ -29,7 +28,7 @@ from metricsflow.ingest.label_sets import LABELS
 from metricsflow.ingest.request_templates import Templates, first_field
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.proto_views import message_classes
+from metricsflow.proto_views import views
 from metricsflow.series_id import uvarint
 
 _I64_LE = np.dtype("<i8")
@@ -386,75 +385,27 @@ def _columns(
     return np.array(series.timestamps_ms, dtype=np.int64), np.array(series.values, dtype=np.float64)
 
 
-def _view_classes() -> tuple[Any, ...]:
-    """Alternative declarations of the native wire format (same bytes, no .proto needed).
-
-    ``WriteRequest`` with label strings as bytes (salvages series around invalid
-    UTF-8), ``WriteRequestColumns`` (see :func:`_merged_columns`), ``WriteRequestLe``
-    (see :func:`_parse_le_columns`), ``SeriesLe`` (see :func:`_parse_uniform`) and ``WriteRequestRaw`` (both).
-    """
-    f = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_ingest_native_lenient.proto", package="metricsflow.ingest.lenient", syntax="proto3"
-    )
-    label = fdp.message_type.add(name="Label")
-    label.field.add(name="name", number=1, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    label.field.add(name="value", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    series = fdp.message_type.add(name="Series")
-    series.field.add(
-        name="labels", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-        type_name=".metricsflow.ingest.lenient.Label",
-    )  # fmt: skip
-    series.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
-    series.field.add(name="values", number=3, type=f.TYPE_DOUBLE, label=f.LABEL_REPEATED)
-    series.field.add(name="timestamps_ms_le", number=4, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    series.field.add(name="values_le", number=5, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    series.field.add(name="kind", number=6, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
-    req = fdp.message_type.add(name="WriteRequest")
-    req.field.add(
-        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-        type_name=".metricsflow.ingest.lenient.Series",
-    )  # fmt: skip
-    req.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    # Label columns view: Series merged (singular field) so its labels concatenate.
-    columns = fdp.message_type.add(name="LabelColumns")
-    columns.field.add(name="name", number=1, type=f.TYPE_STRING, label=f.LABEL_REPEATED)
-    columns.field.add(name="value", number=2, type=f.TYPE_STRING, label=f.LABEL_REPEATED)
-    merged_series = fdp.message_type.add(name="SeriesColumns")
-    merged_series.field.add(
-        name="labels", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-        type_name=".metricsflow.ingest.lenient.LabelColumns",
-    )  # fmt: skip
-    merged_series.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
-    merged_series.field.add(name="values", number=3, type=f.TYPE_DOUBLE, label=f.LABEL_REPEATED)
-    merged_req = fdp.message_type.add(name="WriteRequestColumns")
-    merged_req.field.add(
-        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-        type_name=".metricsflow.ingest.lenient.SeriesColumns",
-    )  # fmt: skip
-    # Per-series view for the byte-column fast path: labels left as raw bytes (the key of
-    # ``label_sets.LABELS``); the packed samples declared only so that their presence shows.
-    series_le = fdp.message_type.add(name="SeriesLe")
-    series_le.field.add(name="labels", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    series_le.field.add(name="timestamps_ms", number=2, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
-    series_le.field.add(name="values", number=3, type=f.TYPE_DOUBLE, label=f.LABEL_REPEATED)
-    series_le.field.add(name="timestamps_ms_le", number=4, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    series_le.field.add(name="values_le", number=5, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    series_le.field.add(name="kind", number=6, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
-    req_le = fdp.message_type.add(name="WriteRequestLe")
-    req_le.field.add(
-        name="series", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-        type_name=".metricsflow.ingest.lenient.SeriesLe",
-    )  # fmt: skip
-    req_le.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    # Each Series as its raw bytes, and the tenant (see :func:`_parse_uniform` and :func:`_parse_le_columns`).
-    req_raw = fdp.message_type.add(name="WriteRequestRaw")
-    req_raw.field.add(name="series", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    req_raw.field.add(name="tenant", number=2, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
-    return message_classes(fdp, "WriteRequest", "WriteRequestColumns", "WriteRequestLe", "SeriesLe", "WriteRequestRaw")
-
-
-_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _SeriesLe, _RawRequest = _view_classes()
+# Alternative declarations of the native wire format (same bytes, no .proto needed).
+# ``WriteRequest`` with label strings as bytes (salvages series around invalid UTF-8);
+# ``WriteRequestColumns``, Series merged (a singular field) so its labels concatenate (see
+# :func:`_merged_columns`); ``WriteRequestLe`` and ``SeriesLe`` for the byte-column fast path, labels
+# left as raw bytes (the key of ``label_sets.LABELS``), the packed samples declared only so that their
+# presence shows (see :func:`_parse_le_columns`, :func:`_parse_uniform`); ``WriteRequestRaw``, each
+# Series as its raw bytes and the tenant (both).
+_SERIES_SAMPLES = ("repeated int64 timestamps_ms = 2; repeated double values = 3; bytes timestamps_ms_le = 4;"
+                   " bytes values_le = 5; int32 kind = 6")
+_LenientWriteRequest, _MergedColumnsRequest, _SeriesRequest, _SeriesLe, _RawRequest = views(
+    "metricsflow.ingest.lenient", {
+        "Label": "bytes name = 1; bytes value = 2",
+        "Series": "repeated Label labels = 1; " + _SERIES_SAMPLES,
+        "WriteRequest": "repeated Series series = 1; bytes tenant = 2",
+        "LabelColumns": "repeated string name = 1; repeated string value = 2",
+        "SeriesColumns": "LabelColumns labels = 1; repeated int64 timestamps_ms = 2; repeated double values = 3",
+        "WriteRequestColumns": "SeriesColumns series = 1",
+        "SeriesLe": "repeated bytes labels = 1; " + _SERIES_SAMPLES,
+        "WriteRequestLe": "repeated SeriesLe series = 1; bytes tenant = 2",
+        "WriteRequestRaw": "repeated bytes series = 1; bytes tenant = 2",
+    }, "WriteRequest", "WriteRequestColumns", "WriteRequestLe", "SeriesLe", "WriteRequestRaw")
 
 
 def encode_native(series: list[SeriesSamples], *, columns: bool = True) -> bytes:

@@ -30,7 +30,6 @@ from typing import Any
 
 import cramjam
 import numpy as np
-from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -49,7 +48,7 @@ from metricsflow.model import (
     UniformRuns,
 )
 from metricsflow.pb import prometheus_remote_pb2 as pb
-from metricsflow.proto_views import message_classes
+from metricsflow.proto_views import views
 
 # Decompressed-size bound: the snappy header announces the size, so a 1 KiB
 # body cannot make us allocate gigabytes. Prometheus sends <= ~2 MB batches.
@@ -528,29 +527,14 @@ def _sample_columns(samples: Any) -> tuple[np.ndarray, np.ndarray]:
     return ts, vs
 
 
-def _view_classes() -> tuple[Any, Any]:
-    """Declarations of the same bytes beside the spec's (no .proto needed).
-
-    ``WriteRequestRaw``: series and metadata as raw bytes (``_decode_whole``, ``_decode_known_labels``).
-    ``WriteRequestExtras``: every TimeSeries merged, its exemplars and histograms as raw
-    bytes, the rest unknown (``_has_extras``).
-    """
-    f = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="metricsflow_ingest_remote_write_views.proto", package="metricsflow.ingest.rw_views", syntax="proto3")
-    raw = fdp.message_type.add(name="WriteRequestRaw")
-    raw.field.add(name="timeseries", number=1, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    raw.field.add(name="metadata", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    series = fdp.message_type.add(name="TimeSeriesExtras")
-    series.field.add(name="exemplars", number=3, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    series.field.add(name="histograms", number=4, type=f.TYPE_BYTES, label=f.LABEL_REPEATED)
-    extras = fdp.message_type.add(name="WriteRequestExtras")
-    extras.field.add(name="timeseries", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-                     type_name=".metricsflow.ingest.rw_views.TimeSeriesExtras")
-    return message_classes(fdp, "WriteRequestRaw", "WriteRequestExtras")  # type: ignore[return-value]
-
-
-_RawWriteRequest, _ExtrasView = _view_classes()
+# Declarations of the same bytes beside the spec's (no .proto needed). ``WriteRequestRaw``: series and
+# metadata as raw bytes (``_decode_whole``, ``_decode_known_labels``). ``WriteRequestExtras``: every
+# TimeSeries merged, its exemplars and histograms as raw bytes, the rest unknown (``_has_extras``).
+_RawWriteRequest, _ExtrasView = views("metricsflow.ingest.rw_views", {
+    "WriteRequestRaw": "repeated bytes timeseries = 1; repeated bytes metadata = 3",
+    "TimeSeriesExtras": "repeated bytes exemplars = 3; repeated bytes histograms = 4",
+    "WriteRequestExtras": "TimeSeriesExtras timeseries = 1",
+}, "WriteRequestRaw", "WriteRequestExtras")
 
 
 def _has_extras(raw: bytes) -> bool:
