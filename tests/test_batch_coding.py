@@ -116,7 +116,8 @@ def _min_digits_reference(values: np.ndarray) -> np.ndarray:
 
 @EXAMPLES
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**6, 10**6).map(lambda x: x / 100)
-                | st.sampled_from([0.1, 0.2 + 0.1, -0.0, 1e300, 2.0**53, 2.0**53 + 2, 1e-300]), max_size=60))
+                | st.sampled_from([0.1, 0.2 + 0.1, -0.0, 1e300, 2.0**53, 2.0**53 + 2, 1e-300, -5e-324, -1e-300]),
+                max_size=60))
 def test_min_digits_are_those_of_the_mantissas_and_patches(values: list[float]) -> None:
     """The digit search divides the rounded float instead of its int64 mantissa: the same digits."""
     column = np.array(values, dtype=np.float64)

@@ -105,11 +105,12 @@ def _min_digits(values: np.ndarray) -> np.ndarray:
         candidates = values[pending]
         # ``_approximate``'s patches without its int64 mantissas: a float that fits 2^53 and is
         # an integer converts to int64 and back unchanged, so the float divides as the decoder's
-        # would. Not -0.0, which comes back +0.0: its patch here is 0, there INT64_MIN, whose
-        # ``np.abs`` stays negative, so ``_classify`` calls it near and the digits agree (the
-        # test against the first formulation holds -0.0). Encoding keeps ``_approximate``.
+        # would. A rounded -0.0 comes back +0.0 from int64, so it is made +0.0 here too (a tiny
+        # negative value such as -5e-324 is then as far from it as there). Encoding keeps
+        # ``_approximate``.
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = np.rint(candidates * _POW10[k])
+            scaled += 0.0
         patch = (candidates.view(_U64) - (scaled / _POW10[k]).view(_U64)).view(np.int64)
         hit = (np.abs(scaled) <= _MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
         digits[pending[hit]] = k
