@@ -20,7 +20,7 @@ import pytest
 
 from metricsflow.client import AsyncClient, Client, ClientConfig, MetricKind, backoff_delay_s
 from metricsflow.client._core import RUNNING_COUNTER, BatchEncoder, Recorder, series_key
-from metricsflow.client.transport import parse_retry_after
+from metricsflow.client.transport import AsyncGrpcTransport, parse_retry_after
 from metricsflow.pb import metricsflow_pb2 as pb
 
 
@@ -279,6 +279,54 @@ def test_grpc_invalid_argument_is_not_retried(grpc_server: Callable) -> None:
     assert len(fake.requests) == 2
     assert (st.rejected, st.retries, st.errors) == (1, 0, 2)
     assert st.dropped_by_reason == {"send_failed": 1}
+
+
+class _EndedStream:
+    """A grpc.aio stream the collector had ended: its write fails with grpc's own INTERNAL."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def write(self, body: bytes) -> None:
+        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, details="Internal error from Core")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh-stream", "stream-in-use"])
+async def test_async_grpc_request_that_cannot_be_written_on_an_ended_stream_goes_unary(fresh: bool) -> None:
+    """The status the stream ended with is lost (grpc.aio reports INTERNAL): the request is sent with
+    Write, whose answer counts; a fresh stream ended so means a collector without the stream."""
+    transport = AsyncGrpcTransport("127.0.0.1:1", "t")
+    stream, unary = _EndedStream(), []
+
+    async def write(body: bytes, metadata: object, timeout: float) -> pb.WriteResponse:
+        unary.append(body)
+        return pb.WriteResponse(accepted=3)
+
+    transport._stream_call = lambda metadata: stream  # type: ignore[method-assign]
+    transport._call = write  # type: ignore[method-assign]
+    if not fresh:
+        transport._stream = stream
+    outcome = await transport.send(b"req", 3, 1.0)
+    assert (outcome.accepted, outcome.rejected, unary) == (3, 0, [b"req"])
+    assert stream.cancelled and transport._stream is None
+    assert transport._streams is not fresh  # a stream in use may have ended for other reasons: kept
+    await transport.close()
+
+
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "collector-without-stream"])
+async def test_async_client_takes_invalid_argument_as_rejected_not_retried(grpc_server: Callable,
+                                                                           streams: bool) -> None:
+    """The status a stream ended with counts, whether the answer read raised it or read the end."""
+    target, fake = grpc_server(["INVALID_ARGUMENT"], streams=streams)
+    async with AsyncClient(target, backoff_base_s=0.01, flush_interval_s=0.05) as client:
+        client.gauge("x", 1)
+        assert await client.flush(10)
+        st = client.stats
+    assert (st.rejected, st.retries, st.sent, st.accepted) == (1, 0, 1, 0)
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize("streams", [True, False], ids=["stream", "collector-without-stream"])

@@ -208,6 +208,10 @@ class GrpcTransport:
         self._channel.close()
 
 
+class _WriteFailed(Exception):
+    """A request could not be written on an asyncio stream: the stream had ended."""
+
+
 def _stream_error(exc: Exception, points: int, timeout_s: float | None) -> Exception | None:
     """What a send on the stream raises when it failed; None for UNIMPLEMENTED (an older
     collector: the caller sends unary from then on)."""
@@ -283,10 +287,20 @@ class AsyncGrpcTransport:
 
     async def send(self, body: bytes, points: int, timeout_s: float) -> SendOutcome:
         if self._streams:
-            if self._stream is None:
+            fresh = self._stream is None
+            if fresh:
                 self._stream = self._stream_call(metadata=self._metadata)
             try:
                 resp = await asyncio.wait_for(self._exchange(self._stream, body), timeout_s)
+            except _WriteFailed:
+                # The stream had ended before the request went, and grpc.aio may have put its
+                # own INTERNAL in place of the status it ended with: this request goes unary, and
+                # a fresh stream that ended so while Write works is an older collector's.
+                self._drop_stream()
+                resp = await self._unary(body, points, timeout_s)
+                if fresh:
+                    self._streams = False
+                return SendOutcome(resp.accepted, resp.rejected)
             except (TimeoutError, _StreamEnded, grpc.RpcError) as exc:
                 self._drop_stream()
                 error = _stream_error(exc, points, timeout_s)
@@ -295,16 +309,26 @@ class AsyncGrpcTransport:
                 self._streams = False
             else:
                 return SendOutcome(resp.accepted, resp.rejected)
-        try:
-            resp = await self._call(body, metadata=self._metadata, timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise _grpc_error(exc, points) from None
+        resp = await self._unary(body, points, timeout_s)
         return SendOutcome(resp.accepted, resp.rejected)
 
+    async def _unary(self, body: bytes, points: int, timeout_s: float) -> pb.WriteResponse:
+        try:
+            return await self._call(body, metadata=self._metadata, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise _grpc_error(exc, points) from None
+
     async def _exchange(self, stream: Any, body: bytes) -> pb.WriteResponse:
-        await stream.write(body)
-        answer = await stream.read()  # a stream that failed raises its status here
+        try:
+            await stream.write(body)
+        except grpc.RpcError:
+            raise _WriteFailed from None
+        answer = await stream.read()  # a stream that failed raises its status here, or reads EOF
         if answer is self._aio.EOF:
+            code = await stream.code()
+            if code != grpc.StatusCode.OK:  # the status it ended with
+                raise self._aio.AioRpcError(code, await stream.initial_metadata(), await stream.trailing_metadata(),
+                                            await stream.details())
             raise _StreamEnded("gRPC: the collector ended the stream without an answer")
         return answer
 
