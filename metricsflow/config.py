@@ -63,6 +63,9 @@ class Settings:
     max_future_ms: int = 10 * 60 * 1000
     max_past_ms: int = 15 * DAY_S * 1000  # the raw retention: older points could never be read
     max_points_per_message: int = 40_000  # keeps an mf.points message under Kafka's 1 MB default
+    # PointBatch format the collector writes: 2 codes the values of a write as decimal mantissas
+    # when each is one exactly (a worker before format 2 refuses those batches); 1 keeps float64.
+    point_batch_format: int = 2
     tenants: tuple[str, ...] = ()  # empty: any syntactically valid tenant is accepted
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Worker
@@ -156,6 +159,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
         raise ValueError(f"MF_WORKER_LOOP={settings.worker_loop!r}: one of {', '.join(WORKER_LOOPS)}")
     if settings.collector_linger_ms < 0 or settings.collector_linger_points < 0:
         raise ValueError("MF_COLLECTOR_LINGER_MS and MF_COLLECTOR_LINGER_POINTS cannot be negative")
+    if settings.point_batch_format not in (1, 2):
+        raise ValueError(f"MF_POINT_BATCH_FORMAT={settings.point_batch_format}: 1 or 2")
     if settings.collector_writes_in_flight < 1:
         raise ValueError(f"MF_COLLECTOR_WRITES_IN_FLIGHT={settings.collector_writes_in_flight}: at least 1")
     return settings

@@ -4,6 +4,14 @@ A batch holds the points of one partition as runs: run *i* is
 ``run_lengths[i]`` points of series ``series_ids[i]``. Columns are
 little-endian so every language reads them without a varint decoder; in Python
 ``numpy.frombuffer`` gives zero-copy views.
+
+Format 2 holds the values as decimal mantissas, ``m / 10^k`` in the narrowest
+of 1, 2, 4 or 8 bytes, and the few values that are not such decimals (NaN and
+the stale marker, ±Inf, -0.0, more than 6 digits) as float64 exceptions beside
+them. The load's 2-decimal gauges take 2 bytes a point instead of 8: zstd took
+~40 ns a point to code the float64 values in the collector and ~15 to decode
+them in the worker, ~6 and ~3 for the mantissas (perf/RESULTS.md, "Decimal
+point batches"). A write whose values are mostly not decimals keeps format 1.
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metricsflow.codecs.decimal_codec import MAX_SCALE
 from metricsflow.errors import InvalidInput
 from metricsflow.pb import metricsflow_pb2 as pb
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # float64 values
+DECIMAL_FORMAT_VERSION = 2  # decimal mantissas, and the values that are not decimals beside them
+FORMAT_VERSIONS = (FORMAT_VERSION, DECIMAL_FORMAT_VERSION)
 U64 = np.dtype("<u8")
 U32 = np.dtype("<u4")
 I64 = np.dtype("<i8")
@@ -24,6 +35,13 @@ F64 = np.dtype("<f8")
 
 # One run: (series id, timestamps ms, values).
 Run = tuple[int, np.ndarray, np.ndarray]
+
+_MANTISSA_WIDTHS = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
+_MAX_MANTISSA = float(1 << 53)  # every integer up to here is exact in float64
+# The decimals a column is tried at, on a sample: wider ones would rarely pay for their tries.
+_SAMPLE_DECIMALS = 6
+_SAMPLE_SCALES = np.array([float(10**k) for k in range(_SAMPLE_DECIMALS + 1)])[:, None]
+_SAMPLE_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -74,13 +92,94 @@ def encode_batches(runs: Sequence[Run], max_points: int, produced_at_ms: int) ->
     return out
 
 
+@dataclass(slots=True)
+class DecimalValues:
+    """A value column as decimal mantissas, found once for a whole write and sliced per message."""
+
+    decimals: int  # value = mantissa / 10^decimals
+    mantissas: np.ndarray  # signed integers in the narrowest width that holds them all; 0 at exceptions
+    exceptions: np.ndarray  # int64 positions, increasing, of the values that are not such decimals
+    exception_values: np.ndarray  # float64, one per exception
+
+    def __getitem__(self, part: slice) -> DecimalValues:
+        if not self.exceptions.size:
+            return DecimalValues(self.decimals, self.mantissas[part], self.exceptions, self.exception_values)
+        lo, hi, _ = part.indices(self.mantissas.size)
+        first, last = np.searchsorted(self.exceptions, (lo, hi))
+        return DecimalValues(self.decimals, self.mantissas[part], self.exceptions[first:last] - lo,
+                             self.exception_values[first:last])
+
+    @property
+    def size(self) -> int:
+        return int(self.mantissas.size)
+
+
+_NO_EXCEPTIONS = np.zeros(0, dtype=np.int64)
+_NO_EXCEPTION_VALUES = np.zeros(0, dtype=F64)
+_MAX_EXCEPTION_SHARE = 4  # more than 1 in 4 values off the decimals: the float64 column is as small
+
+
+def decimal_values(values: np.ndarray) -> DecimalValues | None:
+    """``values`` as decimal mantissas: each exactly ``m / 10^k`` as a decoder computes it (the
+    same bits; ``m`` within ±2^53), or an exception; None when too many would be exceptions.
+
+    ``k`` is the most digits any value of a sample of the column needs, up to 6; when more than
+    a quarter of the values are off it (integer counters sampled, 2-digit gauges missed), the
+    most a sample of those needs, once."""
+    values = np.asarray(values, dtype=F64)
+    k = _digits(values, -1)
+    for _ in range(2):
+        if k is None:
+            return None
+        scale = float(10**k)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = np.rint(values * scale)
+            scaled += 0.0  # -0.0 to +0.0, as an integer mantissa makes it
+            largest = np.abs(scaled).max()
+            # ``scaled`` holds integers (within 2^53 where it is no exception), which the narrow
+            # ints hold and give back unchanged: dividing it is the decoder's computation.
+            off = (scaled / scale).view(U64) != values.view(U64)
+            if not largest <= _MAX_MANTISSA:  # NaN compares False too
+                off |= ~(np.abs(scaled) <= _MAX_MANTISSA)
+        n_off = int(np.count_nonzero(off))
+        if n_off * _MAX_EXCEPTION_SHARE > values.size:
+            k = _digits(values[off], k)
+            continue
+        exceptions, exception_values = _NO_EXCEPTIONS, _NO_EXCEPTION_VALUES
+        if n_off:
+            exceptions = np.flatnonzero(off)
+            exception_values = values[exceptions]
+            scaled[exceptions] = 0.0
+            largest = np.abs(scaled).max()
+        width = next((w for w in (1, 2, 4) if largest < 1 << (8 * w - 1)), 8)
+        return DecimalValues(k, scaled.astype(_MANTISSA_WIDTHS[width]), exceptions, exception_values)
+    return None
+
+
+def _digits(values: np.ndarray, above: int) -> int | None:
+    """The most digits, more than ``above`` and at most 6, that a value of a sample of ``values``
+    needs to be an exact decimal (values that need more are left out); None when fewer than half
+    of the sample are such decimals."""
+    if values.size == 0:
+        return None
+    sample = values[::max(1, values.size // _SAMPLE_SIZE)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        fits = (np.rint(sample * _SAMPLE_SCALES) / _SAMPLE_SCALES).view(U64) == sample.view(U64)
+    fits[:above + 1] = False
+    decimal = fits.any(axis=0)
+    if 2 * int(np.count_nonzero(decimal)) < sample.size:
+        return None
+    return int(fits[:, decimal].argmax(axis=0).max())
+
+
 def encode_columns(series_ids: np.ndarray, run_lengths: np.ndarray, timestamps_ms: np.ndarray,
-                   values: np.ndarray, max_points: int, produced_at_ms: int) -> list[bytes]:
+                   values: np.ndarray | DecimalValues, max_points: int, produced_at_ms: int) -> list[bytes]:
     """``encode_batches`` for runs already laid out as columns (same bytes, no per-run Python).
 
     Run *i* is ``run_lengths[i]`` consecutive points of ``timestamps_ms``/``values``;
     empty runs are dropped. Message *k* takes points ``[k * max_points, (k + 1) * max_points)``,
     splitting the runs that cross a boundary, exactly as ``encode_batches`` fills them.
+    ``DecimalValues`` are written as format 2.
     """
     lengths = np.asarray(run_lengths, dtype=np.int64)
     sids = np.asarray(series_ids, dtype=U64)
@@ -91,9 +190,13 @@ def encode_columns(series_ids: np.ndarray, run_lengths: np.ndarray, timestamps_m
     if total == 0:
         return []
     ts = timestamps_ms.astype(I64, copy=False)
-    vals = values.astype(F64, copy=False)
+    vals: np.ndarray | DecimalValues
+    if isinstance(values, DecimalValues):
+        vals, serialize = values, _serialize_decimal
+    else:
+        vals, serialize = values.astype(F64, copy=False), _serialize
     if total <= max_points:
-        return [_serialize(sids, lengths.astype(U32), ts, vals, produced_at_ms)]
+        return [serialize(sids, lengths.astype(U32), ts, vals, produced_at_ms)]
     ends = np.cumsum(lengths)
     starts = ends - lengths
     out = []
@@ -102,7 +205,7 @@ def encode_columns(series_ids: np.ndarray, run_lengths: np.ndarray, timestamps_m
         first = int(np.searchsorted(ends, lo, side="right"))  # first run ending after lo
         last = int(np.searchsorted(starts, hi, side="left"))  # runs [first, last) overlap [lo, hi)
         part = np.minimum(ends[first:last], hi) - np.maximum(starts[first:last], lo)
-        out.append(_serialize(sids[first:last], part.astype(U32), ts[lo:hi], vals[lo:hi], produced_at_ms))
+        out.append(serialize(sids[first:last], part.astype(U32), ts[lo:hi], vals[lo:hi], produced_at_ms))
     return out
 
 
@@ -112,44 +215,56 @@ def _serialize(sids: np.ndarray, lengths: np.ndarray, ts: np.ndarray, vals: np.n
                          produced_at_ms=produced_at_ms).SerializeToString()
 
 
+def _serialize_decimal(sids: np.ndarray, lengths: np.ndarray, ts: np.ndarray, values: DecimalValues,
+                       produced_at_ms: int) -> bytes:
+    batch = pb.PointBatch(format_version=DECIMAL_FORMAT_VERSION, series_ids=sids.tobytes(),
+                          run_lengths=lengths.tobytes(), timestamps_ms=ts.tobytes(), produced_at_ms=produced_at_ms,
+                          value_mantissas=values.mantissas.tobytes(), value_width=values.mantissas.itemsize,
+                          value_decimals=values.decimals)
+    if values.exceptions.size:
+        batch.exception_positions = values.exceptions.astype(U32).tobytes()
+        batch.exception_values = values.exception_values.tobytes()
+    return batch.SerializeToString()
+
+
 def decode_batch(data: bytes) -> DecodedBatch:
     """Parse and check one mf.points value; a malformed one raises InvalidInput.
 
-    The columns are read-only views of ``data`` (``numpy.frombuffer``, possibly unaligned):
-    a protobuf parse copied every column twice (into the message, then out of it), and
-    the head keeps the columns, so each copy was fresh memory the kernel had to fault in
-    (47 µs per 1,200-point message in a busy worker, 6 µs when warm in process).
+    The columns are read-only views of ``data`` (``numpy.frombuffer``, possibly unaligned;
+    format 2's values are computed): a protobuf parse copied every column twice (into the
+    message, then out of it), and the head keeps the columns, so each copy was fresh memory
+    the kernel had to fault in (47 µs per 1,200-point message in a busy worker, 6 µs when
+    warm in process).
     """
     if type(data) is not bytes:  # the views must not see a buffer that can change under them
         data = bytes(data)
-    spans = _canonical_spans(data)
-    if spans is None:
+    fields = _canonical_fields(data)
+    if fields is None:
         return _decode_parsed(data)
-    version, (sids_at, sids_n), (lengths_at, lengths_n), (ts_at, ts_n), (vals_at, vals_n), produced_at_ms = spans
-    if version != FORMAT_VERSION:
-        raise InvalidInput("bad_point_batch", f"unknown PointBatch format_version {version}")
-    _check_sizes((sids_n, lengths_n, ts_n, vals_n))
-    return _checked(np.frombuffer(data, U64, sids_n >> 3, sids_at),
-                    np.frombuffer(data, U32, lengths_n >> 2, lengths_at),
-                    np.frombuffer(data, I64, ts_n >> 3, ts_at),
-                    np.frombuffer(data, F64, vals_n >> 3, vals_at), produced_at_ms)
+    view = memoryview(data)
+    version, produced_at_ms, width, decimals, spans = fields
+    return _columns(version, *(view[at:at + n] for at, n in spans), produced_at_ms, width, decimals)
 
 
 _NO_SPAN = (0, 0)
+_VARINT_FIELDS = (1, 6, 8, 9)  # format_version, produced_at_ms, value_width, value_decimals
+# The columns: series_ids, run_lengths, timestamps_ms, values, value_mantissas, exception_positions, exception_values
+_BYTES_FIELDS = (2, 3, 4, 5, 7, 10, 11)
+_LAST_FIELD = 11
 
 
-def _canonical_spans(data: bytes) -> tuple[int, tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int],
-                                           int] | None:
-    """(format_version, the four columns' (offset, size), produced_at_ms) of a message whose
-    fields come in field order, each at most once, none unknown (what every protobuf library
-    writes); None for anything else, which the protobuf parse then reads with its own rules."""
-    version, produced_at_ms = 0, 0
-    spans = [_NO_SPAN, _NO_SPAN, _NO_SPAN, _NO_SPAN]
+def _canonical_fields(data: bytes) -> tuple[int, int, int, int, list[tuple[int, int]]] | None:
+    """(format_version, produced_at_ms, value_width, value_decimals, the seven columns' (offset, size))
+    of a message whose fields come in field order, each at most once, none unknown (what every
+    protobuf library writes); None for anything else, which the protobuf parse then reads with
+    its own rules."""
+    varints = [0] * (_LAST_FIELD + 1)
+    spans = [_NO_SPAN] * (_LAST_FIELD + 1)
     at, end, last = 0, len(data), 0
     while at < end:
         tag = data[at]
         number = tag >> 3
-        if number <= last or number > 6 or tag & 0x80 or at + 1 >= end:
+        if number <= last or number > _LAST_FIELD or tag & 0x80 or at + 1 >= end:
             return None
         last = number
         byte = data[at + 1]
@@ -163,21 +278,17 @@ def _canonical_spans(data: bytes) -> tuple[int, tuple[int, int], tuple[int, int]
             at += 1
             value |= (byte & 0x7F) << shift
             shift += 7
-        if number == 1 or number == 6:
-            if tag & 7 != 0 or value >= 1 << 64:
+        if number in _VARINT_FIELDS:
+            if tag & 7 != 0 or value >= 1 << 64 or (number != 6 and value >= 1 << 32):
                 return None
-            if number == 1:
-                if value >= 1 << 32:
-                    return None
-                version = value
-            else:
-                produced_at_ms = value - (1 << 64) if value >= 1 << 63 else value
+            varints[number] = value
         else:
             if tag & 7 != 2 or at + value > end:
                 return None
-            spans[number - 2] = (at, value)
+            spans[number] = (at, value)
             at += value
-    return version, spans[0], spans[1], spans[2], spans[3], produced_at_ms
+    produced_at_ms = varints[6] - (1 << 64) if varints[6] >= 1 << 63 else varints[6]
+    return varints[1], produced_at_ms, varints[8], varints[9], [spans[n] for n in _BYTES_FIELDS]
 
 
 def _decode_parsed(data: bytes) -> DecodedBatch:
@@ -186,22 +297,49 @@ def _decode_parsed(data: bytes) -> DecodedBatch:
         msg.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError, but upb may raise others on garbage
         raise InvalidInput("bad_point_batch", f"cannot parse PointBatch of {len(data)} bytes: {exc}") from exc
-    if msg.format_version != FORMAT_VERSION:
-        raise InvalidInput("bad_point_batch", f"unknown PointBatch format_version {msg.format_version}")
     # Each read of a bytes field copies it out of the message: once per column.
-    columns = (msg.series_ids, msg.run_lengths, msg.timestamps_ms, msg.values)
-    _check_sizes(tuple(map(len, columns)))
-    return _checked(np.frombuffer(columns[0], dtype=U64), np.frombuffer(columns[1], dtype=U32),
-                    np.frombuffer(columns[2], dtype=I64), np.frombuffer(columns[3], dtype=F64), msg.produced_at_ms)
+    return _columns(msg.format_version, msg.series_ids, msg.run_lengths, msg.timestamps_ms, msg.values,
+                    msg.value_mantissas, msg.exception_positions, msg.exception_values, msg.produced_at_ms,
+                    msg.value_width, msg.value_decimals)
 
 
-def _check_sizes(sizes: tuple[int, ...]) -> None:
-    if sizes[0] % 8 or sizes[1] % 4 or sizes[2] % 8 or sizes[3] % 8 or sizes[0] // 8 != sizes[1] // 4:
+Column = bytes | memoryview
+
+
+def _columns(version: int, sids: Column, lengths: Column, ts: Column, vals: Column, mantissas: Column,
+             exceptions: Column, exception_values: Column, produced_at_ms: int, width: int,
+             decimals: int) -> DecodedBatch:
+    """The checked columns of a batch from its fields' bytes (views of them where they allow)."""
+    if version not in FORMAT_VERSIONS:
+        raise InvalidInput("bad_point_batch", f"unknown PointBatch format_version {version}")
+    sizes = (len(sids), len(lengths), len(ts), len(vals), len(mantissas), len(exceptions), len(exception_values))
+    if sizes[0] % 8 or sizes[1] % 4 or sizes[2] % 8 or sizes[0] // 8 != sizes[1] // 4:
         raise InvalidInput("bad_point_batch", f"PointBatch column sizes do not fit: {sizes}")
-
-
-def _checked(sids: np.ndarray, lengths: np.ndarray, ts: np.ndarray, vals: np.ndarray,
-             produced_at_ms: int) -> DecodedBatch:
-    if ts.shape != vals.shape or int(lengths.sum(dtype=np.uint64)) != ts.shape[0]:
+    if version == FORMAT_VERSION:
+        if sizes[3] % 8 or any(sizes[4:]):
+            raise InvalidInput("bad_point_batch", f"PointBatch column sizes do not fit: {sizes}")
+        values = np.frombuffer(vals, F64)
+    else:
+        values = _decimal_column(sizes, mantissas, exceptions, exception_values, width, decimals)
+    run_lengths = np.frombuffer(lengths, U32)
+    timestamps_ms = np.frombuffer(ts, I64)
+    if timestamps_ms.shape != values.shape or int(run_lengths.sum(dtype=np.uint64)) != timestamps_ms.shape[0]:
         raise InvalidInput("bad_point_batch", "PointBatch runs do not add up to the point columns")
-    return DecodedBatch(sids, lengths, ts, vals, produced_at_ms)
+    return DecodedBatch(np.frombuffer(sids, U64), run_lengths, timestamps_ms, values, produced_at_ms)
+
+
+def _decimal_column(sizes: tuple[int, ...], mantissas: Column, exceptions: Column, exception_values: Column,
+                    width: int, decimals: int) -> np.ndarray:
+    if (width not in _MANTISSA_WIDTHS or decimals > MAX_SCALE or sizes[3] or sizes[4] % width or sizes[5] % 4
+            or sizes[5] // 4 != sizes[6] // 8 or sizes[6] % 8):
+        raise InvalidInput("bad_point_batch", f"PointBatch format 2 columns do not fit: sizes {sizes}, "
+                                              f"value_width {width}, value_decimals {decimals}")
+    values = np.frombuffer(mantissas, _MANTISSA_WIDTHS[width]).astype(F64)
+    values /= float(10**decimals)
+    if sizes[5]:
+        at = np.frombuffer(exceptions, U32)
+        if int(at.max()) >= values.size:
+            raise InvalidInput("bad_point_batch", f"PointBatch exception position {int(at.max())} beyond its "
+                                                  f"{values.size} points")
+        values[at] = np.frombuffer(exception_values, F64)
+    return values

@@ -256,13 +256,61 @@ def _point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], list[float
     ]
 
 
+_STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]  # Prometheus' stale marker
+
+
+def _decimal_point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], list[float]]], int]]:
+    """Cases a collector writes as format 2 (``pointbatch.decimal_values``)."""
+    sid_a = series_id("default", {"__name__": "cpu_usage_user", "host": "web-1"})
+    sid_b = series_id("default", {"__name__": "node_network_receive_bytes_total", "device": "eth0"})
+    return [
+        ("format 2: 2-digit gauges, 2-byte mantissas", [(sid_a, [_T0, _T0 + 10_000, _T0 + 20_000],
+                                                         [64.5, 63.97, -0.01])], 100),
+        ("format 2: whole numbers in 1 byte", [(sid_a, [_T0, _T0 + 1], [0.0, -128.0 + 1]),
+                                               (sid_b, [_T0 + 5], [100.0])], 100),
+        ("format 2: counters and gauges, 8-byte mantissas at 1 digit", [(sid_b, [_T0, _T0 + 10_000],
+                                                                          [1.5e14, 1.5e14 + 4096.0]),
+                                                                         (sid_a, [_T0], [0.5])], 100),
+        ("format 2, max_points=2 splits a run across messages", [(sid_a, [_T0 + i for i in range(3)],
+                                                                  [0.25, 0.5, 0.75])], 2),
+        ("format 2 with exceptions: the stale marker and -0.0", [(sid_a, [_T0 + 10_000 * i for i in range(8)],
+                                                                   [1.5, 1.75, _STALE_NAN, 2.0, -0.0, 2.25, 2.5,
+                                                                    2.75])], 100),
+    ]
+
+
 def _invalid_point_batches() -> list[tuple[str, bytes]]:
     good = pb.PointBatch(format_version=1, series_ids=(1).to_bytes(8, "little"),
                          run_lengths=(2).to_bytes(4, "little"),
                          timestamps_ms=struct.pack("<2q", _T0, _T0 + 1), values=struct.pack("<2d", 1.0, 2.0))
     wrong_version = pb.PointBatch()
     wrong_version.CopyFrom(good)
-    wrong_version.format_version = 2
+    wrong_version.format_version = 3
+    decimal = pb.PointBatch(format_version=2, series_ids=good.series_ids, run_lengths=good.run_lengths,
+                            timestamps_ms=good.timestamps_ms, value_mantissas=struct.pack("<2h", 150, 275),
+                            value_width=2, value_decimals=2)
+    decimal_floats = pb.PointBatch()
+    decimal_floats.CopyFrom(decimal)
+    decimal_floats.values = good.values
+    odd_width = pb.PointBatch()
+    odd_width.CopyFrom(decimal)
+    odd_width.value_width = 3
+    no_width = pb.PointBatch()
+    no_width.CopyFrom(decimal)
+    no_width.ClearField("value_width")
+    many_digits = pb.PointBatch()
+    many_digits.CopyFrom(decimal)
+    many_digits.value_decimals = 19
+    short_mantissas = pb.PointBatch()
+    short_mantissas.CopyFrom(decimal)
+    short_mantissas.value_mantissas = struct.pack("<h", 150)
+    far_exception = pb.PointBatch()
+    far_exception.CopyFrom(decimal)
+    far_exception.exception_positions = struct.pack("<I", 2)
+    far_exception.exception_values = struct.pack("<d", math.nan)
+    unpaired_exception = pb.PointBatch()
+    unpaired_exception.CopyFrom(far_exception)
+    unpaired_exception.exception_positions = struct.pack("<2I", 0, 1)
     short_values = pb.PointBatch()
     short_values.CopyFrom(good)
     short_values.values = struct.pack("<d", 1.0)
@@ -278,22 +326,43 @@ def _invalid_point_batches() -> list[tuple[str, bytes]]:
         ("run lengths do not add up to the points", runs_mismatch.SerializeToString()),
         ("column not a multiple of its width", ragged.SerializeToString()),
         ("not a protobuf message", b"\xff\xff\xff\xff"),
+        ("format 2 with float64 values", decimal_floats.SerializeToString()),
+        ("format 2, value_width 3", odd_width.SerializeToString()),
+        ("format 2 without value_width", no_width.SerializeToString()),
+        ("format 2, value_decimals above 18", many_digits.SerializeToString()),
+        ("format 2, fewer mantissas than timestamps", short_mantissas.SerializeToString()),
+        ("format 2, an exception beyond the points", far_exception.SerializeToString()),
+        ("format 2, more exception positions than exception values", unpaired_exception.SerializeToString()),
     ]
 
 
 def point_batch_doc() -> dict[str, Any]:
     produced_at = _T0 + 60_000
     cases = []
-    for name, runs, max_points in _point_batch_runs():
+    for decimal, (name, runs, max_points) in [(False, case) for case in _point_batch_runs()] + \
+            [(True, case) for case in _decimal_point_batch_runs()]:
         arr_runs = [(sid, np.asarray(ts, dtype=np.int64), np.asarray(vals, dtype=np.float64)) for sid, ts, vals in runs]
-        messages = pointbatch.encode_batches(arr_runs, max_points, produced_at)
+        if decimal:
+            values = np.concatenate([vals for _, _, vals in arr_runs])
+            column = pointbatch.decimal_values(values)
+            assert column is not None, name
+            messages = pointbatch.encode_columns(np.array([sid for sid, _, _ in arr_runs], dtype=np.uint64),
+                                                 np.array([ts.size for _, ts, _ in arr_runs]),
+                                                 np.concatenate([ts for _, ts, _ in arr_runs]), column, max_points,
+                                                 produced_at)
+        else:
+            messages = pointbatch.encode_batches(arr_runs, max_points, produced_at)
         for i, data in enumerate(messages):
             batch = pointbatch.decode_batch(data)
             values = batch.values.tolist()
+            msg = pb.PointBatch.FromString(data)
             cases.append({
                 "name": name if len(messages) == 1 else f"{name} ({i + 1} of {len(messages)})",
                 "bytes_base64": base64.b64encode(data).decode(),
-                "format_version": pointbatch.FORMAT_VERSION,
+                "format_version": msg.format_version,
+                **({"value_width": msg.value_width, "value_decimals": msg.value_decimals,
+                    "exception_positions": np.frombuffer(msg.exception_positions, "<u4").tolist()}
+                   if decimal else {}),
                 "series_ids": [str(int(s)) for s in batch.series_ids],
                 "run_lengths": [int(n) for n in batch.run_lengths],
                 "timestamps_ms": [int(t) for t in batch.timestamps_ms],
@@ -307,7 +376,12 @@ def point_batch_doc() -> dict[str, Any]:
         "description": "metricsflow.v1.PointBatch values of mf.points (little-endian columns) with decoded columns.",
         "vectors_version": VECTORS_VERSION,
         "columns": {"series_ids": "uint64 LE per run", "run_lengths": "uint32 LE per run",
-                    "timestamps_ms": "int64 LE per point", "values": "float64 LE per point"},
+                    "timestamps_ms": "int64 LE per point", "values": "float64 LE per point (format 1)",
+                    "value_mantissas": "format 2: signed LE of value_width bytes per point; value = mantissa / "
+                                       "10^value_decimals, a float64 division",
+                    "exception_positions": "format 2: uint32 LE per exception, the points whose value is "
+                                           "exception_values' (their mantissa is 0)",
+                    "exception_values": "format 2: float64 LE per exception"},
         "generated_by": "scripts/gen_vectors.py",
         "cases": cases,
         "invalid": invalid,

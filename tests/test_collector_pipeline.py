@@ -25,6 +25,7 @@ from metricsflow.collector.validation import Limits, check_labels, validate
 from metricsflow.config import Settings
 from metricsflow.errors import BackendUnavailable
 from metricsflow.model import MetricKind, ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
+from metricsflow.pb import metricsflow_pb2 as pb
 from metricsflow.pointbatch import decode_batch
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
@@ -441,3 +442,31 @@ def test_kept_steady_requests_stay_bounded_by_the_series_they_hold() -> None:
     wide = [{"__name__": "cpu", "host": f"wide{i}"} for i in range(11)]
     assert _accept(pipeline, _steady_request(wide, [0])).accepted == 11
     assert pipeline._label_sets._requests_size <= 10
+
+
+@pytest.mark.parametrize("written_as", [1, 2])
+def test_the_point_batch_format_is_the_settings_and_the_points_are_the_same(written_as: int) -> None:
+    """Format 2 (the default) writes decimal mantissas, the values that are not decimals beside them;
+    format 1 float64; the worker decodes the same bits from either."""
+    from metricsflow.collector import metrics
+
+    now = time.time() * 1000
+    values = [[1.25, 2.5, 3.75, 4.0], [0.5, float("nan"), -0.0, 7.0]]
+    times = [now - 3000 + 1000 * k for k in range(4)]
+    parsed = ParseResult(series=[SeriesSamples({"__name__": "g", "i": str(i)}, times, v, MetricKind.GAUGE)
+                                 for i, v in enumerate(values)])
+    writer = RecordingWriter()
+    counter = metrics.POINTS_WRITTEN_BY_FORMAT[written_as]
+    before = counter._value.get()
+    outcome = _accept(IngestPipeline(SETTINGS.replace(point_batch_format=written_as), writer), parsed)  # type: ignore[arg-type]
+    assert outcome.accepted == 8 and counter._value.get() - before == 8
+    points = [v for topic, _, _, v in writer.messages if topic == SETTINGS.topic("points")]
+    assert {pb.PointBatch.FromString(v).format_version for v in points} == {written_as}
+    got = {}
+    for v in points:
+        batch = decode_batch(v)
+        for sid, vals in zip(batch.point_series_ids().tolist(), batch.values.view(np.uint64).tolist(), strict=True):
+            got.setdefault(sid, []).append(vals)
+    want = {series_id("t1", {"__name__": "g", "i": str(i)}): np.array(v).view(np.uint64).tolist()
+            for i, v in enumerate(values)}
+    assert got == want

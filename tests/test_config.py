@@ -21,6 +21,13 @@ def test_unknown_kafka_compression_is_refused_with_the_choices() -> None:
         load_settings(env={"MF_KAFKA_COMPRESSION": "brotli"})
 
 
+def test_point_batch_format_default_choice_and_refusal() -> None:
+    assert load_settings(env={}).point_batch_format == 2
+    assert load_settings(env={"MF_POINT_BATCH_FORMAT": "1"}).point_batch_format == 1
+    with pytest.raises(ValueError, match="MF_POINT_BATCH_FORMAT=3: 1 or 2"):
+        load_settings(env={"MF_POINT_BATCH_FORMAT": "3"})
+
+
 def test_worker_loop_default_choice_and_refusal() -> None:
     import uvloop
 

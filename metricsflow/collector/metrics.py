@@ -25,6 +25,10 @@ KAFKA_WRITE_SECONDS = Histogram("mf_collector_kafka_write_seconds",
                                 " to Kafka's ack",
                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1,
                                          0.25, 0.5, 1, 2, 5))
+POINTS_WRITTEN = Counter("mf_collector_points_written",
+                         "Points handed to the producer in mf.points messages, by PointBatch format"
+                         " (2: the values as decimal mantissas; 1: float64, for values that are not)", ["format"])
+POINTS_WRITTEN_BY_FORMAT = {1: POINTS_WRITTEN.labels(format="1"), 2: POINTS_WRITTEN.labels(format="2")}
 REQUESTS_PER_WRITE = Histogram("mf_collector_requests_per_write",
                                "Requests whose points went to Kafka in one write (one message per partition)",
                                buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))

@@ -23,7 +23,7 @@ from metricsflow.errors import InvalidInput
 from metricsflow.ingest.label_sets import LABEL_SETS_KEPT
 from metricsflow.model import ParseResult, Rejection, SampleColumns, SeriesSamples, UniformRuns
 from metricsflow.pb import metricsflow_pb2 as pb
-from metricsflow.pointbatch import encode_columns
+from metricsflow.pointbatch import DECIMAL_FORMAT_VERSION, FORMAT_VERSION, decimal_values, encode_columns
 from metricsflow.samples import sort_and_dedup
 from metricsflow.series_id import partition_for, series_id
 
@@ -473,6 +473,9 @@ class IngestPipeline:
         gather = np.arange(timestamps_ms.size) + np.repeat(starts - grouped_starts, grouped_lengths)
         timestamps_ms = timestamps_ms[gather]
         values = values[gather]
+        decimal = decimal_values(values) if self._settings.point_batch_format == DECIMAL_FORMAT_VERSION else None
+        metrics.POINTS_WRITTEN_BY_FORMAT[FORMAT_VERSION if decimal is None else DECIMAL_FORMAT_VERSION].inc(values.size)
+        column = values if decimal is None else decimal
         series_per_part = np.bincount(parts, minlength=self._settings.partitions).tolist()
         s_at = p_at = 0
         for part, n_series in enumerate(series_per_part):
@@ -482,7 +485,7 @@ class IngestPipeline:
             run_lengths = lengths[sel]
             n_points = int(run_lengths.sum())
             for value in encode_columns(sids[sel], run_lengths, timestamps_ms[p_at:p_at + n_points],
-                                        values[p_at:p_at + n_points], max_points, now_ms):
+                                        column[p_at:p_at + n_points], max_points, now_ms):
                 messages.append((self._points_topic, part, None, value))
             s_at += n_series
             p_at += n_points

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11metricsflow.proto\x12\x0emetricsflow.v1\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xad\x01\n\x06Series\x12%\n\x06labels\x18\x01 \x03(\x0b\x32\x15.metricsflow.v1.Label\x12\x15\n\rtimestamps_ms\x18\x02 \x03(\x03\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x18\n\x10timestamps_ms_le\x18\x04 \x01(\x0c\x12\x11\n\tvalues_le\x18\x05 \x01(\x0c\x12(\n\x04kind\x18\x06 \x01(\x0e\x32\x1a.metricsflow.v1.MetricKind\"F\n\x0cWriteRequest\x12&\n\x06series\x18\x01 \x03(\x0b\x32\x16.metricsflow.v1.Series\x12\x0e\n\x06tenant\x18\x02 \x01(\t\";\n\tRejection\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\r\"b\n\rWriteResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12-\n\nrejections\x18\x03 \x03(\x0b\x32\x19.metricsflow.v1.Rejection\"\x8c\x01\n\nPointBatch\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nseries_ids\x18\x02 \x01(\x0c\x12\x13\n\x0brun_lengths\x18\x03 \x01(\x0c\x12\x15\n\rtimestamps_ms\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\x12\x16\n\x0eproduced_at_ms\x18\x06 \x01(\x03\"\x84\x01\n\nSeriesInfo\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.metricsflow.v1.Label\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.metricsflow.v1.MetricKind\x12\x15\n\rfirst_seen_ms\x18\x04 \x01(\x03\"e\n\x0bSeriesBatch\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nseries_ids\x18\x02 \x01(\x0c\x12*\n\x06series\x18\x03 \x03(\x0b\x32\x1a.metricsflow.v1.SeriesInfo*w\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_KIND_GAUGE\x10\x01\x12\x17\n\x13METRIC_KIND_COUNTER\x10\x02\x12\x1c\n\x18METRIC_KIND_DISTRIBUTION\x10\x03\x32\xf1\x01\n\x06Ingest\x12\x44\n\x05Write\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse\x12L\n\x0bWriteStream\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse(\x01\x12S\n\x10WriteStreamAcked\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11metricsflow.proto\x12\x0emetricsflow.v1\"$\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xad\x01\n\x06Series\x12%\n\x06labels\x18\x01 \x03(\x0b\x32\x15.metricsflow.v1.Label\x12\x15\n\rtimestamps_ms\x18\x02 \x03(\x03\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x18\n\x10timestamps_ms_le\x18\x04 \x01(\x0c\x12\x11\n\tvalues_le\x18\x05 \x01(\x0c\x12(\n\x04kind\x18\x06 \x01(\x0e\x32\x1a.metricsflow.v1.MetricKind\"F\n\x0cWriteRequest\x12&\n\x06series\x18\x01 \x03(\x0b\x32\x16.metricsflow.v1.Series\x12\x0e\n\x06tenant\x18\x02 \x01(\t\";\n\tRejection\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\r\"b\n\rWriteResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12-\n\nrejections\x18\x03 \x03(\x0b\x32\x19.metricsflow.v1.Rejection\"\x89\x02\n\nPointBatch\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nseries_ids\x18\x02 \x01(\x0c\x12\x13\n\x0brun_lengths\x18\x03 \x01(\x0c\x12\x15\n\rtimestamps_ms\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\x12\x16\n\x0eproduced_at_ms\x18\x06 \x01(\x03\x12\x17\n\x0fvalue_mantissas\x18\x07 \x01(\x0c\x12\x13\n\x0bvalue_width\x18\x08 \x01(\r\x12\x16\n\x0evalue_decimals\x18\t \x01(\r\x12\x1b\n\x13\x65xception_positions\x18\n \x01(\x0c\x12\x18\n\x10\x65xception_values\x18\x0b \x01(\x0c\"\x84\x01\n\nSeriesInfo\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.metricsflow.v1.Label\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.metricsflow.v1.MetricKind\x12\x15\n\rfirst_seen_ms\x18\x04 \x01(\x03\"e\n\x0bSeriesBatch\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\nseries_ids\x18\x02 \x01(\x0c\x12*\n\x06series\x18\x03 \x03(\x0b\x32\x1a.metricsflow.v1.SeriesInfo*w\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_KIND_GAUGE\x10\x01\x12\x17\n\x13METRIC_KIND_COUNTER\x10\x02\x12\x1c\n\x18METRIC_KIND_DISTRIBUTION\x10\x03\x32\xf1\x01\n\x06Ingest\x12\x44\n\x05Write\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse\x12L\n\x0bWriteStream\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse(\x01\x12S\n\x10WriteStreamAcked\x12\x1c.metricsflow.v1.WriteRequest\x1a\x1d.metricsflow.v1.WriteResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metricsflow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRICKIND']._serialized_start=865
-  _globals['_METRICKIND']._serialized_end=984
+  _globals['_METRICKIND']._serialized_start=990
+  _globals['_METRICKIND']._serialized_end=1109
   _globals['_LABEL']._serialized_start=37
   _globals['_LABEL']._serialized_end=73
   _globals['_SERIES']._serialized_start=76
@@ -44,11 +44,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WRITERESPONSE']._serialized_start=384
   _globals['_WRITERESPONSE']._serialized_end=482
   _globals['_POINTBATCH']._serialized_start=485
-  _globals['_POINTBATCH']._serialized_end=625
-  _globals['_SERIESINFO']._serialized_start=628
-  _globals['_SERIESINFO']._serialized_end=760
-  _globals['_SERIESBATCH']._serialized_start=762
-  _globals['_SERIESBATCH']._serialized_end=863
-  _globals['_INGEST']._serialized_start=987
-  _globals['_INGEST']._serialized_end=1228
+  _globals['_POINTBATCH']._serialized_end=750
+  _globals['_SERIESINFO']._serialized_start=753
+  _globals['_SERIESINFO']._serialized_end=885
+  _globals['_SERIESBATCH']._serialized_start=887
+  _globals['_SERIESBATCH']._serialized_end=988
+  _globals['_INGEST']._serialized_start=1112
+  _globals['_INGEST']._serialized_end=1353
 # @@protoc_insertion_point(module_scope)

@@ -71,20 +71,30 @@ class WriteResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("format_version", "series_ids", "run_lengths", "timestamps_ms", "values", "produced_at_ms")
+    __slots__ = ("format_version", "series_ids", "run_lengths", "timestamps_ms", "values", "produced_at_ms", "value_mantissas", "value_width", "value_decimals", "exception_positions", "exception_values")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERIES_IDS_FIELD_NUMBER: _ClassVar[int]
     RUN_LENGTHS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_MS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     PRODUCED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MANTISSAS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    VALUE_DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTION_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTION_VALUES_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     series_ids: bytes
     run_lengths: bytes
     timestamps_ms: bytes
     values: bytes
     produced_at_ms: int
-    def __init__(self, format_version: _Optional[int] = ..., series_ids: _Optional[bytes] = ..., run_lengths: _Optional[bytes] = ..., timestamps_ms: _Optional[bytes] = ..., values: _Optional[bytes] = ..., produced_at_ms: _Optional[int] = ...) -> None: ...
+    value_mantissas: bytes
+    value_width: int
+    value_decimals: int
+    exception_positions: bytes
+    exception_values: bytes
+    def __init__(self, format_version: _Optional[int] = ..., series_ids: _Optional[bytes] = ..., run_lengths: _Optional[bytes] = ..., timestamps_ms: _Optional[bytes] = ..., values: _Optional[bytes] = ..., produced_at_ms: _Optional[int] = ..., value_mantissas: _Optional[bytes] = ..., value_width: _Optional[int] = ..., value_decimals: _Optional[int] = ..., exception_positions: _Optional[bytes] = ..., exception_values: _Optional[bytes] = ...) -> None: ...
 
 class SeriesInfo(_message.Message):
     __slots__ = ("tenant", "labels", "kind", "first_seen_ms")

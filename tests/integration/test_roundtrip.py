@@ -101,6 +101,12 @@ def test_every_point_comes_back_exactly_once(stack: Stack) -> None:
         result = wait_for(complete, 60, f"all points of {metric} queryable")
         assert_exact(result, ts, vals, metric)
 
+    # Every point went to Kafka as format 2: decimal mantissas, the NaN/±Inf/-0.0 and 1e300-range values
+    # of series 0 and 1 as exceptions beside them (and back exactly, above).
+    written = {labels["format"]: value for labels, value in metric_samples(stack.collector_url,
+                                                                            "mf_collector_points_written_total")}
+    assert written.get("2") == 4 * N_SERIES * N_POINTS and not written.get("1"), written
+
     # Both processes froze what start-up (and the worker's rebalance) left alive, and time their collections.
     for url, who in ((stack.collector_url, "collector"), (worker, "worker")):
         samples = dict(line.rsplit(" ", 1) for line in http("GET", url + "/metrics")[2].decode().splitlines()
