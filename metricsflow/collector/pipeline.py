@@ -476,6 +476,8 @@ class IngestPipeline:
         decimal = decimal_values(values) if self._settings.point_batch_format == DECIMAL_FORMAT_VERSION else None
         metrics.POINTS_WRITTEN_BY_FORMAT[FORMAT_VERSION if decimal is None else DECIMAL_FORMAT_VERSION].inc(values.size)
         column = values if decimal is None else decimal
+        if decimal is not None and decimal.exceptions.size:
+            metrics.VALUE_EXCEPTIONS.inc(decimal.exceptions.size)
         series_per_part = np.bincount(parts, minlength=self._settings.partitions).tolist()
         s_at = p_at = 0
         for part, n_series in enumerate(series_per_part):

@@ -106,6 +106,8 @@ def test_every_point_comes_back_exactly_once(stack: Stack) -> None:
     written = {labels["format"]: value for labels, value in metric_samples(stack.collector_url,
                                                                             "mf_collector_points_written_total")}
     assert written.get("2") == 4 * N_SERIES * N_POINTS and not written.get("1"), written
+    exceptions = metric_samples(stack.collector_url, "mf_collector_value_exceptions_total")
+    assert exceptions == [({}, 4 * (4 + N_POINTS))], exceptions  # 4 specials and series 1, per request
 
     # Both processes froze what start-up (and the worker's rebalance) left alive, and time their collections.
     for url, who in ((stack.collector_url, "collector"), (worker, "worker")):
