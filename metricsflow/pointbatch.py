@@ -5,13 +5,14 @@ A batch holds the points of one partition as runs: run *i* is
 little-endian so every language reads them without a varint decoder; in Python
 ``numpy.frombuffer`` gives zero-copy views.
 
-Format 2 holds the values as decimal mantissas, ``m / 10^k`` in the narrowest
-of 1, 2, 4 or 8 bytes, and the few values that are not such decimals (NaN and
-the stale marker, ±Inf, -0.0, more than 6 digits) as float64 exceptions beside
-them. The load's 2-decimal gauges take 2 bytes a point instead of 8: zstd took
-~40 ns a point to code the float64 values in the collector and ~15 to decode
-them in the worker, ~6 and ~3 for the mantissas (perf/RESULTS.md, "Decimal
-point batches"). A write whose values are mostly not decimals keeps format 1.
+Format 2 holds the values as decimal mantissas, ``m / 10^k`` in 1, 2 or 4 bytes
+(the format allows 8), and the few values that are not such decimals (NaN and
+the stale marker, ±Inf, -0.0, more than 6 digits, mantissas too wide) as
+float64 exceptions beside them. The load's 2-decimal gauges take 2 bytes a point
+instead of 8: zstd took ~40 ns a point to code the float64 values in the
+collector and ~15 to decode them in the worker, ~6 and ~3 for the mantissas
+(perf/RESULTS.md, "Decimal point batches"). A write where that would not take
+at most 3/4 of the float64 bytes (a node-exporter scrape) keeps format 1.
 """
 
 from __future__ import annotations
@@ -116,17 +117,24 @@ class DecimalValues:
 
 _NO_EXCEPTIONS = np.zeros(0, dtype=np.int64)
 _NO_EXCEPTION_VALUES = np.zeros(0, dtype=F64)
-_MAX_EXCEPTION_SHARE = 4  # more than 1 in 4 values off the decimals: the float64 column is as small
+_MAX_EXCEPTION_SHARE = 4  # more than 1 in 4 values off the digits: try the digits those need, once
+_EXCEPTION_BYTES = 12  # a position (u32) and a float64
+# Format 2 only where its value columns take at most this share of the float64 column's bytes: a
+# scrape of node-exporter (counters of 10^10-10^13 beside 6-digit gauges) would take more, and
+# zstd made its float64 column smaller than its mantissas (3.8 against 4.1-4.4 B per point).
+_MAX_BYTES_SHARE = 0.75
 
 
 def decimal_values(values: np.ndarray) -> DecimalValues | None:
     """``values`` as decimal mantissas: each exactly ``m / 10^k`` as a decoder computes it (the
-    same bits; ``m`` within ±2^53), or an exception; None when too many would be exceptions.
+    same bits), or an exception; None when that would not take at most 3/4 of the float64 bytes.
 
     ``k`` is the most digits any value of a sample of the column needs, up to 6; when more than
     a quarter of the values are off it (integer counters sampled, 2-digit gauges missed), the
-    most a sample of those needs, once."""
+    most a sample of those needs, once. The mantissas take 1, 2 or 4 bytes, the width with the
+    fewest bytes counting the mantissas too wide for it as exceptions."""
     values = np.asarray(values, dtype=F64)
+    n = values.size
     k = _digits(values, -1)
     for _ in range(2):
         if k is None:
@@ -135,25 +143,51 @@ def decimal_values(values: np.ndarray) -> DecimalValues | None:
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = np.rint(values * scale)
             scaled += 0.0  # -0.0 to +0.0, as an integer mantissa makes it
-            largest = np.abs(scaled).max()
-            # ``scaled`` holds integers (within 2^53 where it is no exception), which the narrow
-            # ints hold and give back unchanged: dividing it is the decoder's computation.
+            # ``scaled`` holds integers, which int64 gives back unchanged where they are within
+            # 2^53 (no exception): dividing it is the decoder's computation.
             off = (scaled / scale).view(U64) != values.view(U64)
-            if not largest <= _MAX_MANTISSA:  # NaN compares False too
-                off |= ~(np.abs(scaled) <= _MAX_MANTISSA)
+            magnitudes = np.abs(scaled)
+            if not magnitudes.max() <= _MAX_MANTISSA:  # NaN compares False too
+                off |= ~(magnitudes <= _MAX_MANTISSA)
         n_off = int(np.count_nonzero(off))
-        if n_off * _MAX_EXCEPTION_SHARE > values.size:
+        if n_off * _MAX_EXCEPTION_SHARE > n:
             k = _digits(values[off], k)
             continue
-        exceptions, exception_values = _NO_EXCEPTIONS, _NO_EXCEPTION_VALUES
         if n_off:
-            exceptions = np.flatnonzero(off)
-            exception_values = values[exceptions]
-            scaled[exceptions] = 0.0
-            largest = np.abs(scaled).max()
-        width = next((w for w in (1, 2, 4) if largest < 1 << (8 * w - 1)), 8)
-        return DecimalValues(k, scaled.astype(_MANTISSA_WIDTHS[width]), exceptions, exception_values)
+            magnitudes[off] = 0.0
+        chosen = _paying_width(magnitudes, n, n_off)
+        if chosen is None:
+            return None
+        width, too_wide = chosen
+        if too_wide is not None:
+            off |= too_wide
+        exceptions = np.flatnonzero(off) if n_off or too_wide is not None else _NO_EXCEPTIONS
+        mantissas = scaled
+        if exceptions.size:
+            mantissas[exceptions] = 0.0
+        return DecimalValues(k, mantissas.astype(_MANTISSA_WIDTHS[width]), exceptions,
+                             values[exceptions] if exceptions.size else _NO_EXCEPTION_VALUES)
     return None
+
+
+def _paying_width(magnitudes: np.ndarray, n: int, n_off: int) -> tuple[int, np.ndarray | None] | None:
+    """(width, the mantissas too wide for it or None) of 1, 2 or 4 bytes whose mantissas and exceptions
+    take the fewest bytes, if at most ``_MAX_BYTES_SHARE`` of the float64 column's; else None."""
+    largest = magnitudes.max() if n else 0.0
+    best: tuple[int, int, float, int] | None = None
+    for width in (1, 2, 4):
+        bound = float(1 << (8 * width - 1))
+        over = 0 if largest < bound else int(np.count_nonzero(magnitudes >= bound))
+        cost = width * n + _EXCEPTION_BYTES * (n_off + over)
+        if best is None or cost < best[0]:
+            best = (cost, width, bound, over)
+        if not over:
+            break
+    assert best is not None
+    cost, width, bound, over = best
+    if cost > _MAX_BYTES_SHARE * 8 * n:
+        return None
+    return width, (magnitudes >= bound) if over else None
 
 
 def _digits(values: np.ndarray, above: int) -> int | None:

@@ -259,23 +259,24 @@ def _point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], list[float
 _STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]  # Prometheus' stale marker
 
 
-def _decimal_point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], list[float]]], int]]:
-    """Cases a collector writes as format 2 (``pointbatch.decimal_values``)."""
+def _decimal_point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], list[float]]], int, int | None]]:
+    """Format 2 cases: (name, runs, max_points, mantissa width written by hand or None for what a
+    collector writes, ``pointbatch.decimal_values``)."""
     sid_a = series_id("default", {"__name__": "cpu_usage_user", "host": "web-1"})
     sid_b = series_id("default", {"__name__": "node_network_receive_bytes_total", "device": "eth0"})
     return [
         ("format 2: 2-digit gauges, 2-byte mantissas", [(sid_a, [_T0, _T0 + 10_000, _T0 + 20_000],
-                                                         [64.5, 63.97, -0.01])], 100),
+                                                         [64.5, 63.97, -0.01])], 100, None),
         ("format 2: whole numbers in 1 byte", [(sid_a, [_T0, _T0 + 1], [0.0, -128.0 + 1]),
-                                               (sid_b, [_T0 + 5], [100.0])], 100),
-        ("format 2: counters and gauges, 8-byte mantissas at 1 digit", [(sid_b, [_T0, _T0 + 10_000],
-                                                                          [1.5e14, 1.5e14 + 4096.0]),
-                                                                         (sid_a, [_T0], [0.5])], 100),
+                                               (sid_b, [_T0 + 5], [100.0])], 100, None),
+        ("format 2: 8-byte mantissas at 1 digit (a valid layout collectors do not write)",
+         [(sid_b, [_T0, _T0 + 10_000], [1.5e14, 1.5e14 + 4096.0]), (sid_a, [_T0], [0.5])], 100, 8),
         ("format 2, max_points=2 splits a run across messages", [(sid_a, [_T0 + i for i in range(3)],
-                                                                  [0.25, 0.5, 0.75])], 2),
-        ("format 2 with exceptions: the stale marker and -0.0", [(sid_a, [_T0 + 10_000 * i for i in range(8)],
-                                                                   [1.5, 1.75, _STALE_NAN, 2.0, -0.0, 2.25, 2.5,
-                                                                    2.75])], 100),
+                                                                  [0.25, 0.5, 0.75])], 2, None),
+        ("format 2 with exceptions: the stale marker, -0.0, a byte counter",
+         [(sid_a, [_T0 + 10_000 * i for i in range(8)], [1.5, 1.75, _STALE_NAN, 2.0, -0.0, 2.25, 2.5, 2.75]),
+          (sid_b, [_T0 + 10_000 * i for i in range(8)], [3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 8.9e10])],
+         100, None),
     ]
 
 
@@ -339,12 +340,13 @@ def _invalid_point_batches() -> list[tuple[str, bytes]]:
 def point_batch_doc() -> dict[str, Any]:
     produced_at = _T0 + 60_000
     cases = []
-    for decimal, (name, runs, max_points) in [(False, case) for case in _point_batch_runs()] + \
+    for decimal, (name, runs, max_points, by_hand) in [(False, (*case, None)) for case in _point_batch_runs()] + \
             [(True, case) for case in _decimal_point_batch_runs()]:
         arr_runs = [(sid, np.asarray(ts, dtype=np.int64), np.asarray(vals, dtype=np.float64)) for sid, ts, vals in runs]
         if decimal:
             values = np.concatenate([vals for _, _, vals in arr_runs])
-            column = pointbatch.decimal_values(values)
+            column = pointbatch.decimal_values(values) if by_hand is None else pointbatch.DecimalValues(
+                1, np.rint(values * 10).astype(f"<i{by_hand}"), np.zeros(0, np.int64), np.zeros(0))
             assert column is not None, name
             messages = pointbatch.encode_columns(np.array([sid for sid, _, _ in arr_runs], dtype=np.uint64),
                                                  np.array([ts.size for _, ts, _ in arr_runs]),
@@ -361,7 +363,8 @@ def point_batch_doc() -> dict[str, Any]:
                 "bytes_base64": base64.b64encode(data).decode(),
                 "format_version": msg.format_version,
                 **({"value_width": msg.value_width, "value_decimals": msg.value_decimals,
-                    "exception_positions": np.frombuffer(msg.exception_positions, "<u4").tolist()}
+                    "exception_positions": np.frombuffer(msg.exception_positions, "<u4").tolist(),
+                    "collector_writes": by_hand is None}
                    if decimal else {}),
                 "series_ids": [str(int(s)) for s in batch.series_ids],
                 "run_lengths": [int(n) for n in batch.run_lengths],

@@ -56,11 +56,13 @@ def test_decimal_values_come_back_bit_for_bit(parts: list[tuple[int, int]], odd:
     for at, value in odd:
         values[at % values.size] = value
     column = decimal_values(values)
-    if not odd and len({k for _, k in parts}) == 1:
+    if not odd and len({k for _, k in parts}) == 1 and max(abs(m) for m, _ in parts) < 2**31:
         assert column is not None and column.exceptions.size == 0  # one digit count throughout is always found
     if column is None:
         return
-    assert column.exceptions.size * 4 <= values.size
+    value_bytes = column.mantissas.nbytes + 12 * column.exceptions.size
+    assert value_bytes <= 0.75 * 8 * values.size  # only where it takes less than the float64 column
+    assert column.mantissas.itemsize in (1, 2, 4)
     for at in {at % values.size for at, _ in odd}:
         assert at in column.exceptions.tolist()  # not a decimal of at most 6 digits within 2^53
     lengths = np.array([values.size // 2, values.size - values.size // 2])
@@ -88,6 +90,21 @@ def test_the_digits_of_a_write_follow_its_values() -> None:
     values[::2] = 1.2345678  # half of them need 7 digits: the floats stay
     assert decimal_values(values) is None
     assert decimal_values(np.zeros(0)) is None
+
+
+def test_mantissas_too_wide_go_as_exceptions_while_that_pays() -> None:
+    rng = np.random.default_rng(7)
+    gauges = np.round(rng.uniform(0, 100, 1_000), 2)
+    counters = np.round(rng.uniform(1e10, 1e13, 1_000))
+    values = gauges.copy()
+    values[::20] = counters[::20]  # 5 % byte counters: exceptions beside 2-byte mantissas
+    column = decimal_values(values)
+    assert column is not None and column.decimals == 2 and column.mantissas.itemsize == 2
+    assert column.exceptions.tolist() == list(range(0, 1_000, 20))
+    values[::3] = counters[::3]  # a third: float64 takes fewer bytes (as a node-exporter scrape does)
+    assert decimal_values(values) is None
+    mixed = np.where(np.arange(1_000) % 5 < 2, counters, np.round(gauges, 6) + 1e-6)  # 6 digits beside them
+    assert decimal_values(mixed) is None
 
 
 def test_a_stale_marker_keeps_its_bits_in_a_decimal_batch() -> None:
