@@ -12,7 +12,7 @@ float64 exceptions beside them. The load's 2-decimal gauges take 2 bytes a point
 instead of 8: zstd took ~40 ns a point to code the float64 values in the
 collector and ~15 to decode them in the worker, ~6 and ~3 for the mantissas
 (perf/RESULTS.md, "Decimal point batches"). A write where that would not take
-at most 3/4 of the float64 bytes (a node-exporter scrape) keeps format 1.
+at most half the float64 bytes (most of a node-exporter scrape) keeps format 1.
 """
 
 from __future__ import annotations
@@ -119,15 +119,15 @@ _NO_EXCEPTIONS = np.zeros(0, dtype=np.int64)
 _NO_EXCEPTION_VALUES = np.zeros(0, dtype=F64)
 _MAX_EXCEPTION_SHARE = 4  # more than 1 in 4 values off the digits: try the digits those need, once
 _EXCEPTION_BYTES = 12  # a position (u32) and a float64
-# Format 2 only where its value columns take at most this share of the float64 column's bytes: a
-# scrape of node-exporter (counters of 10^10-10^13 beside 6-digit gauges) would take more, and
-# zstd made its float64 column smaller than its mantissas (3.8 against 4.1-4.4 B per point).
-_MAX_BYTES_SHARE = 0.75
+# Format 2 only where its value columns take at most this share of the float64 column's bytes:
+# in slices of a node-exporter scrape (byte counters of 10^10-10^13 beside 6-digit gauges) those
+# at 0.31-0.35 came out of zstd 2-12 % smaller than the floats, those at 0.54-0.68 5-9 % larger.
+_MAX_BYTES_SHARE = 0.5
 
 
 def decimal_values(values: np.ndarray) -> DecimalValues | None:
     """``values`` as decimal mantissas: each exactly ``m / 10^k`` as a decoder computes it (the
-    same bits), or an exception; None when that would not take at most 3/4 of the float64 bytes.
+    same bits), or an exception; None when that would not take at most half the float64 bytes.
 
     ``k`` is the most digits any value of a sample of the column needs, up to 6; when more than
     a quarter of the values are off it (integer counters sampled, 2-digit gauges missed), the

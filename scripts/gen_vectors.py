@@ -275,7 +275,7 @@ def _decimal_point_batch_runs() -> list[tuple[str, list[tuple[int, list[int], li
                                                                   [0.25, 0.5, 0.75])], 2, None),
         ("format 2 with exceptions: the stale marker, -0.0, a byte counter",
          [(sid_a, [_T0 + 10_000 * i for i in range(8)], [1.5, 1.75, _STALE_NAN, 2.0, -0.0, 2.25, 2.5, 2.75]),
-          (sid_b, [_T0 + 10_000 * i for i in range(8)], [3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 8.9e10])],
+          (sid_b, [_T0 + 10_000 * i for i in range(16)], [float(i * i) for i in range(15)] + [8.9e10])],
          100, None),
     ]
 

@@ -451,15 +451,15 @@ def test_the_point_batch_format_is_the_settings_and_the_points_are_the_same(writ
     from metricsflow.collector import metrics
 
     now = time.time() * 1000
-    values = [[1.25, 2.5, 3.75, 4.0], [0.5, float("nan"), -0.0, 7.0]]
-    times = [now - 3000 + 1000 * k for k in range(4)]
+    values = [[1.25, 2.5, 3.75, 4.0, 4.5, 5.0, 5.5, 6.0], [0.5, float("nan"), -0.0, 7.0, 7.5, 8.0, 8.5, 9.0]]
+    times = [now - 8000 + 1000 * k for k in range(8)]
     parsed = ParseResult(series=[SeriesSamples({"__name__": "g", "i": str(i)}, times, v, MetricKind.GAUGE)
                                  for i, v in enumerate(values)])
     writer = RecordingWriter()
     counter = metrics.POINTS_WRITTEN_BY_FORMAT[written_as]
     before = counter._value.get()
     outcome = _accept(IngestPipeline(SETTINGS.replace(point_batch_format=written_as), writer), parsed)  # type: ignore[arg-type]
-    assert outcome.accepted == 8 and counter._value.get() - before == 8
+    assert outcome.accepted == 16 and counter._value.get() - before == 16
     points = [v for topic, _, _, v in writer.messages if topic == SETTINGS.topic("points")]
     assert {pb.PointBatch.FromString(v).format_version for v in points} == {written_as}
     got = {}

@@ -24,7 +24,7 @@ def make_data(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     base = (int(time.time() * 1000) - 3_600_000) // 1000 * 1000
     ts = base + np.arange(N_POINTS, dtype=np.int64) * 10_007 + 3
-    vals = np.round(rng.normal(50, 20, (N_SERIES, N_POINTS)), 3)
+    vals = np.round(rng.normal(50, 20, (N_SERIES, N_POINTS)), 2)
     vals[0, :4] = [math.nan, math.inf, -math.inf, -0.0]
     vals[1, :] = rng.uniform(-1e300, 1e300, N_POINTS)  # full float64 range must survive
     return ts, vals
