@@ -282,24 +282,34 @@ def test_grpc_invalid_argument_is_not_retried(grpc_server: Callable) -> None:
 
 
 class _EndedStream:
-    """A grpc.aio stream the collector had ended: its write fails with grpc's own INTERNAL."""
+    """A grpc.aio stream the collector had ended: its write fails with ``code`` (grpc's own INTERNAL when
+    it lost the status the stream ended with)."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: grpc.StatusCode) -> None:
         self.cancelled = False
+        self._code = code
 
     async def write(self, body: bytes) -> None:
-        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, details="Internal error from Core")
+        raise grpc.aio.AioRpcError(self._code, details="Internal error from Core")
+
+    async def code(self) -> grpc.StatusCode:
+        return self._code
 
     def cancel(self) -> None:
         self.cancelled = True
 
 
-@pytest.mark.parametrize("fresh", [True, False], ids=["fresh-stream", "stream-in-use"])
-async def test_async_grpc_request_that_cannot_be_written_on_an_ended_stream_goes_unary(fresh: bool) -> None:
-    """The status the stream ended with is lost (grpc.aio reports INTERNAL): the request is sent with
-    Write, whose answer counts; a fresh stream ended so means a collector without the stream."""
+@pytest.mark.parametrize(("fresh", "code", "switches"), [(True, grpc.StatusCode.INTERNAL, True),
+                                                         (False, grpc.StatusCode.INTERNAL, False),
+                                                         (True, grpc.StatusCode.UNAVAILABLE, False)],
+                         ids=["fresh-stream", "stream-in-use", "fresh-stream-in-an-outage"])
+async def test_async_grpc_request_that_cannot_be_written_on_an_ended_stream_goes_unary(
+        fresh: bool, code: grpc.StatusCode, switches: bool) -> None:
+    """The status the stream ended with may be lost (grpc.aio reports INTERNAL): the request is sent
+    with Write, whose answer counts; a fresh stream ended so, not by an outage, means a collector
+    without the stream."""
     transport = AsyncGrpcTransport("127.0.0.1:1", "t")
-    stream, unary = _EndedStream(), []
+    stream, unary = _EndedStream(code), []
 
     async def write(body: bytes, metadata: object, timeout: float) -> pb.WriteResponse:
         unary.append(body)
@@ -312,7 +322,7 @@ async def test_async_grpc_request_that_cannot_be_written_on_an_ended_stream_goes
     outcome = await transport.send(b"req", 3, 1.0)
     assert (outcome.accepted, outcome.rejected, unary) == (3, 0, [b"req"])
     assert stream.cancelled and transport._stream is None
-    assert transport._streams is not fresh  # a stream in use may have ended for other reasons: kept
+    assert transport._streams is not switches  # a stream in use may have ended for other reasons: kept
     await transport.close()
 
 

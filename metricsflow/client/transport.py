@@ -209,7 +209,11 @@ class GrpcTransport:
 
 
 class _WriteFailed(Exception):
-    """A request could not be written on an asyncio stream: the stream had ended."""
+    """A request could not be written on an asyncio stream: the stream had ended, with ``code``."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(f"the stream had ended: {code}")
+        self.code = code
 
 
 def _stream_error(exc: Exception, points: int, timeout_s: float | None) -> Exception | None:
@@ -292,13 +296,14 @@ class AsyncGrpcTransport:
                 self._stream = self._stream_call(metadata=self._metadata)
             try:
                 resp = await asyncio.wait_for(self._exchange(self._stream, body), timeout_s)
-            except _WriteFailed:
+            except _WriteFailed as failed:
                 # The stream had ended before the request went, and grpc.aio may have put its
                 # own INTERNAL in place of the status it ended with: this request goes unary, and
-                # a fresh stream that ended so while Write works is an older collector's.
+                # a fresh stream that ended so (not for an outage) while Write works is an older
+                # collector's.
                 self._drop_stream()
                 resp = await self._unary(body, points, timeout_s)
-                if fresh:
+                if fresh and failed.code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL):
                     self._streams = False
                 return SendOutcome(resp.accepted, resp.rejected)
             except (TimeoutError, _StreamEnded, grpc.RpcError) as exc:
@@ -322,7 +327,7 @@ class AsyncGrpcTransport:
         try:
             await stream.write(body)
         except grpc.RpcError:
-            raise _WriteFailed from None
+            raise _WriteFailed(await stream.code()) from None
         answer = await stream.read()  # a stream that failed raises its status here, or reads EOF
         if answer is self._aio.EOF:
             code = await stream.code()
