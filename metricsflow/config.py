@@ -63,8 +63,9 @@ class Settings:
     max_future_ms: int = 10 * 60 * 1000
     max_past_ms: int = 15 * DAY_S * 1000  # the raw retention: older points could never be read
     max_points_per_message: int = 40_000  # keeps an mf.points message under Kafka's 1 MB default
-    # PointBatch format the collector writes: 2 codes the values of a write as decimal mantissas
-    # when each is one exactly (a worker before format 2 refuses those batches); 1 keeps float64.
+    # PointBatch format the collector writes: 2 codes a write's values as decimal mantissas (the
+    # others as float64 exceptions) where that takes at most half the float64 bytes, else as 1; 1
+    # keeps float64 always, for workers from before format 2, which refuse it.
     point_batch_format: int = 2
     tenants: tuple[str, ...] = ()  # empty: any syntactically valid tenant is accepted
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -34,7 +34,7 @@ from metricsflow.series_id import CANONICAL_FORMAT_VERSION, canonical_bytes, par
 
 VECTOR_DIR = ROOT / "proto" / "vectors"
 PARTITION_COUNTS = (8, 12)  # a power of two and not: unsigned-modulo mistakes show up in the second
-VECTORS_VERSION = 1
+VECTORS_VERSION = 2  # 2: PointBatch format 2 (so format_version 2 is no longer the unknown one)
 
 # ---------------------------------------------------------------------------------------------------
 # series_id.json

@@ -27,11 +27,12 @@ KAFKA_WRITE_SECONDS = Histogram("mf_collector_kafka_write_seconds",
                                          0.25, 0.5, 1, 2, 5))
 POINTS_WRITTEN = Counter("mf_collector_points_written",
                          "Points handed to the producer in mf.points messages, by PointBatch format"
-                         " (2: the values as decimal mantissas; 1: float64, for values that are not)", ["format"])
+                         " (2: the values as decimal mantissas; 1: float64, where those would not take half"
+                         " its bytes)", ["format"])
 POINTS_WRITTEN_BY_FORMAT = {1: POINTS_WRITTEN.labels(format="1"), 2: POINTS_WRITTEN.labels(format="2")}
 VALUE_EXCEPTIONS = Counter("mf_collector_value_exceptions",
                            "Points of format 2 batches whose values went as float64 beside the decimal mantissas"
-                           " (NaN, ±Inf, -0.0, more digits than the batch's)")
+                           " (NaN, ±Inf, -0.0, more digits than the batch's, mantissas too wide)")
 REQUESTS_PER_WRITE = Histogram("mf_collector_requests_per_write",
                                "Requests whose points went to Kafka in one write (one message per partition)",
                                buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))
