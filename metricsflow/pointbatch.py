@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metricsflow.codecs.decimal_codec import MAX_SCALE
+from metricsflow.codecs.decimal_codec import MAX_MANTISSA, MAX_SCALE
 from metricsflow.errors import InvalidInput
 from metricsflow.pb import metricsflow_pb2 as pb
 
@@ -38,7 +38,6 @@ F64 = np.dtype("<f8")
 Run = tuple[int, np.ndarray, np.ndarray]
 
 _MANTISSA_WIDTHS = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
-_MAX_MANTISSA = float(1 << 53)  # every integer up to here is exact in float64
 # The decimals a column is tried at, on a sample: wider ones would rarely pay for their tries.
 _SAMPLE_DECIMALS = 6
 _SAMPLE_SCALES = np.array([float(10**k) for k in range(_SAMPLE_DECIMALS + 1)])[:, None]
@@ -110,10 +109,6 @@ class DecimalValues:
         return DecimalValues(self.decimals, self.mantissas[part], self.exceptions[first:last] - lo,
                              self.exception_values[first:last])
 
-    @property
-    def size(self) -> int:
-        return int(self.mantissas.size)
-
 
 _NO_EXCEPTIONS = np.zeros(0, dtype=np.int64)
 _NO_EXCEPTION_VALUES = np.zeros(0, dtype=F64)
@@ -147,15 +142,17 @@ def decimal_values(values: np.ndarray) -> DecimalValues | None:
             # 2^53 (no exception): dividing it is the decoder's computation.
             off = (scaled / scale).view(U64) != values.view(U64)
             magnitudes = np.abs(scaled)
-            if not magnitudes.max() <= _MAX_MANTISSA:  # NaN compares False too
-                off |= ~(magnitudes <= _MAX_MANTISSA)
+            largest = magnitudes.max()
+            if not largest <= MAX_MANTISSA:  # NaN compares False too
+                off |= ~(magnitudes <= MAX_MANTISSA)
         n_off = int(np.count_nonzero(off))
         if n_off * _MAX_EXCEPTION_SHARE > n:
             k = _digits(values[off], k)
             continue
         if n_off:
             magnitudes[off] = 0.0
-        chosen = _paying_width(magnitudes, n, n_off)
+            largest = magnitudes.max()
+        chosen = _paying_width(magnitudes, largest, n, n_off)
         if chosen is None:
             return None
         width, too_wide = chosen
@@ -170,10 +167,11 @@ def decimal_values(values: np.ndarray) -> DecimalValues | None:
     return None
 
 
-def _paying_width(magnitudes: np.ndarray, n: int, n_off: int) -> tuple[int, np.ndarray | None] | None:
+def _paying_width(magnitudes: np.ndarray, largest: float, n: int,
+                  n_off: int) -> tuple[int, np.ndarray | None] | None:
     """(width, the mantissas too wide for it or None) of 1, 2 or 4 bytes whose mantissas and exceptions
-    take the fewest bytes, if at most ``_MAX_BYTES_SHARE`` of the float64 column's; else None."""
-    largest = magnitudes.max() if n else 0.0
+    take the fewest bytes, if at most ``_MAX_BYTES_SHARE`` of the float64 column's; else None.
+    ``largest`` is the largest of ``magnitudes`` (those of the exceptions already 0)."""
     best: tuple[int, int, float, int] | None = None
     for width in (1, 2, 4):
         bound = float(1 << (8 * width - 1))

@@ -47,7 +47,7 @@ from pcodec import wrapped
 from metricsflow import packed_ints, sketch
 from metricsflow.codecs import _intcol, _pco, _timecol
 from metricsflow.codecs._wire import Reader, corrupt, unzigzag, uvarint
-from metricsflow.codecs.decimal_codec import MAX_SCALE, reconstruct
+from metricsflow.codecs.decimal_codec import MAX_MANTISSA, MAX_SCALE, reconstruct
 
 VERSION = 2
 ORDER = ("count", "last", "first", "min", "max", "sum", "increase")  # coding order
@@ -69,7 +69,6 @@ _CODING_SHIFT = 6
 _ZERO, _VARINTS, _PCODEC, _PACKED = range(4)
 _DENSE_PCODEC, _DENSE_PACKED = 1, 3  # patch heads; even heads count sparse patches
 
-_MAX_MANTISSA = float(1 << 53)
 _NEAR_ULPS = 4  # as the decimal chunk codec: a value this close is on the grid
 _FAR_ULPS = 1 << 16
 _U64 = np.uint64
@@ -402,10 +401,10 @@ def _long_sections(
 
 def _scaled(x: np.ndarray) -> np.ndarray:
     """rint(x) as int64 where it fits in +-2^53, else 0 (NaN, +-Inf, huge)."""
-    if x.size and np.abs(x).max() <= _MAX_MANTISSA:  # all fit (a NaN fails): one call fewer
+    if x.size and np.abs(x).max() <= MAX_MANTISSA:  # all fit (a NaN fails): one call fewer
         return np.rint(x).astype(np.int64)
     scaled = np.rint(x)
-    return np.where(np.abs(scaled) <= _MAX_MANTISSA, scaled, 0.0).astype(np.int64)
+    return np.where(np.abs(scaled) <= MAX_MANTISSA, scaled, 0.0).astype(np.int64)
 
 
 def _bit_diff(values: np.ndarray, approx: np.ndarray) -> np.ndarray:
@@ -518,7 +517,7 @@ def _grid_hits(values: np.ndarray, pow10: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = np.rint(values * pow10)
         patch = _bit_diff(values, scaled / pow10)  # values broadcast over the rows
-    return (np.abs(scaled) <= _MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
+    return (np.abs(scaled) <= MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
 
 
 def _best_scale(counts: list[int], n: int) -> int:
@@ -743,7 +742,7 @@ def _far(x: int, limit: int) -> bool:
 
 def _rint_fit(floats: list[float], scale: float) -> list[int]:
     """``_scaled(floats * scale)``: rint where within +-2^53, else 0 (NaN, +-Inf, huge)."""
-    top = _MAX_MANTISSA
+    top = MAX_MANTISSA
     return [round(s) if -top <= (s := x * scale) <= top else 0 for x in floats]
 
 
@@ -775,7 +774,7 @@ def _value_scale_scalar(values: list[float], bits: list[int]) -> int:
         digits = MAX_SCALE + 1
         for k in range(MAX_SCALE + 1):
             scaled = x * _POW10[k]
-            if not -_MAX_MANTISSA <= scaled <= _MAX_MANTISSA:  # NaN, +-Inf; |scaled| grows with k
+            if not -MAX_MANTISSA <= scaled <= MAX_MANTISSA:  # NaN, +-Inf; |scaled| grows with k
                 break
             back = math.copysign(round(scaled), scaled) / _POW10[k]  # np.rint keeps the sign of 0
             if back == x or not _far(((xb - _bits([back])[0] + _I64_HALF) & _U64_MASK) - _I64_HALF, _NEAR_ULPS):

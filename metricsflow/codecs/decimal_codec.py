@@ -35,7 +35,7 @@ SPARSE_TAG = 4
 SPARSE_NAME = "decimal_sparse"
 
 MAX_SCALE = 18  # 10^18 is an exact float64; mantissas are capped at 2^53 anyway
-_MAX_MANTISSA = float(1 << 53)
+MAX_MANTISSA = float(1 << 53)  # every integer up to here is exact in float64
 # Exact powers (int -> float is exact up to 10^22) and correctly rounded 10^-k (parsed
 # from text, so identical on every platform, unlike pow()).
 _POW10 = [float(10**k) for k in range(MAX_SCALE + 1)]
@@ -84,7 +84,7 @@ def _approximate(values: np.ndarray, digits: Digits, multiply: bool = False) -> 
     """Mantissas at 10^digits and their patches (INT64_MAX where the mantissa exceeds 2^53)."""
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = np.rint(values * _POW10_ARRAY[digits])
-    fits = np.abs(scaled) <= _MAX_MANTISSA  # False for NaN/Inf
+    fits = np.abs(scaled) <= MAX_MANTISSA  # False for NaN/Inf
     mantissas = np.where(fits, scaled, 0.0).astype(np.int64)
     patch = _patches(values, mantissas, digits, multiply)
     return mantissas, np.where(fits, patch, np.iinfo(np.int64).max)
@@ -112,7 +112,7 @@ def _min_digits(values: np.ndarray) -> np.ndarray:
             scaled = np.rint(candidates * _POW10[k])
             scaled += 0.0
         patch = (candidates.view(_U64) - (scaled / _POW10[k]).view(_U64)).view(np.int64)
-        hit = (np.abs(scaled) <= _MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
+        hit = (np.abs(scaled) <= MAX_MANTISSA) & (np.abs(patch) <= _NEAR_ULPS)
         digits[pending[hit]] = k
         pending = pending[~hit]
     return digits
