@@ -55,6 +55,10 @@ class Settings:
     # median for no merging; it pays where many partitions make each request's messages small.
     collector_linger_ms: float = 0.0
     collector_linger_points: int = 20_000
+    # linger.ms of the collector's Kafka producer. The group commit above hands the producer a whole
+    # write's messages in one loop turn (one produce request either way), so a linger only delayed
+    # every write: at 2 ms the steady ack median was 6.6-7.5 ms against 4.3-4.5 at 0.
+    collector_producer_linger_ms: int = 0
     retry_after_s: int = 2
     max_body_bytes: int = 32 * 1024 * 1024
     max_labels: int = 30
@@ -160,6 +164,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
         raise ValueError(f"MF_WORKER_LOOP={settings.worker_loop!r}: one of {', '.join(WORKER_LOOPS)}")
     if settings.collector_linger_ms < 0 or settings.collector_linger_points < 0:
         raise ValueError("MF_COLLECTOR_LINGER_MS and MF_COLLECTOR_LINGER_POINTS cannot be negative")
+    if settings.collector_producer_linger_ms < 0:
+        raise ValueError(f"MF_COLLECTOR_PRODUCER_LINGER_MS={settings.collector_producer_linger_ms}: cannot be negative")
     if settings.point_batch_format not in (1, 2):
         raise ValueError(f"MF_POINT_BATCH_FORMAT={settings.point_batch_format}: 1 or 2")
     if settings.collector_writes_in_flight < 1:

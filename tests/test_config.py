@@ -28,6 +28,13 @@ def test_point_batch_format_default_choice_and_refusal() -> None:
         load_settings(env={"MF_POINT_BATCH_FORMAT": "3"})
 
 
+def test_collector_producer_linger_default_choice_and_refusal() -> None:
+    assert load_settings(env={}).collector_producer_linger_ms == 0
+    assert load_settings(env={"MF_COLLECTOR_PRODUCER_LINGER_MS": "5"}).collector_producer_linger_ms == 5
+    with pytest.raises(ValueError, match="MF_COLLECTOR_PRODUCER_LINGER_MS=-1: cannot be negative"):
+        load_settings(env={"MF_COLLECTOR_PRODUCER_LINGER_MS": "-1"})
+
+
 def test_worker_loop_default_choice_and_refusal() -> None:
     import uvloop
 

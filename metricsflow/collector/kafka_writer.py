@@ -26,10 +26,11 @@ Message = tuple[str, int, bytes | None, bytes]
 
 class KafkaWriter:
     def __init__(self, bootstrap: str, ack_timeout_s: float, retry_after_s: float = 2.0,
-                 compression: str = "none") -> None:
+                 compression: str = "none", linger_ms: int = 0) -> None:
         self._bootstrap = bootstrap
         self._compression = None if compression == "none" else compression
         self._ack_timeout_s = ack_timeout_s
+        self._linger_ms = linger_ms
         self._retry_after_s = retry_after_s
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -48,7 +49,7 @@ class KafkaWriter:
         while not self._closing and self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
-                linger_ms=2, max_request_size=8 * 1024 * 1024, request_timeout_ms=30_000,
+                linger_ms=self._linger_ms, max_request_size=8 * 1024 * 1024, request_timeout_ms=30_000,
                 max_batch_size=1024 * 1024, compression_type=self._compression,
             )
             try:
@@ -78,6 +79,8 @@ class KafkaWriter:
         if producer is None:
             raise BackendUnavailable("kafka is not connected", self._retry_after_s)
 
+        # No send suspends while the topics' metadata is known and their batches have room, so the
+        # sender sees a write's messages together: one produce request, even without a linger.
         async def send_all() -> None:
             futures = [await producer.send(t, value=v, key=k, partition=p) for t, p, k, v in messages]
             await asyncio.gather(*futures)

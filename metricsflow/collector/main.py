@@ -27,7 +27,7 @@ log = logging.getLogger("metricsflow.collector")
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     kafka_zstd.use_level(settings.kafka_zstd_level)
     writer = KafkaWriter(settings.kafka_bootstrap, settings.kafka_ack_timeout_s, settings.retry_after_s,
-                         compression=settings.kafka_compression)
+                         compression=settings.kafka_compression, linger_ms=settings.collector_producer_linger_ms)
     writer.start()
     # Topics are created by whoever starts first; a collector without Kafka still starts (and answers 503).
     topics = asyncio.create_task(_ensure_topics_forever(settings))
