@@ -24,8 +24,10 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
      the worker's CPU by thread name, until idle and in the flush: Python's, RocksDB's flushes),
      du -sb of the worker's RocksDB dir per table (WAL-inclusive and chunks-only), Kafka topic
      dirs; worker VmRSS per active series; /v1/query timings for one host (raw tier);
-  6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 and
-     freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s;
+  6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 (over
+     the phase, and of the requests sent after its first 2 s, whose series the collector has seen) and
+     freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s; with --ack-timeline each
+     process's CPU every 50 ms and every ack over 30 ms with the CPU beside it;
   7. stops everything it started (by PID), reaping collector and worker for the CPU they took while
      stopping; with --with-anchors runs ../shared/anchors/bench.py for
      VictoriaMetrics and Prometheus with the same hosts/points and prints the ratios.
@@ -36,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -136,8 +140,76 @@ async def wait_probe(client: Client, url: str, ts_ms: int, value: float, timeout
     return None, (t_ack - t0) * 1000
 
 
+class CpuTimeline:
+    """Each process's CPU (cores) per ``step_s``, sampled from /proc in a thread while the steady load runs."""
+
+    def __init__(self, pids: dict[str, int], step_s: float = 0.05) -> None:
+        self.pids, self.step_s = pids, step_s
+        self.started = time.perf_counter()
+        self.cores: dict[str, list[float]] = {k: [] for k in pids}
+        self.client_gc: list[tuple[float, int, float]] = []  # this process's collections: start, generation, s
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.client_gc.append((self._gc_start, info["generation"], time.perf_counter() - self._gc_start))
+
+    def _run(self) -> None:
+        last = procs.cpu_of(self.pids)
+        while not self._stop.wait(self.step_s):
+            now = procs.cpu_of(self.pids)
+            for k in self.pids:
+                self.cores[k].append(round((now[k] - last[k]) / self.step_s, 2))
+            last = now
+
+    def stop(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        self._stop.set()
+        self._thread.join()
+
+
+def slow_ack_report(st, timeline: CpuTimeline, slow_ms: float = 30.0) -> dict:
+    """Acks slower than ``slow_ms`` with each process's mean cores while they waited, beside the phase's mean."""
+    step = timeline.step_s
+    out = []
+    for t0, ms in zip(st.ack_started, st.ack_ms, strict=True):
+        if ms < slow_ms:
+            continue
+        a = int((t0 - timeline.started) / step)
+        b = max(a + 1, int((t0 + ms / 1000 - timeline.started) / step) + 1)
+        end = t0 + ms / 1000
+        out.append({"at_s": round(t0 - timeline.started, 2), "ms": round(ms, 1),
+                    "cores": {k: round(sum(v[a:b]) / max(1, len(v[a:b])), 2) for k, v in timeline.cores.items()},
+                    # the load generator's own collections while it waited: its pauses are in the ack too
+                    "client_gc_ms": round(sum(d for g0, _, d in timeline.client_gc if t0 <= g0 <= end) * 1000, 1)})
+    gcs = timeline.client_gc
+    return {"slow_ms": slow_ms, "slow_acks": out,
+            "client_gc": {"count": len(gcs), "max_ms": round(max((d for *_, d in gcs), default=0) * 1000, 1),
+                          "over_10ms": [[round(g0 - timeline.started, 2), g, round(d * 1000, 1)]
+                                        for g0, g, d in gcs if d >= 0.01]},
+            "mean_cores": {k: round(sum(v) / max(1, len(v)), 2) for k, v in timeline.cores.items()}}
+
+
 async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float, seconds: float,
-                       probe_every: float = 0.5, concurrency: int = 4) -> dict:
+                       probe_every: float = 0.5, concurrency: int = 4, pids: dict[str, int] | None = None) -> dict:
+    timeline = CpuTimeline(pids) if pids else None
+    try:
+        return await _steady_phase(protocol, coll, worker_url, items, rate, seconds, probe_every, concurrency,
+                                   timeline)
+    finally:
+        if timeline is not None:
+            timeline.stop()
+
+
+async def _steady_phase(protocol: str, coll, worker_url: str, items, rate: float, seconds: float,
+                        probe_every: float, concurrency: int, timeline: CpuTimeline | None) -> dict:
     async with Client(protocol, coll.url, coll.grpc, concurrency) as load_client, \
             Client(protocol, coll.url, coll.grpc, 1) as probe_client:
         stop_at = time.perf_counter() + seconds
@@ -151,9 +223,11 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
                 lags.append((time.perf_counter() - t - 0.01) * 1000)
 
         lag_task = asyncio.create_task(loop_lag())
+        load_started = time.perf_counter()
         load = asyncio.create_task(send_paced(load_client, items, rate, tenant="steady", stop_at=stop_at))
         probes: list[asyncio.Task] = []
-        await asyncio.sleep(min(2.0, seconds / 5))  # let the load settle in
+        settle_s = min(2.0, seconds / 5)
+        await asyncio.sleep(settle_s)  # let the load settle in
         i = 0
         while time.perf_counter() < stop_at - 1.0:
             i += 1
@@ -165,10 +239,18 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
         got = await asyncio.gather(*probes)
         wall = seconds + (time.perf_counter() - t0)
     fresh = [g[0] for g in got if g[0] is not None]
-    return {"target_rate_pps": round(rate), "points": st.accepted, "seconds": seconds,
+    settled = [ms for t0, ms in zip(st.ack_started, st.ack_ms, strict=True) if t0 - load_started >= settle_s]
+    slow = None
+    if timeline is not None:
+        timeline.stop()
+        slow = slow_ack_report(st, timeline)
+    result = {"target_rate_pps": round(rate), "points": st.accepted, "seconds": seconds,
             "achieved_pps": round(st.accepted / max(1e-9, seconds)), "errors": st.errors,
             "wall_incl_probe_wait_s": round(wall, 1),
             "ack_p50_ms": pct(st.ack_ms, 50), "ack_p99_ms": pct(st.ack_ms, 99),
+            # The phase's first requests bring its 10,000 series to the collector new (a burst of
+            # 40-120 ms acks in its first second): the acks of requests sent once the probes start.
+            "settle_s": settle_s, "ack_p50_ms_settled": pct(settled, 50), "ack_p99_ms_settled": pct(settled, 99),
             "client_loop_lag_p50_ms": pct(lags, 50), "client_loop_lag_p99_ms": pct(lags, 99),
             "probes": len(got), "probes_visible": len(fresh),
             "freshness_p50_s": pct(fresh, 50), "freshness_p99_s": pct(fresh, 99),
@@ -176,6 +258,9 @@ async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float,
             "probe_ack_p50_ms": pct([g[1] for g in got], 50),
             # in send order (every probe_every s): shows whether the tail is a start-up transient
             "freshness_s": [None if g[0] is None else round(g[0], 3) for g in got]}
+    if slow is not None:
+        result["slow_acks"] = slow
+    return result
 
 
 def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float = 900) -> dict:
@@ -213,6 +298,8 @@ def main() -> int:
     ap.add_argument("--cut-interval", type=float, default=15.0, help="MF_HEAD_CUT_INTERVAL_S of the worker")
     ap.add_argument("--standby-replicas", type=int, default=0)
     add_env_argument(ap)
+    ap.add_argument("--ack-timeline", action="store_true",
+                    help="steady phase: each process's CPU every 50 ms; the acks over 30 ms with the CPU beside them")
     ap.add_argument("--steady-seconds", type=float, default=20.0, help="0 skips the steady/freshness phase")
     ap.add_argument("--steady-rate", type=float, default=0.0,
                     help="points/s of the steady phase (default: half the measured sustained maximum)")
@@ -301,6 +388,7 @@ def main() -> int:
         cm_bulk0 = promtext.scrape(coll.url + "/metrics")
         cpu0 = procs.cpu_of(pids)
         threads0 = procs.thread_cpu_by_name(worker.pid)
+        coll_threads0 = procs.thread_user_system_by_tid(coll.pid)
 
         def kafka_threads() -> dict[str, float]:
             return procs.thread_cpu_by_kind(pids["kafka"]) if "kafka" in pids else {}
@@ -315,6 +403,7 @@ def main() -> int:
         wall = time.perf_counter() - t0
         ct1 = os.times()
         cpu_send = procs.cpu_of(pids)
+        coll_threads1 = procs.thread_user_system_by_tid(coll.pid)
         print(f"[{tag}] sent {st.accepted:,}/{st.points:,} points in {wall:.2f} s, errors {st.errors} "
               f"{st.err_samples}", flush=True)
 
@@ -381,6 +470,18 @@ def main() -> int:
                    "until_idle": round(cpu - kafka_threads0.get(kind, 0.0), 2)}
             for kind, cpu in sorted(kafka_threads_end.items(), key=lambda kv: kafka_threads0.get(kv[0], 0.0) - kv[1])
             if cpu - kafka_threads0.get(kind, 0.0) >= 0.01}
+        # The collector's threads while the load was sent (the loop's is the process id; gRPC's core has
+        # its own), user and system time apart: where its CPU goes that no Python frame shows.
+        coll_by_thread: dict[str, dict[str, float]] = {}
+        for tid, (name, user, system) in coll_threads1.items():
+            _, user0, system0 = coll_threads0.get(tid, (name, 0.0, 0.0))
+            key = "loop" if tid == coll.pid else name
+            acc = coll_by_thread.setdefault(key, {"user": 0.0, "system": 0.0})
+            acc["user"] += user - user0
+            acc["system"] += system - system0
+        ingest["collector_cpu_s_by_thread_send"] = {
+            k: {kind: round(v, 2) for kind, v in acc.items()} for k, acc in coll_by_thread.items()
+            if acc["user"] + acc["system"] >= 0.01}
         result["ingest"] = ingest
         print(f"[{tag}] ingest: {json.dumps(ingest)}", flush=True)
 
@@ -474,7 +575,8 @@ def main() -> int:
             wm0 = promtext.scrape(worker.url + "/metrics")
             cm0 = promtext.scrape(coll.url + "/metrics")
             result["steady"] = asyncio.run(steady_phase(a.protocol, coll, worker.url, s_items, rate,
-                                                        a.steady_seconds, concurrency=a.concurrency))
+                                                        a.steady_seconds, concurrency=a.concurrency,
+                                                        pids=pids if a.ack_timeline else None))
             sc1, st1 = procs.cpu_of(pids), time.perf_counter()
             wm1 = promtext.scrape(worker.url + "/metrics")
             cm1 = promtext.scrape(coll.url + "/metrics")
@@ -604,6 +706,9 @@ def print_table(r: dict) -> None:
         s = r["steady"]
         rows.append(("steady load", f"{s['achieved_pps']:,} pts/s target {s['target_rate_pps']:,}"))
         rows.append(("steady ack p50/p99 ms", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}"))
+        if "ack_p99_ms_settled" in s:
+            rows.append((f"  sent after the first {s['settle_s']:g} s",
+                         f"{s['ack_p50_ms_settled']} / {s['ack_p99_ms_settled']}"))
         rows.append(("  collector's own ack p50/p99 ms (≤ bucket)",
                      f"{s.get('collector_ack_le_p50_ms')} / {s.get('collector_ack_le_p99_ms')}"))
         rows.append(("  of which Kafka's ack p50/p99 ms (≤ bucket)",

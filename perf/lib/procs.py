@@ -38,6 +38,24 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def thread_user_system_by_tid(pid: int) -> dict[int, tuple[str, float, float]]:
+    """(name, utime, stime) in seconds per live thread of the process, by thread id."""
+    out: dict[int, tuple[str, float, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        out[int(tid)] = (head.split("(", 1)[1], int(fields[11]) / CLK, int(fields[12]) / CLK)
+    return out
+
+
 def thread_cpu_by_name(pid: int) -> dict[str, float]:
     """utime + stime of the process's live threads summed by thread name (``rocksdb:high`` are
     RocksDB's flush threads, ``rocksdb:low`` its compactions; Python's threads are ``python``)."""

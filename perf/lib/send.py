@@ -37,6 +37,7 @@ class SendStats:
     accepted: int = 0
     errors: int = 0
     ack_ms: list[float] = field(default_factory=list)
+    ack_started: list[float] = field(default_factory=list)  # perf_counter() when each acked request was sent
     err_samples: list[str] = field(default_factory=list)
     status: dict[str, int] = field(default_factory=dict)
 
@@ -127,6 +128,7 @@ class Client:
             if ok:
                 stats.accepted += points
                 stats.ack_ms.append(dt)
+                stats.ack_started.append(t0)
             else:
                 stats.errors += 1
                 if len(stats.err_samples) < 3:
