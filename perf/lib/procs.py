@@ -23,19 +23,7 @@ def proc_cpu(pid: int) -> float:
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """utime + stime per thread of the process, in seconds, by thread id (the main thread's id is ``pid``)."""
-    out: dict[int, float] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(tid)] = (int(rest[11]) + int(rest[12])) / CLK
-    return out
+    return {tid: user + system for tid, (_, user, system) in thread_user_system_by_tid(pid).items()}
 
 
 def thread_user_system_by_tid(pid: int) -> dict[int, tuple[str, float, float]]:
@@ -60,13 +48,8 @@ def thread_cpu_by_name(pid: int) -> dict[str, float]:
     """utime + stime of the process's live threads summed by thread name (``rocksdb:high`` are
     RocksDB's flush threads, ``rocksdb:low`` its compactions; Python's threads are ``python``)."""
     out: dict[str, float] = {}
-    for tid, cpu in thread_cpu(pid).items():
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        out[name] = out.get(name, 0.0) + cpu
+    for name, user, system in thread_user_system_by_tid(pid).values():
+        out[name] = out.get(name, 0.0) + user + system
     return out
 
 
