@@ -172,20 +172,21 @@ def _paying_width(magnitudes: np.ndarray, largest: float, n: int,
     """(width, the mantissas too wide for it or None) of 1, 2 or 4 bytes whose mantissas and exceptions
     take the fewest bytes, if at most ``_MAX_BYTES_SHARE`` of the float64 column's; else None.
     ``largest`` is the largest of ``magnitudes`` (those of the exceptions already 0)."""
-    best: tuple[int, int, float, int] | None = None
+    best: tuple[int, int, np.ndarray | None] | None = None
     for width in (1, 2, 4):
         bound = float(1 << (8 * width - 1))
-        over = 0 if largest < bound else int(np.count_nonzero(magnitudes >= bound))
+        too_wide = None if largest < bound else magnitudes >= bound
+        over = 0 if too_wide is None else int(np.count_nonzero(too_wide))
         cost = width * n + _EXCEPTION_BYTES * (n_off + over)
         if best is None or cost < best[0]:
-            best = (cost, width, bound, over)
+            best = (cost, width, too_wide)
         if not over:
             break
     assert best is not None
-    cost, width, bound, over = best
+    cost, width, too_wide = best
     if cost > _MAX_BYTES_SHARE * 8 * n:
         return None
-    return width, (magnitudes >= bound) if over else None
+    return width, too_wide
 
 
 def _digits(values: np.ndarray, above: int) -> int | None:
