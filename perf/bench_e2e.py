@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO))
 
 from perf.lib import kafka_warm, procs, promtext, rocks  # noqa: E402
 from perf.lib import requests as rq  # noqa: E402
-from perf.lib.send import PROTOCOLS, Client, send_chains, send_paced  # noqa: E402
+from perf.lib.send import PROTOCOLS, Client, SendStats, send_chains, send_paced  # noqa: E402
 from perf.lib.stack import PY, Stack, add_env_argument, env_settings, git_state, python_version  # noqa: E402
 
 # The anchor runners sit beside the checkout (../shared/anchors), or where MF_ANCHORS says.
@@ -169,22 +169,21 @@ class CpuTimeline:
             last = now
 
     def stop(self) -> None:
-        if self._on_gc in gc.callbacks:
-            gc.callbacks.remove(self._on_gc)
+        gc.callbacks.remove(self._on_gc)
         self._stop.set()
         self._thread.join()
 
 
-def slow_ack_report(st, timeline: CpuTimeline, slow_ms: float = 30.0) -> dict:
+def slow_ack_report(st: SendStats, timeline: CpuTimeline, slow_ms: float = 30.0) -> dict:
     """Acks slower than ``slow_ms`` with each process's mean cores while they waited, beside the phase's mean."""
     step = timeline.step_s
     out = []
     for t0, ms in zip(st.ack_started, st.ack_ms, strict=True):
         if ms < slow_ms:
             continue
-        a = int((t0 - timeline.started) / step)
-        b = max(a + 1, int((t0 + ms / 1000 - timeline.started) / step) + 1)
         end = t0 + ms / 1000
+        a = int((t0 - timeline.started) / step)
+        b = max(a + 1, int((end - timeline.started) / step) + 1)
         out.append({"at_s": round(t0 - timeline.started, 2), "ms": round(ms, 1),
                     "cores": {k: round(sum(v[a:b]) / max(1, len(v[a:b])), 2) for k, v in timeline.cores.items()},
                     # the load generator's own collections while it waited: its pauses are in the ack too
@@ -199,17 +198,19 @@ def slow_ack_report(st, timeline: CpuTimeline, slow_ms: float = 30.0) -> dict:
 
 async def steady_phase(protocol: str, coll, worker_url: str, items, rate: float, seconds: float,
                        probe_every: float = 0.5, concurrency: int = 4, pids: dict[str, int] | None = None) -> dict:
-    timeline = CpuTimeline(pids) if pids else None
+    if not pids:
+        return (await _steady_phase(protocol, coll, worker_url, items, rate, seconds, probe_every, concurrency))[0]
+    timeline = CpuTimeline(pids)
     try:
-        return await _steady_phase(protocol, coll, worker_url, items, rate, seconds, probe_every, concurrency,
-                                   timeline)
+        result, st = await _steady_phase(protocol, coll, worker_url, items, rate, seconds, probe_every, concurrency)
     finally:
-        if timeline is not None:
-            timeline.stop()
+        timeline.stop()
+    result["slow_acks"] = slow_ack_report(st, timeline)
+    return result
 
 
 async def _steady_phase(protocol: str, coll, worker_url: str, items, rate: float, seconds: float,
-                        probe_every: float, concurrency: int, timeline: CpuTimeline | None) -> dict:
+                        probe_every: float, concurrency: int) -> tuple[dict, SendStats]:
     async with Client(protocol, coll.url, coll.grpc, concurrency) as load_client, \
             Client(protocol, coll.url, coll.grpc, 1) as probe_client:
         stop_at = time.perf_counter() + seconds
@@ -240,10 +241,6 @@ async def _steady_phase(protocol: str, coll, worker_url: str, items, rate: float
         wall = seconds + (time.perf_counter() - t0)
     fresh = [g[0] for g in got if g[0] is not None]
     settled = [ms for t0, ms in zip(st.ack_started, st.ack_ms, strict=True) if t0 - load_started >= settle_s]
-    slow = None
-    if timeline is not None:
-        timeline.stop()
-        slow = slow_ack_report(st, timeline)
     result = {"target_rate_pps": round(rate), "points": st.accepted, "seconds": seconds,
             "achieved_pps": round(st.accepted / max(1e-9, seconds)), "errors": st.errors,
             "wall_incl_probe_wait_s": round(wall, 1),
@@ -258,9 +255,7 @@ async def _steady_phase(protocol: str, coll, worker_url: str, items, rate: float
             "probe_ack_p50_ms": pct([g[1] for g in got], 50),
             # in send order (every probe_every s): shows whether the tail is a start-up transient
             "freshness_s": [None if g[0] is None else round(g[0], 3) for g in got]}
-    if slow is not None:
-        result["slow_acks"] = slow
-    return result
+    return result, st
 
 
 def run_anchor(system: str, hosts: int, points: int, root: Path, timeout: float = 900) -> dict:
