@@ -144,9 +144,12 @@ class CpuTimeline:
     """Each process's CPU (cores) per ``step_s``, sampled from /proc in a thread while the steady load runs."""
 
     def __init__(self, pids: dict[str, int], step_s: float = 0.05) -> None:
-        self.pids, self.step_s = pids, step_s
-        self.started = time.perf_counter()
-        self.cores: dict[str, list[float]] = {k: [] for k in pids}
+        # The load generator itself, and the machine's busy and stolen cores beside our processes: what
+        # else ran while an ack waited.
+        self.pids, self.step_s = {**pids, "client": os.getpid()}, step_s
+        self.started = time.perf_counter()  # CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps
+        self.started_unix = time.time()  # as Kafka's and the workers' logs stamp
+        self.cores: dict[str, list[float]] = {k: [] for k in (*self.pids, "machine", "steal")}
         self.client_gc: list[tuple[float, int, float]] = []  # this process's collections: start, generation, s
         self._gc_start = 0.0
         gc.callbacks.append(self._on_gc)
@@ -160,11 +163,15 @@ class CpuTimeline:
         else:
             self.client_gc.append((self._gc_start, info["generation"], time.perf_counter() - self._gc_start))
 
+    def _sample(self) -> dict[str, float]:
+        busy, steal = procs.machine_cpu()
+        return {**procs.cpu_of(self.pids), "machine": busy, "steal": steal}
+
     def _run(self) -> None:
-        last = procs.cpu_of(self.pids)
+        last = self._sample()
         while not self._stop.wait(self.step_s):
-            now = procs.cpu_of(self.pids)
-            for k in self.pids:
+            now = self._sample()
+            for k in self.cores:
                 self.cores[k].append(round((now[k] - last[k]) / self.step_s, 2))
             last = now
 
@@ -189,7 +196,8 @@ def slow_ack_report(st: SendStats, timeline: CpuTimeline, slow_ms: float = 30.0)
                     # the load generator's own collections while it waited: its pauses are in the ack too
                     "client_gc_ms": round(sum(d for g0, _, d in timeline.client_gc if t0 <= g0 <= end) * 1000, 1)})
     gcs = timeline.client_gc
-    return {"slow_ms": slow_ms, "slow_acks": out,
+    return {"slow_ms": slow_ms, "timeline_started_monotonic_s": round(timeline.started, 3),
+            "timeline_started_unix_s": round(timeline.started_unix, 3), "slow_acks": out,
             "client_gc": {"count": len(gcs), "max_ms": round(max((d for *_, d in gcs), default=0) * 1000, 1),
                           "over_10ms": [[round(g0 - timeline.started, 2), g, round(d * 1000, 1)]
                                         for g0, g, d in gcs if d >= 0.01]},

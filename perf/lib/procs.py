@@ -77,6 +77,15 @@ def proc_mem(pid: int) -> dict[str, int]:
     return out
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, all cores, from /proc/stat:
+    busy is user + nice + system + irq + softirq; steal is time the hypervisor ran something else."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / CLK, steal / CLK
+
+
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     return {name: proc_cpu(pid) for name, pid in pids.items()}
 
