@@ -13,19 +13,24 @@ from tests.support import Stack, free_port
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real single-node Kafka 4 broker, shared by the session; tests isolate by topic prefix."""
-    external = os.environ.get("MF_TEST_KAFKA")
-    if external:
-        yield external
+def kafka_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka.KafkaNode | None]:
+    """The session's broker as started here; None when ``MF_TEST_KAFKA`` names one started elsewhere."""
+    if os.environ.get("MF_TEST_KAFKA"):
+        yield None
         return
     port = free_port()
     node = kafka.KafkaNode(tmp_path_factory.mktemp("kafka"), port=port, controller_port=free_port())
     kafka.start(node)
     try:
-        yield node.bootstrap
+        yield node
     finally:
         kafka.stop(node)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_node: kafka.KafkaNode | None) -> str:
+    """A real single-node Kafka 4 broker, shared by the session; tests isolate by topic prefix."""
+    return kafka_node.bootstrap if kafka_node is not None else os.environ["MF_TEST_KAFKA"]
 
 
 @pytest.fixture

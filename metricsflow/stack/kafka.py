@@ -9,6 +9,7 @@ development machine and the tests need; docker/ shows a three-node cluster.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -131,6 +132,17 @@ _GC_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccup
              "-XX:+ExplicitGCInvokesConcurrent")
 
 
+# The JIT's compiler threads at the lowest priority (nice 19): a fresh broker compiles for minutes,
+# and on a machine it shares with the collector and workers its C2 thread took 0.25-0.75 of a core
+# in most of the bursts of slow acks (0.19 cores over a steady phase, more than Kafka's request
+# handlers); nice 19, it compiles in the cores' idle time. Steady ack p99 at 600 k points/s:
+# 61.6 / 63.9 -> 50.8 / 50.0 ms (perf/RESULTS.md, "The steady ack's tail: who holds the cores").
+# CompilerThreadPriority acts only under ThreadPriorityPolicy=1, which as root also maps Java thread
+# priorities to nice values (the GC threads -4); as another user the JVM warns that it may lack the
+# permission, and still lowers the compiler threads (raising a nice value needs none).
+_JIT_FLAGS = ("-XX:ThreadPriorityPolicy=1", "-XX:CompilerThreadPriority=19")
+
+
 def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m", gc_log: Path | None = None) -> list[str]:
     java = shutil.which("java")
     if java is None:
@@ -139,8 +151,10 @@ def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m", gc_log: Pat
     if not log4j.exists():
         log4j.write_text(_LOG4J2)
     gc = [f"-Xlog:gc:file={gc_log}:time,uptime:filecount=2,filesize=10M"] if gc_log is not None else []
-    return [java, f"-Xmx{heap}", f"-Xms{heap}", *_GC_FLAGS, *gc, "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
+    # KAFKA_OPTS, as Kafka's own start scripts read it: the user's JVM flags go last, so theirs win.
+    extra = shlex.split(os.environ.get("KAFKA_OPTS", ""))
+    return [java, f"-Xmx{heap}", f"-Xms{heap}", *_GC_FLAGS, *_JIT_FLAGS, *gc, "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", *extra, "-cp", f"{libs}/*", main, *args]
 
 
 def start(node: KafkaNode, timeout_s: float = 90.0) -> int:
