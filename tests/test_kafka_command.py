@@ -29,11 +29,12 @@ def test_without_kafka_opts_the_command_has_only_its_own_flags(tmp_path: Path,
 
 
 def test_kafka_opts_come_after_the_defaults_so_they_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAFKA_OPTS", "-Xmx1g -XX:CompilerThreadPriority=19 '-Dsome.path=/a b'")
+    monkeypatch.setenv("KAFKA_OPTS", "-Xmx1g -XX:CompilerThreadPriority=5 '-Dsome.path=/a b'")
     cmd = kafka._java_cmd(_libs(tmp_path), "kafka.Kafka", "server.properties")
     cp = cmd.index("-cp")
-    assert cmd[cp - 3:cp] == ["-Xmx1g", "-XX:CompilerThreadPriority=19", "-Dsome.path=/a b"]
+    assert cmd[cp - 3:cp] == ["-Xmx1g", "-XX:CompilerThreadPriority=5", "-Dsome.path=/a b"]
     # Each later than the default it overrides: the JVM takes the last of a repeated flag.
     assert cmd.index("-Xmx1g") > cmd.index("-Xmx256m")
+    assert cmd.index("-XX:CompilerThreadPriority=5") > cmd.index("-XX:CompilerThreadPriority=19")
     log4j = next(i for i, f in enumerate(cmd) if f.startswith("-Dlog4j2.configurationFile="))
     assert log4j < cp - 3
