@@ -134,7 +134,7 @@ _GC_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccup
 
 # The JIT's compiler threads at the lowest priority (nice 19): a fresh broker compiles for minutes,
 # and on a machine it shares with the collector and workers its C2 thread took 0.25-0.75 of a core
-# in most of the bursts of slow acks (0.19 cores over a steady phase, more than Kafka's request
+# in half the bursts of slow acks (0.19 cores over a steady phase, more than Kafka's request
 # handlers); nice 19, it compiles in the cores' idle time. Steady ack p99 at 600 k points/s:
 # 61.6 / 63.9 -> 50.8 / 50.0 ms (perf/RESULTS.md, "The steady ack's tail: who holds the cores").
 # CompilerThreadPriority acts only under ThreadPriorityPolicy=1, which as root also maps Java thread
