@@ -27,7 +27,8 @@ What it does (method mirrors ../shared/anchors/bench.py so the figures compare):
   6. steady phase at half the measured sustained maximum (a separate tenant): client ack p50/p99 (over
      the phase, and of the requests sent after its first 2 s, whose series the collector has seen) and
      freshness (ack -> visible in /v1/query) of probe points sent every 0.5 s; with --ack-timeline each
-     process's CPU every 50 ms and every ack over 30 ms with the CPU beside it;
+     process's CPU (the load generator's too) and the machine's busy and stolen cores every 50 ms, and
+     every ack over 30 ms with the CPU beside it;
   7. stops everything it started (by PID), reaping collector and worker for the CPU they took while
      stopping; with --with-anchors runs ../shared/anchors/bench.py for
      VictoriaMetrics and Prometheus with the same hosts/points and prints the ratios.
@@ -302,7 +303,8 @@ def main() -> int:
     ap.add_argument("--standby-replicas", type=int, default=0)
     add_env_argument(ap)
     ap.add_argument("--ack-timeline", action="store_true",
-                    help="steady phase: each process's CPU every 50 ms; the acks over 30 ms with the CPU beside them")
+                    help="steady phase: each process's CPU and the machine's busy and stolen cores every 50 ms;"
+                         " the acks over 30 ms with the CPU beside them")
     ap.add_argument("--steady-seconds", type=float, default=20.0, help="0 skips the steady/freshness phase")
     ap.add_argument("--steady-rate", type=float, default=0.0,
                     help="points/s of the steady phase (default: half the measured sustained maximum)")
