@@ -6,8 +6,9 @@ instead of decoding, merging and re-encoding the whole block (perf/RESULTS.md,
 block at a 300 s cut interval). When the block is sealed its chunk, segments and
 any new points are folded into one compressed chunk and its rollups, once.
 
-A segment value is a raw chunk block (codec tag 0, docs/format/chunks.md), so any
-chunk decoder reads it. Raw, because segments live at most a block plus the
+A segment value is a raw chunk block (codec tag 0, docs/format/chunks.md) or a raw
+decimal one (tag 5: the same timestamps, values as decimal mantissas), so
+``codecs.decode`` reads it. Raw, because segments live at most a block plus the
 out-of-order window and the compressing codecs cost 170–390 µs per call even for a
 handful of points, while this costs about 2 µs (``python -m perf.lib.cutcost``).
 """
@@ -16,23 +17,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from metricsflow.codecs import raw_decimal
 from metricsflow.codecs._wire import Reader, uvarint
 from metricsflow.codecs.raw import TAG as RAW_TAG
+from metricsflow.pointbatch import decimal_values
 
 _TAG = bytes((RAW_TAG,))
+_DECIMAL_TAG = bytes((raw_decimal.TAG,))
 
 
-def encode_runs(ts: np.ndarray, vals: np.ndarray, bounds: list[int]) -> list[bytes]:
-    """One raw block per run [bounds[i], bounds[i+1]) of sorted, unique (ts, vals) columns."""
+def encode_runs(ts: np.ndarray, vals: np.ndarray, bounds: list[int], decimal: bool = False) -> list[bytes]:
+    """One block per run [bounds[i], bounds[i+1]) of sorted, unique (ts, vals) columns."""
     edges = np.asarray(bounds, dtype=np.int64)
-    return encode_spans(ts, vals, edges[:-1], np.diff(edges))
+    return encode_spans(ts, vals, edges[:-1], np.diff(edges), decimal)
 
 
 JOIN_MIN_POINTS = 48  # spans at least this long are joined one by one (see encode_spans)
+# Decimal mantissas are found over the spans' stretch of the columns when it holds at most this
+# many times their points (a cut's spans tile it), else over a copy of the spans' points.
+_STRETCH_SHARE = 2
 
 
-def encode_spans(ts: np.ndarray, vals: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[bytes]:
-    """One raw block per span [starts[i], starts[i] + lengths[i]) of sorted, unique (ts, vals) columns.
+def encode_spans(ts: np.ndarray, vals: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                 decimal: bool = False) -> list[bytes]:
+    """One block per span [starts[i], starts[i] + lengths[i]) of sorted, unique (ts, vals) columns:
+    raw (tag 0), or with ``decimal`` raw decimal (tag 5) where the span's values are all decimal
+    mantissas of the digits and width found for the spans together (``pointbatch.decimal_values``).
+
+    zstd codes 2-byte mantissas ~6x faster than float64 values and the changelog's records come out
+    a third smaller (perf/RESULTS.md, "Decimal segments"). One digit count and width for the call,
+    not one per span: a cut's slice of spans is coded the same way each time it is cut (a replay
+    writes the same bytes), and a span with any value off them is written raw.
 
     Short spans of one length are laid out as the rows of one byte array (tag, count, times,
     values) and cut from its bytes: a cut's series mostly have the same number of new points,
@@ -43,48 +58,97 @@ def encode_spans(ts: np.ndarray, vals: np.ndarray, starts: np.ndarray, lengths: 
     points; the two cross near 48 points, perf/RESULTS.md).
     """
     ts_le = np.ascontiguousarray(ts, dtype="<i8")
-    vals_le = np.ascontiguousarray(vals, dtype="<f8")
     out = [b""] * len(starts)
-    long = lengths >= JOIN_MIN_POINTS
-    if long.any():
-        _join_spans(ts_le, vals_le, starts, lengths, np.flatnonzero(long), out)
-        if long.all():
-            return out
-        short = np.flatnonzero(~long)
-        sizes = np.unique(lengths[short])
-    else:
-        short = None
-        sizes = np.unique(lengths)
-    count = len(starts) if short is None else short.size
-    if sizes.size * 8 > count:  # mostly different lengths: one join per span
-        _join_spans(ts_le, vals_le, starts, lengths, np.arange(len(starts)) if short is None else short, out)
-        return out
-    for n in sizes.tolist():
-        members = np.flatnonzero(lengths == n)
-        head = _TAG + uvarint(n)
-        at = starts[members][:, None] + np.arange(n)  # (spans, n) positions
-        rows = np.empty((members.size, len(head) + 16 * n), dtype=np.uint8)
-        rows[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
-        rows[:, len(head):len(head) + 8 * n] = ts_le[at].view(np.uint8).reshape(members.size, 8 * n)
-        rows[:, len(head) + 8 * n:] = vals_le[at].view(np.uint8).reshape(members.size, 8 * n)
-        data, width = rows.tobytes(), rows.shape[1]
-        for j, i in enumerate(members.tolist()):
-            out[i] = data[j * width:(j + 1) * width]
+    rest = np.arange(len(starts))
+    if decimal:
+        coded = _decimal_spans(vals, starts, lengths)
+        if coded is not None:
+            which, mantissas, at, middle = coded
+            _code(ts_le, starts, lengths, which, mantissas, at, _DECIMAL_TAG, middle, out)
+            if which.size == rest.size:
+                return out
+            raw = np.ones(rest.size, dtype=bool)
+            raw[which] = False
+            rest = np.flatnonzero(raw)
+    _code(ts_le, starts, lengths, rest, np.ascontiguousarray(vals, dtype="<f8"), starts, _TAG, b"", out)
     return out
 
 
-def _join_spans(ts_le: np.ndarray, vals_le: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                which: np.ndarray, out: list[bytes]) -> None:
+def _decimal_spans(vals: np.ndarray, starts: np.ndarray,
+                   lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes] | None:
+    """(the spans coded as decimals, their mantissas, where each span's mantissas start in them, the
+    bytes of digits and width), or None when the values are not decimals worth coding so."""
+    total = int(lengths.sum())
+    if not total:
+        return None
+    ends = starts + lengths
+    lo, hi = int(starts.min()), int(ends.max())
+    if hi - lo <= _STRETCH_SHARE * total:
+        column, at = vals[lo:hi], starts - lo
+    else:
+        at = np.cumsum(lengths) - lengths
+        column = vals[np.repeat(starts - at, lengths) + np.arange(total)]
+    found = decimal_values(column)
+    if found is None:
+        return None
+    which = np.flatnonzero(lengths > 0)
+    if found.exceptions.size:
+        off = np.zeros(column.size + 1, dtype=np.int64)
+        off[found.exceptions + 1] = 1
+        np.cumsum(off, out=off)
+        which = which[off[at[which] + lengths[which]] == off[at[which]]]
+    middle = bytes((found.decimals, found.mantissas.dtype.itemsize))
+    return which, np.ascontiguousarray(found.mantissas), at, middle
+
+
+def _code(ts_le: np.ndarray, starts: np.ndarray, lengths: np.ndarray, which: np.ndarray, column: np.ndarray,
+          at: np.ndarray, tag: bytes, middle: bytes, out: list[bytes]) -> None:
+    """Blocks ``tag | n | times | middle | values`` of the spans ``which``; span i's values are
+    ``column[at[i]:at[i] + lengths[i]]``."""
+    lengths_w = lengths[which]
+    long = lengths_w >= JOIN_MIN_POINTS
+    if long.any():
+        _join_spans(ts_le, column, starts, lengths, at, which[long], tag, middle, out)
+        if long.all():
+            return
+        which, lengths_w = which[~long], lengths_w[~long]
+    sizes = np.unique(lengths_w)
+    if sizes.size * 8 > which.size:  # mostly different lengths: one join per span
+        _join_spans(ts_le, column, starts, lengths, at, which, tag, middle, out)
+        return
+    width = column.dtype.itemsize
+    columns = column.view(np.uint8).reshape(-1, width) if column.size else np.empty((0, width), np.uint8)
+    for n in sizes.tolist():
+        members = which[lengths_w == n]
+        head = tag + uvarint(n)
+        mid = middle if n else b""  # an empty block ends after its count
+        t_at = starts[members][:, None] + np.arange(n)  # (spans, n) positions
+        v_at = at[members][:, None] + np.arange(n)
+        a, b, c = len(head), len(head) + 8 * n, len(head) + 8 * n + len(mid)
+        rows = np.empty((members.size, c + width * n), dtype=np.uint8)
+        rows[:, :a] = np.frombuffer(head, dtype=np.uint8)
+        rows[:, a:b] = ts_le[t_at].view(np.uint8).reshape(members.size, 8 * n)
+        if mid:
+            rows[:, b:c] = np.frombuffer(mid, dtype=np.uint8)
+        rows[:, c:] = columns[v_at].reshape(members.size, width * n)
+        data, row = rows.tobytes(), rows.shape[1]
+        for j, i in enumerate(members.tolist()):
+            out[i] = data[j * row:(j + 1) * row]
+
+
+def _join_spans(ts_le: np.ndarray, column: np.ndarray, starts: np.ndarray, lengths: np.ndarray, at: np.ndarray,
+                which: np.ndarray, tag: bytes, middle: bytes, out: list[bytes]) -> None:
     ts_bytes = memoryview(ts_le).cast("B")
-    vals_bytes = memoryview(vals_le).cast("B")
+    width = column.dtype.itemsize
+    values = memoryview(column.view(np.uint8)) if column.size else memoryview(b"")
     heads: dict[int, bytes] = {}
     join = b"".join
-    for i, a, n in zip(which.tolist(), (starts[which] * 8).tolist(), lengths[which].tolist(), strict=True):
+    for i, a, v, n in zip(which.tolist(), (starts[which] * 8).tolist(), (at[which] * width).tolist(),
+                          lengths[which].tolist(), strict=True):
         head = heads.get(n)
         if head is None:
-            head = heads[n] = _TAG + uvarint(n)
-        b = 8 * n
-        out[i] = join((head, ts_bytes[a:a + b], vals_bytes[a:a + b]))
+            head = heads[n] = tag + uvarint(n)
+        out[i] = join((head, ts_bytes[a:a + 8 * n], middle if n else b"", values[v:v + width * n]))
 
 
 def last_timestamp(value: bytes) -> int | None:

@@ -323,6 +323,7 @@ class WorkerStorage:
         self._rollup_blocks: dict[str, BlockCache[rollup.Rollup]] = {
             tier: BlockCache(settings.rollup_cache_bytes, _rollup_size) for tier in tables.rollups}
         self.block_ms = settings.block_ms
+        self._decimal_segments = settings.segment_codec == "raw_decimal"
         self.queries = QueriesInFlight()
         for name, cache in (("raw", self._blocks), *self._rollup_blocks.items()):
             metrics.QUERY_CACHE_BYTES.labels(name).set_function(lambda c=cache: c.bytes)
@@ -627,7 +628,7 @@ class WorkerStorage:
                 part = runs[lo:lo + SEGMENT_SLICE_RUNS]
                 part_blocks, part_sids = run_blocks[part], run_sids[part]
                 names = keys.segment_keys(part_sids, part_blocks, seq)
-                values = segments.encode_spans(ts, vals, starts[part], lengths[part])
+                values = segments.encode_spans(ts, vals, starts[part], lengths[part], self._decimal_segments)
                 if rewrite:  # a replay of messages a lost cut already wrote: never drop what that cut kept
                     values = [self._merged_segment(partition, k, v) for k, v in zip(names, values, strict=True)]
                 self._segments.put_many(partition, list(zip(names, values, strict=True)))
@@ -662,7 +663,7 @@ class WorkerStorage:
         if old is None or old == value:
             return value
         ts, vals = segments.fold([codecs.decode(old), codecs.decode(value)])
-        return segments.encode_runs(ts, vals, [0, int(ts.size)])[0]
+        return segments.encode_runs(ts, vals, [0, int(ts.size)], self._decimal_segments)[0]
 
     async def _seal_pending(self, st: PartitionState, stats: CutStats, slicer: _Slicer, horizon: int | None,
                             budget: SealBudget | None = None, until: float | None = None) -> None:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pcodec import ChunkConfig, DeltaSpec, wrapped
 
 from metricsflow import codecs
-from metricsflow.codecs import _pco
+from metricsflow.codecs import _pco, raw_decimal
 from metricsflow.codecs._wire import uvarint
 from metricsflow.errors import InvalidInput
 from metricsflow.model import STALE_NAN_BITS
@@ -233,6 +233,24 @@ def golden_inputs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
+def raw_decimal_inputs() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """(timestamps, mantissas, decimals) of the golden inputs a cut writes as raw decimal blocks (tag 5)."""
+    inputs = golden_inputs()
+    walk = np.rint(inputs["regular_walk"][1] * 100).astype(np.int16)
+    return {"empty": (inputs["empty"][0], np.zeros(0, np.int8), 0),
+            "single": (inputs["single"][0], np.array([425], np.int16), 1),
+            "regular_walk": (inputs["regular_walk"][0], walk, 2),
+            "sparse_scrapes": (inputs["sparse_scrapes"][0], inputs["sparse_scrapes"][1].astype(np.int32), 0)}
+
+
+def _golden_blocks() -> dict[tuple[str, str], bytes]:
+    blocks = {(case, name): codecs.encode(ts, values, name)
+              for case, (ts, values) in golden_inputs().items() for name in CODEC_NAMES}
+    for case, (ts, mantissas, decimals) in raw_decimal_inputs().items():
+        blocks[(case, raw_decimal.NAME)] = raw_decimal.encode(ts, mantissas, decimals)
+    return blocks
+
+
 def _read_golden() -> dict[tuple[str, str], bytes]:
     blocks: dict[tuple[str, str], bytes] = {}
     for line in GOLDEN.read_text().splitlines():
@@ -247,13 +265,11 @@ def _write_golden() -> None:
         "# Golden chunk blocks: <case> <codec> <hex>. Inputs: tests/test_codecs.py golden_inputs().",
         f"# Chunk format version {codecs.FORMAT_VERSION}. Regenerate: python -m tests.test_codecs --regen",
     ]
-    for case, (ts, values) in golden_inputs().items():
-        for name in CODEC_NAMES:
-            lines.append(f"{case} {name} {codecs.encode(ts, values, name).hex()}")
+    lines.extend(f"{case} {name} {block.hex()}" for (case, name), block in _golden_blocks().items())
     GOLDEN.write_text("\n".join(lines) + "\n")
 
 
-GOLDEN_KEYS = [(case, name) for case in golden_inputs() for name in CODEC_NAMES]
+GOLDEN_KEYS = list(_golden_blocks())
 
 
 @pytest.mark.parametrize(("case", "name"), GOLDEN_KEYS)
@@ -268,18 +284,14 @@ def test_golden_block_is_byte_stable(case: str, name: str) -> None:
     """Encoding must not drift silently. A pcodec upgrade may legitimately change its
     bytes (pcodec promises decodability, not identical output): then re-check
     test_golden_block_decodes on the old file before regenerating."""
-    ts, values = golden_inputs()[case]
-    assert codecs.encode(ts, values, name) == _read_golden()[(case, name)]
+    assert _golden_blocks()[(case, name)] == _read_golden()[(case, name)]
 
 
 # ---------------------------------------------------------------- corrupt input
 
 
 def _sample_blocks() -> list[bytes]:
-    blocks: list[bytes] = []
-    for ts, values in golden_inputs().values():
-        blocks.extend(codecs.encode(ts, values, name) for name in CODEC_NAMES)
-    return blocks
+    return list(_golden_blocks().values())
 
 
 SAMPLE_BLOCKS = _sample_blocks()
@@ -316,7 +328,7 @@ def test_unknown_tag_and_empty_input_are_rejected() -> None:
 
 
 @EXAMPLES
-@given(tag=st.sampled_from([c.tag for c in codecs.CODECS.values()]), body=st.binary(max_size=300))
+@given(tag=st.sampled_from(codecs.TAGS), body=st.binary(max_size=300))
 def test_random_bytes_after_a_valid_tag(tag: int, body: bytes) -> None:
     assert_rejected_or_decoded(bytes((tag,)) + body)
 
@@ -333,10 +345,31 @@ def test_mutated_blocks(index: int, flips: list[tuple[int, int]]) -> None:
     assert_rejected_or_decoded(bytes(block))
 
 
+@pytest.mark.parametrize(("block", "why"), [
+    (bytes((5, 1)) + (7).to_bytes(8, "little") + bytes((2, 3)) + b"\0\0\0", "width 3"),
+    (bytes((5, 1)) + (7).to_bytes(8, "little") + bytes((19, 1)) + b"\1", "decimals 19"),
+    (bytes((5, 1)) + (7).to_bytes(8, "little") + bytes((2, 2)) + b"\1\0\0", "trailing byte"),
+    (bytes((5, 0, 0)), "trailing byte after an empty block"),
+    (bytes((5, 2)) + (7).to_bytes(8, "little") * 2 + bytes((0, 1)) + b"\1\2", "repeated timestamp"),
+])
+def test_raw_decimal_blocks_out_of_layout_are_corrupt(block: bytes, why: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        codecs.decode(block)
+    assert err.value.reason == "corrupt_chunk", why
+
+
+def test_raw_decimal_values_are_the_mantissas_divided_as_the_layout_says() -> None:
+    block = raw_decimal.encode(np.array([1, 2, 3]), np.array([-125, 0, 32767], np.int16), 3)
+    assert block.hex() == "0503" + "".join(t.to_bytes(8, "little").hex() for t in (1, 2, 3)) + "0302" + "83ff0000ff7f"
+    ts, values = codecs.decode(block)
+    assert ts.tolist() == [1, 2, 3] and values.tolist() == [-0.125, 0.0, 32.767]
+    assert np.signbit(values[1]) == np.False_  # a mantissa of 0 is +0.0
+
+
 def test_huge_point_count_is_rejected_without_allocating() -> None:
-    for codec in codecs.CODECS.values():
+    for tag in codecs.TAGS:
         with pytest.raises(InvalidInput):
-            codecs.decode(bytes((codec.tag,)) + uvarint(2**63))
+            codecs.decode(bytes((tag,)) + uvarint(2**63))
 
 
 def test_pcodec_lookback_metadata_is_refused() -> None:

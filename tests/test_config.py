@@ -28,6 +28,13 @@ def test_point_batch_format_default_choice_and_refusal() -> None:
         load_settings(env={"MF_POINT_BATCH_FORMAT": "3"})
 
 
+def test_segment_codec_default_choice_and_refusal() -> None:
+    assert load_settings(env={}).segment_codec == "raw_decimal"
+    assert load_settings(env={"MF_SEGMENT_CODEC": "raw"}).segment_codec == "raw"
+    with pytest.raises(ValueError, match="MF_SEGMENT_CODEC='decimal': one of raw_decimal, raw"):
+        load_settings(env={"MF_SEGMENT_CODEC": "decimal"})
+
+
 def test_collector_producer_linger_default_choice_and_refusal() -> None:
     assert load_settings(env={}).collector_producer_linger_ms == 0
     assert load_settings(env={"MF_COLLECTOR_PRODUCER_LINGER_MS": "5"}).collector_producer_linger_ms == 5

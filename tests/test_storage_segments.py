@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from rocksdict import Rdict, WriteBatch
 
 from metricsflow import codecs, rollup
+from metricsflow.codecs import raw_decimal
+from metricsflow.codecs._wire import uvarint
 from metricsflow.config import Settings
 from metricsflow.pointbatch import encode_batches
 from tables import keys, segments
@@ -91,7 +93,7 @@ def tables(tmp_path: Path) -> StorageTables:
                          series=store("series"), rollups={"1m": store("rollup_1m"), "1h": store("rollup_1h")})
 
 
-def make(tables: StorageTables, flush: Flush | None = None, **overrides: int) -> WorkerStorage:
+def make(tables: StorageTables, flush: Flush | None = None, **overrides: int | str) -> WorkerStorage:
     settings = Settings(**{"block_ms": BLOCK_MS, "out_of_order_window_ms": HOUR_MS, **overrides})
     return WorkerStorage(settings, tables, lambda: {P}, flush or Flush())
 
@@ -353,25 +355,86 @@ def test_segment_values_are_raw_chunk_blocks(runs: list[int]) -> None:
         assert segments.last_timestamp(value) == (int(ts[b - 1]) if b > a else None)
 
 
+SPAN_LENGTHS = (st.lists(st.sampled_from([0, 3, 30]), min_size=24, max_size=40)  # coded as rows by length
+                | st.lists(st.integers(0, 40), max_size=40)  # mostly span by span
+                | st.lists(st.sampled_from([3, segments.JOIN_MIN_POINTS - 1, segments.JOIN_MIN_POINTS, 70]),
+                           min_size=24, max_size=40)  # long ones joined one by one, short ones as rows
+                | st.lists(st.integers(segments.JOIN_MIN_POINTS, 90), max_size=12))  # all long
+SPAN_VALUES = [st.floats(allow_nan=True),  # mostly not decimals: raw blocks
+               st.integers(-(10**6), 10**6).map(lambda m: m / 100),  # a cut's gauges: raw decimal blocks
+               st.sampled_from([0.5, 1.0, 1e300, -0.0, float("nan")])]  # decimals, and a few spans with others
+
+
 @settings(max_examples=150, deadline=None)
-@given(lengths=st.lists(st.sampled_from([0, 3, 30]), min_size=24, max_size=40)  # coded as rows by length
-       | st.lists(st.integers(0, 40), max_size=40)  # mostly span by span
-       | st.lists(st.sampled_from([3, segments.JOIN_MIN_POINTS - 1, segments.JOIN_MIN_POINTS, 70]),
-                  min_size=24, max_size=40)  # long ones joined one by one, short ones as rows
-       | st.lists(st.integers(segments.JOIN_MIN_POINTS, 90), max_size=12), data=st.data())  # all long
-def test_segments_coded_by_length_equal_the_raw_codec_span_by_span(lengths: list[int], data: st.DataObject) -> None:
-    """The cut codes short spans of one length as rows of one array and long ones one by one; each value
-    is still the raw chunk block."""
-    total = sum(lengths)
+@given(lengths=SPAN_LENGTHS, decimal=st.booleans(), gaps=st.booleans(), data=st.data())
+def test_segments_coded_together_equal_the_reference_span_by_span(lengths: list[int], decimal: bool, gaps: bool,
+                                                                 data: st.DataObject) -> None:
+    """The cut codes short spans of one length as rows of one array and long ones one by one; each value is
+    still the raw block of its span, or with ``decimal`` the raw decimal block of its mantissas at the digits
+    and width the call found, and decodes to its points bit for bit."""
+    total = sum(lengths) * (3 if gaps else 1)  # with gaps the spans hold a third of the columns
     ts = np.cumsum(np.asarray(data.draw(st.lists(st.integers(1, 10**6), min_size=total, max_size=total)),
                               dtype=np.int64)) - 10**6
-    vals = np.asarray(data.draw(st.lists(st.floats(allow_nan=True), min_size=total, max_size=total)), np.float64)
+    values = data.draw(st.sampled_from(SPAN_VALUES))
+    vals = np.asarray(data.draw(st.lists(values, min_size=total, max_size=total)), np.float64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if lengths else np.zeros(0, np.int64)
+    if gaps:
+        starts *= 3
     order = np.asarray(data.draw(st.permutations(range(len(lengths)))), dtype=np.intp)  # spans in any order
-    got = segments.encode_spans(ts, vals, starts[order], np.asarray(lengths, np.int64)[order])
-    want = [codecs.encode(ts[a:a + n], vals[a:a + n], "raw") for a, n in zip(starts[order], np.asarray(lengths)[order],
-                                                                             strict=True)]
-    assert got == want
+    starts, spans = starts[order], np.asarray(lengths, np.int64)[order]
+    got = segments.encode_spans(ts, vals, starts, spans, decimal)
+    for block, a, n in zip(got, starts.tolist(), spans.tolist(), strict=True):
+        got_ts, got_vals = codecs.decode(block)
+        np.testing.assert_array_equal(got_ts, ts[a:a + n])
+        assert got_vals.tobytes() == vals[a:a + n].tobytes()
+        assert segments.last_timestamp(block) == (int(ts[a + n - 1]) if n else None)
+        if block[0] == raw_decimal.TAG:
+            assert decimal and n
+            middle = 1 + len(uvarint(n)) + 8 * n
+            k, width = block[middle], block[middle + 1]
+            mantissas = np.rint(vals[a:a + n] * 10.0**k).astype(raw_decimal.WIDTHS[width])
+            assert block == raw_decimal.encode(ts[a:a + n], mantissas, k)
+        else:
+            assert block == codecs.encode(ts[a:a + n], vals[a:a + n], "raw")
+
+
+def test_decimal_segments_where_every_value_is_one_else_raw() -> None:
+    """A cut of 2-decimal gauges writes raw decimal blocks (a third smaller after zstd); the one span with
+    a NaN stays raw, and so does everything when the codec is raw. Fails without the decimal coding."""
+    rng = np.random.default_rng(5)
+    lengths = np.array([3] * 30 + [70] * 4 + [0, 1, 2], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ts = np.arange(int(lengths.sum()), dtype=np.int64) * 10_000
+    vals = np.round(rng.normal(50, 10, ts.size), 2)
+    vals[starts[31] + 5] = np.nan
+    order = rng.permutation(lengths.size)
+    blocks = segments.encode_spans(ts, vals, starts[order], lengths[order], decimal=True)
+    tags = {int(i): block[0] for i, block in zip(order, blocks, strict=True)}
+    assert tags[31] == 0 and tags[lengths.size - 3] == 0  # the NaN's span; the empty span
+    assert all(tag == raw_decimal.TAG for i, tag in tags.items() if i not in (31, lengths.size - 3))
+    decimal_bytes = sum(map(len, blocks))
+    assert all(block[0] == 0 for block in segments.encode_spans(ts, vals, starts, lengths))
+    assert decimal_bytes < 0.75 * sum(map(len, segments.encode_spans(ts, vals, starts, lengths)))
+
+
+async def test_segments_of_both_codecs_in_one_block_read_and_seal_whole(tables: StorageTables) -> None:
+    """A worker upgraded to raw decimal segments over segments a worker with MF_SEGMENT_CODEC=raw wrote."""
+    ts = every_10s(T0, T0 + BLOCK_MS)
+    vals = (ts - T0) / 10_000 % 5_000 / 100  # 2-decimal gauges
+    (first, second), (first_vals, second_vals) = np.array_split(ts, 2), np.array_split(vals, 2)
+    old, feed = make(tables, segment_codec="raw"), Feed()
+    feed.send(old, 7, first, first_vals)
+    await old.cut(P)
+    new = make(tables)
+    feed.send(new, 7, second, second_vals)
+    await new.cut(P)
+    assert [value[0] for value in tables.segments.items().values()] == [0, raw_decimal.TAG]  # type: ignore[attr-defined]
+    got_ts, got_vals = new.read(P, 7, T0, T0 + BLOCK_MS)
+    np.testing.assert_array_equal(got_ts, ts)
+    assert got_vals.tobytes() == vals.tobytes()
+    feed.send(new, 7, [T0 + BLOCK_MS + HOUR_MS], [1.0])
+    stats = await new.cut(P)
+    assert stats.sealed == 1 and tables.chunks.get(P, keys.chunk_key(7, T0)) == codecs.encode(ts, vals)
 
 
 @settings(max_examples=150, deadline=None)

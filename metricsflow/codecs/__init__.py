@@ -22,6 +22,7 @@ from metricsflow.codecs.decimal_codec import DecimalCodec
 from metricsflow.codecs.gorilla import GorillaCodec
 from metricsflow.codecs.pco import PcodecCodec
 from metricsflow.codecs.raw import RawCodec
+from metricsflow.codecs.raw_decimal import RawDecimalCodec
 from metricsflow.errors import InvalidInput
 
 FORMAT_VERSION = 1
@@ -43,7 +44,9 @@ CODECS: dict[str, Codec] = {
     codec.name: codec
     for codec in (RawCodec(), GorillaCodec(), PcodecCodec(), DecimalCodec(), DecimalCodec(sparse=True))
 }
-_BY_TAG: dict[int, Codec] = {codec.tag: codec for codec in CODECS.values()}
+# Layouts read but not chosen as a chunk codec: tag 5, the segments' raw timestamps and decimal mantissas.
+_BY_TAG: dict[int, Codec] = {codec.tag: codec for codec in (*CODECS.values(), RawDecimalCodec())}
+TAGS = tuple(sorted(_BY_TAG))  # every tag ``decode`` reads
 
 # Chosen by perf/bench_codecs.py (perf/RESULTS.md, "Chunk codecs"): the decimal codec is
 # smallest on every workload (random walk 1.19 B/point vs pcodec 1.35, Gorilla 7.08; real
@@ -105,4 +108,4 @@ def _validated(timestamps_ms: np.ndarray, values: np.ndarray) -> tuple[np.ndarra
     return ts, vals
 
 
-__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "decode", "encode"]
+__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "TAGS", "Codec", "decode", "encode"]

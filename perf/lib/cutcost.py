@@ -5,9 +5,9 @@
 For blocks of the TSBS-like data (2 decimals, 10 s apart) it times what a cut did
 for one (series, block) before segments (``rewrite_*``: chunk decode + merge +
 re-encode, rollup compute and encode for the 1m and 1h tiers, on every cut), and
-what ``tables.storage.WorkerStorage`` does now: per series-cut one raw segment of
-the cut's ``--cut-points`` new points (encoded for all series in one pass,
-``tables.segments.encode_runs``), and once per block at seal the fold of
+what ``tables.storage.WorkerStorage`` does now: per series-cut one segment of
+the cut's ``--cut-points`` new points (raw decimal, as the worker writes them, encoded
+for all series in one pass, ``tables.segments.encode_runs``), and once per block at seal the fold of
 points/cut-points segments into one chunk plus both rollup tiers. Prints one JSON
 line (µs per block, per series-cut and per point). Codec and numpy work only: the
 RocksDB put and the changelog send per value come on top (one per segment, three
@@ -110,10 +110,11 @@ def _segment_costs(ts: np.ndarray, vals: np.ndarray, cut_points: int) -> dict[st
     head_ts = np.tile(ts[:cut_points], n_series)
     head_vals = vals[:, :cut_points].reshape(-1).copy()
     bounds = list(range(0, head_ts.size + 1, cut_points))
-    seg_us = _cpu(lambda: segments.encode_runs(head_ts, head_vals, bounds), 5) / n_series * 1e6
-    seg_bytes = float(np.mean([len(b) for b in segments.encode_runs(head_ts, head_vals, bounds)]))
+    seg_us = _cpu(lambda: segments.encode_runs(head_ts, head_vals, bounds, True), 5) / n_series * 1e6
+    seg_bytes = float(np.mean([len(b) for b in segments.encode_runs(head_ts, head_vals, bounds, True)]))
     cut_slices = [slice(c * cut_points, (c + 1) * cut_points) for c in range(cuts)]
-    stored = [[codecs.encode(ts[s], vals[i][s], "raw") for s in cut_slices] for i in range(n_series)]
+    stored = [[segments.encode_runs(ts[s], vals[i][s], [0, cut_points], True)[0] for s in cut_slices]
+              for i in range(n_series)]
 
     def seal(i: int) -> None:
         t, v = segments.fold([codecs.decode(b) for b in stored[i]])
