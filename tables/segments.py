@@ -46,13 +46,14 @@ def encode_spans(ts: np.ndarray, vals: np.ndarray, starts: np.ndarray, lengths: 
 
     zstd codes 2-byte mantissas ~6x faster than float64 values and the changelog's records come out
     a third smaller (perf/RESULTS.md, "Decimal segments"). One digit count and width for the call,
-    not one per span: a cut's slice of spans is coded the same way each time it is cut (a replay
-    writes the same bytes), and a span with any value off them is written raw.
+    found in a pass or two over its points (one per span would take a pass per digit count tried); a
+    span with any value off them is written raw. The same spans of the same points give the same
+    bytes, so a replay after a failed cut rewrites what the cut wrote.
 
-    Short spans of one length are laid out as the rows of one byte array (tag, count, times,
-    values) and cut from its bytes: a cut's series mostly have the same number of new points,
-    and a join per span was a fifth of the cut's own CPU in real-time traffic (py-spy, cutcost
-    --live). Long spans (a backlog's or a bulk load's cut, hundreds of points per series) are
+    Short spans of one length are laid out as the rows of one byte array (tag, count, times, digits
+    and width if decimal, values) and cut from its bytes: a cut's series mostly have the same number
+    of new points, and a join per span was a fifth of the cut's own CPU in real-time traffic (py-spy,
+    cutcost --live). Long spans (a backlog's or a bulk load's cut, hundreds of points per series) are
     joined one by one from views of the columns: one copy of their bytes instead of a gather,
     a row array and its slices (4.5-5.5 against 39-44 ns per point for 1,250 spans of 720
     points; the two cross near 48 points, perf/RESULTS.md).
