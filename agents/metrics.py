@@ -18,6 +18,9 @@ CUT_SECONDS = Histogram("mf_worker_cut_seconds", "Time to cut one partition's he
                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30))
 BLOCKS_WRITTEN = Counter("mf_worker_blocks_written", "Segments and sealed chunk blocks written by cuts")
 SEGMENTS_WRITTEN = Counter("mf_worker_segments_written", "Segments (one cut's points of an unsealed block) written")
+DECIMAL_SEGMENTS_WRITTEN = Counter("mf_worker_decimal_segments_written",
+                                   "Of the segments written, those with their values as decimal mantissas (chunk tag "
+                                   "5, MF_SEGMENT_CODEC=raw_decimal); the others hold float64 values")
 BLOCKS_SEALED = Counter("mf_worker_blocks_sealed", "(series, block) folded into one chunk and its rollups")
 SEAL_BACKLOG = Gauge("mf_worker_seal_backlog_blocks",
                      "(series, block) past the seal horizon waiting for the seal budget (MF_SEAL_SHARE)")

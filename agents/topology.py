@@ -122,6 +122,7 @@ def register_agents(app: faust.App, storage: WorkerStorage, replay: PointsReplay
                             cut.sealed, cut.seal_s, " (seal budget spent)" if cut.deferred else "", cut.flush_s)
             metrics.BLOCKS_WRITTEN.inc(cut.blocks)
             metrics.SEGMENTS_WRITTEN.inc(cut.segments)
+            metrics.DECIMAL_SEGMENTS_WRITTEN.inc(cut.decimal_segments)
             metrics.BLOCKS_SEALED.inc(cut.sealed)
         for p in storage.loaded_partitions():
             if storage.retention_due(p):

@@ -75,6 +75,7 @@ import numpy as np
 
 from agents import metrics
 from metricsflow import codecs, rollup, series_batch
+from metricsflow.codecs import raw_decimal
 from metricsflow.config import Settings
 from metricsflow.errors import InvalidInput
 from metricsflow.model import MetricKind
@@ -161,6 +162,7 @@ class IngestStats:
 @dataclass(slots=True)
 class CutStats:
     segments: int = 0  # segments written
+    decimal_segments: int = 0  # of them, values as decimal mantissas (chunk tag 5)
     sealed: int = 0  # (series, block) folded into a chunk and its rollups
     tombstones: int = 0  # folded segments deleted
     folded: set[tuple[int, int]] = field(default_factory=set)  # (block, series) sealed by this cut
@@ -637,6 +639,8 @@ class WorkerStorage:
                 for block in np.unique(part_blocks).tolist():
                     st.pending.setdefault(block, set()).update(part_sids[part_blocks == block].tolist())
                 stats.segments += len(names)
+                if self._decimal_segments:
+                    stats.decimal_segments += sum(1 for value in values if value[0] == raw_decimal.TAG)
 
         sealed = (run_blocks + self.block_ms <= horizon) if horizon is not None else np.zeros(starts.size, bool)
         await put_segments(np.flatnonzero(~sealed))

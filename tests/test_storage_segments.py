@@ -424,10 +424,11 @@ async def test_segments_of_both_codecs_in_one_block_read_and_seal_whole(tables: 
     (first, second), (first_vals, second_vals) = np.array_split(ts, 2), np.array_split(vals, 2)
     old, feed = make(tables, segment_codec="raw"), Feed()
     feed.send(old, 7, first, first_vals)
-    await old.cut(P)
+    assert (await old.cut(P)).decimal_segments == 0
     new = make(tables)
     feed.send(new, 7, second, second_vals)
-    await new.cut(P)
+    stats = await new.cut(P)
+    assert stats.segments == stats.decimal_segments == 1
     assert [value[0] for value in tables.segments.items().values()] == [0, raw_decimal.TAG]  # type: ignore[attr-defined]
     got_ts, got_vals = new.read(P, 7, T0, T0 + BLOCK_MS)
     np.testing.assert_array_equal(got_ts, ts)

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from metricsflow.codecs import raw_decimal
 from tests.support import Stack, get_json, http, wait_for
 
 pytestmark = pytest.mark.integration
@@ -161,6 +162,9 @@ def test_sealed_segments_leave_the_changelog(stack: Stack) -> None:
                  60, "points cut into a segment")
     wait_for(lambda: sum(v is not None for v in latest_values(stack, "segments").values()) == 2, 60,
              "both segments in the changelog")  # the cut's flush sends them after the head is swapped
+    # 1.0 is a decimal: both went to the changelog with their values as mantissas (chunk tag 5).
+    assert {v[0] for v in latest_values(stack, "segments").values() if v is not None} == {raw_decimal.TAG}
+    assert metric_value(worker, "mf_worker_decimal_segments_written_total") == 2
     post(stack, "seal_m", [int(time.time() * 1000)], [1.0])  # the newest sample puts the old block past the horizon
     wait_for(lambda: any(v is not None for v in latest_values(stack, "chunks").values()), 60,
              "the old block sealed into a chunk")
