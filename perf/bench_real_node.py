@@ -176,7 +176,10 @@ def main() -> None:
         def heads_empty() -> bool:
             return promtext.total(promtext.scrape(worker.url + "/metrics"), "mf_worker_head_points") == 0
         wait_for(heads_empty, a.cut_interval + 180, "worker heads cut")
-        series = promtext.total(promtext.scrape(worker.url + "/metrics"), "mf_worker_series")
+        worker_metrics = promtext.scrape(worker.url + "/metrics")
+        series = promtext.total(worker_metrics, "mf_worker_series")
+        segments_written = promtext.total(worker_metrics, "mf_worker_segments_written_total")
+        decimal_segments = promtext.total(worker_metrics, "mf_worker_decimal_segments_written_total")
         procs.wait_idle([worker.pid], max_wait=120)
         wdir = stack.worker_dir(worker)
         for p in stack.workers + stack.collectors:
@@ -197,6 +200,8 @@ def main() -> None:
             "bytes_per_point_rollup_1m": round(tables.get("rollup_1m", {}).get("total", 0) / n, 3),
             "bytes_per_point_rollup_1h": round(tables.get("rollup_1h", {}).get("total", 0) / n, 3),
             "bytes_per_point_segments": round(tables.get("segments", {}).get("total", 0) / n, 3),
+            "segments_written": segments_written,
+            "decimal_segments_share": round(decimal_segments / segments_written, 3) if segments_written else None,
             # Blocks still held as raw segments after a short run, folded as their seal will:
             "as_sealed": reencode.measure(copy, ["decimal_sparse"]),
             "kafka_topic_bytes": rocks.kafka_topic_sizes(stack.kafka_dir),
@@ -234,6 +239,8 @@ def main() -> None:
             ("metricsflow chunks + series index B/pt", mf["bytes_per_point_chunks_and_series_index"]),
             ("metricsflow codec output B/pt", mf["bytes_per_point_codec_output"]),
             ("metricsflow unsealed segments B/pt", mf["bytes_per_point_segments"]),
+            ("metricsflow segments written / decimal share",
+             f"{segments_written:,.0f} / {mf['decimal_segments_share']}"),
             ("metricsflow raw, every block sealed B/pt", mf["as_sealed"]["decimal_sparse"]["on_disk_bytes_per_point"]),
             ("metricsflow raw sealed + series index B/pt", mf["bytes_per_point_sealed_raw_and_series_index"]),
             ("metricsflow 1m / 1h rollups B/pt", f"{mf['bytes_per_point_rollup_1m']} / "
