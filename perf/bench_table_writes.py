@@ -14,11 +14,10 @@ CPU (all threads, RocksDB's flush threads included) for the writes and for the f
 series table: the announcements of the load's series (``series_batch`` records of the load's
 labels, 20 series each) flushed at several zstd levels, CPU and SST bytes per series.
 Last, the segments table: the load's real segments (``tables.segments.encode_spans`` of 30 points per series
-per cut, raw decimal as the worker writes them,
-a 300 s cut of 10 s points, --segment-cuts cuts; --segment-points 720 --segment-cuts 1 is
-bench_e2e's bulk cut) put as a cut puts them and flushed, with zstd (RocksDB's default level) and with
-LZ4 in 4, 16 (what the table uses) and 64 KB blocks: CPU and SST bytes per point, and the CPU of a
-read of one segment from the table opened afresh (its block decompressed whole).
+per cut, raw decimal as the worker writes them, a 300 s cut of 10 s points, --segment-cuts cuts;
+--segment-points 720 --segment-cuts 1 is bench_e2e's bulk cut) put as a cut puts them and flushed, with zstd
+(RocksDB's default level) and with LZ4 in 4, 16 (what the table uses) and 64 KB blocks: CPU and SST bytes per
+point, and the CPU of a read of one segment from the table opened afresh (its block decompressed whole).
 Prints tables; the last line is one JSON object.
 """
 

@@ -118,7 +118,7 @@ def _code(ts_le: np.ndarray, starts: np.ndarray, lengths: np.ndarray, which: np.
         _join_spans(ts_le, column, starts, lengths, at, which, tag, middle, out)
         return
     width = column.dtype.itemsize
-    columns = column.view(np.uint8).reshape(-1, width) if column.size else np.empty((0, width), np.uint8)
+    columns = column.view(np.uint8).reshape(-1, width)
     for n in sizes.tolist():
         members = which[lengths_w == n]
         head = tag + uvarint(n)
@@ -141,7 +141,7 @@ def _join_spans(ts_le: np.ndarray, column: np.ndarray, starts: np.ndarray, lengt
                 which: np.ndarray, tag: bytes, middle: bytes, out: list[bytes]) -> None:
     ts_bytes = memoryview(ts_le).cast("B")
     width = column.dtype.itemsize
-    values = memoryview(column.view(np.uint8)) if column.size else memoryview(b"")
+    values = memoryview(column.view(np.uint8))
     heads: dict[int, bytes] = {}
     join = b"".join
     for i, a, v, n in zip(which.tolist(), (starts[which] * 8).tolist(), (at[which] * width).tolist(),
