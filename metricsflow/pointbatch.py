@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from metricsflow.codecs.decimal_codec import MAX_MANTISSA, MAX_SCALE
+from metricsflow.codecs.raw_decimal import WIDTHS as _MANTISSA_WIDTHS
+from metricsflow.codecs.raw_decimal import mantissa_values
 from metricsflow.errors import InvalidInput
 from metricsflow.pb import metricsflow_pb2 as pb
 
@@ -37,7 +39,6 @@ F64 = np.dtype("<f8")
 # One run: (series id, timestamps ms, values).
 Run = tuple[int, np.ndarray, np.ndarray]
 
-_MANTISSA_WIDTHS = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 # The decimals a column is tried at, on a sample: wider ones would rarely pay for their tries.
 _SAMPLE_DECIMALS = 6
 _SAMPLE_SCALES = np.array([float(10**k) for k in range(_SAMPLE_DECIMALS + 1)])[:, None]
@@ -367,8 +368,7 @@ def _decimal_column(sizes: tuple[int, ...], mantissas: Column, exceptions: Colum
             or sizes[5] // 4 != sizes[6] // 8 or sizes[6] % 8):
         raise InvalidInput("bad_point_batch", f"PointBatch format 2 columns do not fit: sizes {sizes}, "
                                               f"value_width {width}, value_decimals {decimals}")
-    values = np.frombuffer(mantissas, _MANTISSA_WIDTHS[width]).astype(F64)
-    values /= float(10**decimals)
+    values = mantissa_values(np.frombuffer(mantissas, _MANTISSA_WIDTHS[width]), decimals)
     if sizes[5]:
         at = np.frombuffer(exceptions, U32)
         if int(at.max()) >= values.size:

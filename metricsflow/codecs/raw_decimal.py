@@ -21,6 +21,14 @@ NAME = "raw_decimal"
 WIDTHS = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 
 
+def mantissa_values(mantissas: np.ndarray, decimals: int) -> np.ndarray:
+    """``float64(mantissa) / float64(10^decimals)``: the value a decimal mantissa stands for, here and in
+    PointBatch format 2, and what an encoder checks a value against before it keeps it as a mantissa."""
+    values = mantissas.astype(np.float64)
+    values /= float(10**decimals)
+    return values
+
+
 def encode(timestamps_ms: np.ndarray, mantissas: np.ndarray, decimals: int) -> bytes:
     """One block of ``mantissas / 10^decimals`` (the reference the cut's encoder matches)."""
     width = mantissas.dtype.itemsize
@@ -46,9 +54,7 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise corrupt(f"raw decimal block: width {width} (1, 2, 4 or 8), decimals {decimals} (at most {MAX_SCALE})")
     if len(data) - reader.pos != width * n:
         raise corrupt(f"raw decimal block of {n} points needs {width * n} mantissa bytes, has {len(data) - reader.pos}")
-    values = np.frombuffer(data, WIDTHS[width], n, reader.pos).astype(np.float64)
-    values /= float(10**decimals)
-    return timestamps, values
+    return timestamps, mantissa_values(np.frombuffer(data, WIDTHS[width], n, reader.pos), decimals)
 
 
 class RawDecimalCodec:
